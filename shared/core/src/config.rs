@@ -1,0 +1,187 @@
+//! Settings of the API functions (SPEC §6), read once at start. A missing or malformed
+//! setting is an error naming it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::request::is_argument_name;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub table_name: String,
+    pub s3_bucket: String,
+    pub poll_queue_url: String,
+    pub kms_key_id: String,
+    /// The public base URL of the shuttle, used in sources links and recognised in rebuilds.
+    pub shuttle_host: Url,
+    pub extra_build_args: BTreeMap<String, String>,
+    pub image_tag_prefix: String,
+    pub kafka_topic: String,
+    pub build_timeout: Duration,
+    pub queue_timeout: Duration,
+    /// How long a `GET /{build_uuid}` redirect stays valid.
+    pub sources_link_ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("setting {0} is required but not set")]
+    Missing(&'static str),
+    #[error("setting {name} is malformed: {reason}")]
+    Malformed { name: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let optional = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required = |name: &'static str| optional(name).ok_or(ConfigError::Missing(name));
+        let duration = |name: &'static str, default: Duration| match optional(name) {
+            None => Ok(default),
+            Some(raw) => parse_duration(&raw).ok_or_else(|| ConfigError::Malformed {
+                name,
+                reason: format!("'{raw}' is not a duration (seconds, or a number with s, m or h)"),
+            }),
+        };
+
+        let shuttle_host_raw = required("BUILD_SHUTTLE_HOST")?;
+        let shuttle_host = Url::parse(&shuttle_host_raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| ConfigError::Malformed {
+                name: "BUILD_SHUTTLE_HOST",
+                reason: "must be an absolute http(s) URL such as https://shuttle.example.com".into(),
+            })?;
+        let extra_build_args = match optional("EXTRA_BUILD_ARGS") {
+            None => BTreeMap::new(),
+            Some(raw) => parse_extra_build_args(&raw).map_err(|reason| ConfigError::Malformed { name: "EXTRA_BUILD_ARGS", reason })?,
+        };
+        let image_tag_prefix = optional("IMAGE_TAG_PREFIX").unwrap_or_else(|| "1".to_owned());
+        if !image_tag_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+            return Err(ConfigError::Malformed { name: "IMAGE_TAG_PREFIX", reason: "must be a docker tag fragment such as 1".into() });
+        }
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            s3_bucket: required("S3_BUCKET")?,
+            poll_queue_url: required("POLL_QUEUE_URL")?,
+            kms_key_id: required("KMS_KEY_ID")?,
+            shuttle_host,
+            extra_build_args,
+            image_tag_prefix,
+            kafka_topic: optional("KAFKA_TOPIC").unwrap_or_else(|| "alamobuildlogs".to_owned()),
+            build_timeout: duration("BUILD_TIMEOUT", Duration::from_secs(20 * 60))?,
+            queue_timeout: duration("QUEUE_TIMEOUT", Duration::from_secs(30 * 60))?,
+            sources_link_ttl: duration("SOURCES_LINK_TTL", Duration::from_secs(15 * 60))?,
+        })
+    }
+}
+
+/// `90` (seconds), `90s`, `20m`, `2h`.
+fn parse_duration(raw: &str) -> Option<Duration> {
+    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => raw.split_at(i),
+        None => (raw, "s"),
+    };
+    let n: u64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
+fn parse_extra_build_args(raw: &str) -> Result<BTreeMap<String, String>, String> {
+    let map: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(raw).map_err(|e| format!("must be a JSON object of strings, e.g. {{\"NODE_ENV\":\"production\"}} ({e})"))?;
+    map.into_iter()
+        .map(|(name, value)| match value {
+            serde_json::Value::String(s) if is_argument_name(&name) => Ok((name, s)),
+            serde_json::Value::String(_) => Err(format!("'{name}' is not a valid argument name")),
+            _ => Err(format!("the value of '{name}' must be a string")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn base() -> HashMap<&'static str, String> {
+        [
+            ("TABLE_NAME", "builds"),
+            ("S3_BUCKET", "sources"),
+            ("POLL_QUEUE_URL", "http://127.0.0.1:5000/123/poll"),
+            ("KMS_KEY_ID", "key"),
+            ("BUILD_SHUTTLE_HOST", "http://127.0.0.1:3000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect()
+    }
+
+    fn load(env: &HashMap<&'static str, String>) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let settings = load(&base()).unwrap();
+        assert_eq!(settings.image_tag_prefix, "1");
+        assert_eq!(settings.kafka_topic, "alamobuildlogs");
+        assert_eq!(settings.build_timeout, Duration::from_secs(1200));
+    }
+
+    #[test]
+    fn each_missing_setting_is_named() {
+        for name in ["TABLE_NAME", "S3_BUCKET", "POLL_QUEUE_URL", "KMS_KEY_ID", "BUILD_SHUTTLE_HOST"] {
+            let mut env = base();
+            env.remove(name);
+            let err = load(&env).unwrap_err();
+            assert_eq!(err, ConfigError::Missing(name));
+            assert!(err.to_string().contains(name));
+        }
+    }
+
+    #[test]
+    fn malformed_settings_are_named() {
+        for (name, value) in [
+            ("EXTRA_BUILD_ARGS", "[1]"),
+            ("EXTRA_BUILD_ARGS", "{\"1X\":\"y\"}"),
+            ("EXTRA_BUILD_ARGS", "{\"X\":1}"),
+            ("BUILD_TIMEOUT", "soon"),
+            ("BUILD_TIMEOUT", "0"),
+            ("BUILD_SHUTTLE_HOST", "shuttle.example.com"),
+            ("IMAGE_TAG_PREFIX", "a b"),
+        ] {
+            let mut env = base();
+            env.insert(name, value.to_owned());
+            match load(&env) {
+                Err(ConfigError::Malformed { name: named, .. }) => assert_eq!(named, name, "{value}"),
+                other => panic!("{name}={value}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn durations_and_extra_args_parse() {
+        let mut env = base();
+        env.insert("BUILD_TIMEOUT", "5m".into());
+        env.insert("QUEUE_TIMEOUT", "90".into());
+        env.insert("EXTRA_BUILD_ARGS", "{\"NODE_ENV\":\"production\"}".into());
+        let settings = load(&env).unwrap();
+        assert_eq!(settings.build_timeout, Duration::from_secs(300));
+        assert_eq!(settings.queue_timeout, Duration::from_secs(90));
+        assert_eq!(settings.extra_build_args.get("NODE_ENV").map(String::as_str), Some("production"));
+    }
+}

@@ -1,0 +1,25 @@
+//! The build shuttle's domain. Pure: no AWS SDK, no Lambda types.
+//!
+//! - [`request`]: the two create request shapes, parsed into one [`request::BuildSpec`].
+//! - [`state`]: the build state machine; [`record`]: a build as stored.
+//! - [`webhook`], [`source`]: webhook targets, sources and images; [`redact`]: credential redaction.
+//! - [`ports`]: what the use cases need from outside; [`shuttle`]: the use cases.
+
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod ports;
+pub mod record;
+pub mod redact;
+pub mod request;
+pub mod shuttle;
+pub mod source;
+pub mod state;
+pub mod webhook;
+
+#[cfg(feature = "fakes")]
+pub mod fakes;
+
+pub use config::Settings;
+pub use error::{ShuttleError, ValidationError};
+pub use shuttle::Shuttle;

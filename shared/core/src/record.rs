@@ -1,0 +1,88 @@
+//! A build as stored: what the status endpoints show in plain, the spec sealed.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::state::{BuildState, StopIntent};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKind {
+    V2,
+    Legacy,
+}
+
+impl ApiKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::V2 => "v2",
+            Self::Legacy => "legacy",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::V2, Self::Legacy].into_iter().find(|k| k.as_str() == raw)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildRecord {
+    /// The key: a v2 build's UUIDv5 of `{app_id}/{build_id}`, a legacy build's `build_uuid`.
+    /// Its sources are cached under it.
+    pub source_id: Uuid,
+    pub kind: ApiKind,
+    /// v2: `{app_id}/{build_id}`; legacy: the `build_uuid`.
+    pub build_key: String,
+    /// v2: the `app_id`; legacy: the job `{app}-{app_uuid}`. Builds of one app are listed by it.
+    pub app_key: String,
+    /// Legacy `n`: the controller's `build_number`, else Jenkins' build number once known.
+    pub number: Option<u64>,
+    pub metadata: String,
+    /// Shown by the status endpoint; stored redacted.
+    pub human_readable_info: String,
+    pub state: BuildState,
+    pub stop: Option<StopIntent>,
+    /// Why the build failed, redacted, for the log and the status endpoint.
+    pub failure: Option<String>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// Incremented by every write; every write is conditional on it.
+    pub version: u64,
+    /// The [`crate::request::BuildSpec`] as JSON, encrypted by the [`crate::ports::Sealer`].
+    pub sealed_spec: Vec<u8>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-23T10:00:00.123Z`).
+pub fn rfc3339_ms(ms: u64) -> String {
+    let (days, ms_of_day) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Civil-from-days (Howard Hinnant's algorithm), valid for the whole u64 millisecond range we use.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, milli) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_795_392_000_123), "2026-11-23T00:00:00.123Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,85 @@
+//! Credential redaction for anything that may carry a URL: log lines, error messages,
+//! status bodies. `user:pass@host` becomes `user:***@host`, `token@host` becomes `***@host`.
+
+/// Redacts the userinfo of every URL (`scheme://userinfo@host…`) found in `text`.
+///
+/// Works on free text, so a URL inside an error message or a `failover(…)` list is covered too.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let authority_start = at + 3;
+        out.push_str(&rest[..authority_start]);
+        let after = &rest[authority_start..];
+        let authority_len = after
+            .find(|c: char| matches!(c, '/' | '?' | '#' | ',' | ')' | ' ' | '"' | '\'' | '\n' | '\r' | '\t' | '<' | '>'))
+            .unwrap_or(after.len());
+        let authority = &after[..authority_len];
+        match authority.rfind('@') {
+            Some(userinfo_end) => {
+                let userinfo = &authority[..userinfo_end];
+                match userinfo.split_once(':') {
+                    Some((user, _password)) => {
+                        out.push_str(user);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str("***"),
+                }
+                out.push_str(&authority[userinfo_end..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[authority_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn user_and_password_keep_the_user() {
+        assert_eq!(redact("https://user:pass@example.com/logs"), "https://user:***@example.com/logs");
+    }
+
+    #[test]
+    fn a_lone_token_is_hidden_whole() {
+        assert_eq!(redact("https://token@example.com/hooks/status"), "https://***@example.com/hooks/status");
+    }
+
+    #[test]
+    fn every_url_kind_is_redacted() {
+        for (input, expected) in [
+            ("http://u:p@h:8080", "http://u:***@h:8080"),
+            ("docker://user:s3cret@registry.example.com/org/repo:tag", "docker://user:***@registry.example.com/org/repo:tag"),
+            ("kafka://svc:pw@10.0.0.1:9092/buildlogs", "kafka://svc:***@10.0.0.1:9092/buildlogs"),
+            (
+                "failover(kafka://a:x@b1:9092/t, kafka://c:y@b2:9092/t)",
+                "failover(kafka://a:***@b1:9092/t, kafka://c:***@b2:9092/t)",
+            ),
+            ("https://h.example/path?q=1", "https://h.example/path?q=1"),
+        ] {
+            assert_eq!(redact(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn urls_inside_free_text_are_redacted() {
+        let message = "GET https://bot:hunter2@src.example/a.tgz failed; retrying docker://x@r.example/i:1";
+        let redacted = redact(message);
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        assert_eq!(redacted, "GET https://bot:***@src.example/a.tgz failed; retrying docker://***@r.example/i:1");
+    }
+
+    #[test]
+    fn a_password_with_an_at_sign_is_still_hidden() {
+        assert_eq!(redact("https://u:p@ss@h.example/x"), "https://u:***@h.example/x");
+    }
+
+    #[test]
+    fn text_without_urls_is_unchanged() {
+        assert_eq!(redact("Build #3 sha #abcdef"), "Build #3 sha #abcdef");
+    }
+}

@@ -1,0 +1,420 @@
+//! The two create request shapes, parsed into one [`BuildSpec`] (parse, don't validate).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+use uuid::Uuid;
+
+use crate::error::{LegacyRejection, ValidationError};
+use crate::ids::{legacy_job_name, parse_uuid};
+use crate::source::{decode_data_uri, rebuild_source_id, DockerImage, RegistryCredentials, Source};
+use crate::webhook::WebhookTarget;
+
+/// Everything the shuttle needs to run a build, from either API. Sealed (encrypted) at rest:
+/// it holds credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSpec {
+    pub api: Api,
+    pub source: Source,
+    /// Build arguments from the request (merged over `EXTRA_BUILD_ARGS` when the build runs).
+    pub arguments: BTreeMap<String, String>,
+    pub metadata: String,
+    pub human_readable_info: String,
+    pub status_targets: Vec<WebhookTarget>,
+    pub log_targets: Vec<WebhookTarget>,
+    /// Legacy only: the request was accepted but the build must fail with this reason.
+    pub rejection: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "api", rename_all = "snake_case")]
+pub enum Api {
+    V2 { app_id: String, build_id: String, destination: DockerImage },
+    Legacy(LegacyBuild),
+}
+
+/// What only the legacy API carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyBuild {
+    pub app: String,
+    pub space: String,
+    pub app_uuid: String,
+    pub build_uuid: Uuid,
+    pub build_number: Option<u64>,
+    pub sha: Option<String>,
+    pub branch: Option<String>,
+    pub repo: Option<String>,
+    pub org: Option<String>,
+    pub callback: Option<String>,
+    pub callback_auth: Option<String>,
+    pub kafka_hosts: Vec<String>,
+    pub registry_host: String,
+    pub registry_repo: String,
+    pub registry_credentials: Option<RegistryCredentials>,
+}
+
+impl LegacyBuild {
+    /// The Jenkins job: `{app}-{app_uuid}`.
+    pub fn job(&self) -> String {
+        legacy_job_name(&self.app, &self.app_uuid)
+    }
+}
+
+/// A parsed v2 create.
+pub fn parse_v2(app_id: &str, build_id: &str, body: &[u8]) -> Result<BuildSpec, ValidationError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ValidationError::new("body", format!("malformed JSON: {e}")))?;
+    let Value::Object(body) = value else {
+        return Err(ValidationError::new("body", "must be a JSON object"));
+    };
+    let webhooks = match body.get("webhooks") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Err(ValidationError::new("webhooks", "must be an object with 'status' and 'logs'")),
+    };
+    let status_targets = targets(&webhooks, "status")?;
+    let log_targets = targets(&webhooks, "logs")?;
+    let metadata = optional_string(&body, "metadata")?.unwrap_or_default();
+    let human_readable_info = optional_string(&body, "human_readable_info")?.unwrap_or_default();
+    let arguments = arguments(&body)?;
+
+    let source_url = nested_url(&body, "source", &["url"])?;
+    let source = match Url::parse(&source_url).map(|u| u.scheme().to_owned()) {
+        Ok(scheme) if scheme == "http" || scheme == "https" => {
+            let url = Url::parse(&source_url).expect("parsed above");
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(ValidationError::new("source.url", "has no host"));
+            }
+            Source::Http { url: url.to_string() }
+        }
+        Ok(scheme) if scheme == "docker" => {
+            let image = DockerImage::parse_url(&source_url).map_err(|e| ValidationError::new("source.url", e.to_string()))?;
+            Source::Docker { image }
+        }
+        Ok(scheme) => return Err(ValidationError::new("source.url", format!("scheme '{scheme}' is not supported; use http, https or docker"))),
+        Err(_) => return Err(ValidationError::new("source.url", "is not a URL")),
+    };
+
+    let destination_url = nested_url(&body, "destination", &["url", "image"])?;
+    if !destination_url.trim_start().to_ascii_lowercase().starts_with("docker://") {
+        return Err(ValidationError::new("destination.url", "must be a docker:// image"));
+    }
+    let destination = DockerImage::parse_url(&destination_url).map_err(|e| ValidationError::new("destination.url", e.to_string()))?;
+
+    Ok(BuildSpec {
+        api: Api::V2 { app_id: app_id.to_owned(), build_id: build_id.to_owned(), destination },
+        source,
+        arguments,
+        metadata,
+        human_readable_info,
+        status_targets,
+        log_targets,
+        rejection: None,
+    })
+}
+
+fn targets(webhooks: &Map<String, Value>, name: &str) -> Result<Vec<WebhookTarget>, ValidationError> {
+    let field = format!("webhooks.{name}");
+    let raw: Vec<&str> = match webhooks.get(name) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| item.as_str().ok_or_else(|| ValidationError::new(format!("{field}[{i}]"), "must be a string")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(ValidationError::new(field, "must be a string or an array of strings")),
+    };
+    let many = raw.len() > 1 || matches!(webhooks.get(name), Some(Value::Array(_)));
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, target)| {
+            WebhookTarget::parse(target).map_err(|e| {
+                let at = if many { format!("{field}[{i}]") } else { field.clone() };
+                ValidationError::new(at, e.to_string())
+            })
+        })
+        .collect()
+}
+
+fn optional_string(body: &Map<String, Value>, field: &str) -> Result<Option<String>, ValidationError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ValidationError::new(field, "must be a string")),
+    }
+}
+
+fn nested_url(body: &Map<String, Value>, object: &str, keys: &[&str]) -> Result<String, ValidationError> {
+    let field = format!("{object}.{}", keys[0]);
+    let Some(value) = body.get(object).filter(|v| !v.is_null()) else {
+        return Err(ValidationError::new(field, "is required"));
+    };
+    let Value::Object(map) = value else {
+        return Err(ValidationError::new(object, format!("must be an object with '{}'", keys[0])));
+    };
+    match keys.iter().find_map(|k| map.get(*k).filter(|v| !v.is_null())) {
+        None => Err(ValidationError::new(field, "is required")),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Some(Value::String(_)) => Err(ValidationError::new(field, "is empty")),
+        Some(_) => Err(ValidationError::new(field, "must be a string")),
+    }
+}
+
+/// A build argument name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_argument_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn arguments(body: &Map<String, Value>) -> Result<BTreeMap<String, String>, ValidationError> {
+    let map = match body.get("arguments") {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(ValidationError::new("arguments", "must be an object of string values")),
+    };
+    map.iter()
+        .map(|(name, value)| {
+            if !is_argument_name(name) {
+                return Err(ValidationError::new(format!("arguments.{name}"), "is not a valid name ([A-Za-z_][A-Za-z0-9_]*)"));
+            }
+            match value {
+                Value::String(s) => Ok((name.clone(), s.clone())),
+                _ => Err(ValidationError::new(format!("arguments.{name}"), "must be a string")),
+            }
+        })
+        .collect()
+}
+
+/// What the legacy create needs from the settings.
+pub struct LegacyContext<'a> {
+    pub shuttle_host: &'a Url,
+}
+
+/// A legacy create: the build, and the inline sources to store if it carried a `data:` URI.
+#[derive(Debug)]
+pub struct LegacyCreate {
+    pub spec: BuildSpec,
+    pub inline_source: Option<Vec<u8>>,
+}
+
+/// Parses the legacy `POST /` body. Only two inputs are refused (SPEC §3); anything else wrong
+/// is accepted and recorded as the build's `rejection`, so the build fails with that reason.
+pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCreate, LegacyRejection> {
+    let body = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map,
+        _ => return Err(LegacyRejection::MissingFields),
+    };
+    let text = |field: &str| -> Option<String> {
+        match body.get(field) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let required = ["app", "space", "app_uuid", "build_uuid", "gm_registry_host", "gm_registry_repo"];
+    if required.iter().any(|f| text(f).is_none()) || (text("sources").is_none() && text("docker_registry").is_none()) {
+        return Err(LegacyRejection::MissingFields);
+    }
+    let build_uuid = parse_uuid(&text("build_uuid").unwrap_or_default()).ok_or(LegacyRejection::InvalidBuildUuid)?;
+    let (app, space, app_uuid) = (text("app").unwrap_or_default(), text("space").unwrap_or_default(), text("app_uuid").unwrap_or_default());
+
+    let mut problems = Vec::new();
+    if !app.chars().all(|c| c.is_ascii_alphanumeric()) {
+        problems.push(format!("app '{app}' must be letters and digits only"));
+    }
+    if parse_uuid(&app_uuid).is_none() {
+        problems.push("app_uuid is not a UUID".to_owned());
+    }
+    let build_number = match body.get("build_number") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(Value::String(s)) if s.trim().parse::<u64>().is_ok() => s.trim().parse().ok(),
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(_) => {
+            problems.push("build_number must be a whole number".to_owned());
+            None
+        }
+    };
+
+    let docker_override = match (text("docker_login"), text("docker_password")) {
+        (None, None) => None,
+        (login, password) => Some(RegistryCredentials { username: login.unwrap_or_default(), password: password.unwrap_or_default() }),
+    };
+    let mut inline_source = None;
+    let source = match (text("sources"), text("docker_registry")) {
+        (Some(sources), _) => match legacy_source(&sources, context, docker_override.clone()) {
+            Ok((source, inline)) => {
+                inline_source = inline;
+                source
+            }
+            Err(reason) => {
+                problems.push(reason.clone());
+                Source::Invalid { reason }
+            }
+        },
+        (None, Some(reference)) => match DockerImage::parse_reference(&reference) {
+            Ok(mut image) => {
+                image.credentials = docker_override.clone();
+                Source::Docker { image }
+            }
+            Err(e) => {
+                let reason = format!("docker_registry: {e}");
+                problems.push(reason.clone());
+                Source::Invalid { reason }
+            }
+        },
+        (None, None) => unreachable!("checked as a required field above"),
+    };
+
+    let registry_credentials = match body.get("gm_registry_auth") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(auth)) => match (auth.get("username"), auth.get("password")) {
+            (Some(Value::String(u)), Some(Value::String(p))) => Some(RegistryCredentials { username: u.clone(), password: p.clone() }),
+            _ => {
+                problems.push("gm_registry_auth must be {\"username\": \"…\", \"password\": \"…\"}".to_owned());
+                None
+            }
+        },
+        Some(Value::String(s)) => match serde_json::from_str::<RegistryCredentials>(s) {
+            Ok(credentials) => Some(credentials),
+            Err(_) => {
+                problems.push("gm_registry_auth must be {\"username\": \"…\", \"password\": \"…\"}".to_owned());
+                None
+            }
+        },
+        Some(_) => {
+            problems.push("gm_registry_auth must be {\"username\": \"…\", \"password\": \"…\"}".to_owned());
+            None
+        }
+    };
+
+    let arguments = match body.get("build_args") {
+        Some(Value::Object(args)) => args
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (sanitise_argument_name(k), value)
+            })
+            .collect(),
+        Some(Value::Null) | None => arguments_from_build_options(&text("build_options").unwrap_or_default()),
+        Some(_) => {
+            problems.push("build_args must be an object".to_owned());
+            BTreeMap::new()
+        }
+    };
+
+    let callback = text("callback");
+    if let Some(url) = &callback {
+        if !Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            problems.push(format!("callback '{}' is not an http(s) URL", crate::redact::redact(url)));
+        }
+    }
+    let kafka_hosts: Vec<String> =
+        text("kafka_hosts").map(|h| h.split(',').map(|b| b.trim().to_owned()).filter(|b| !b.is_empty()).collect()).unwrap_or_default();
+
+    let legacy = LegacyBuild {
+        build_uuid,
+        build_number,
+        sha: text("sha"),
+        branch: text("branch"),
+        repo: text("repo"),
+        org: text("org"),
+        callback,
+        callback_auth: text("callback_auth"),
+        kafka_hosts,
+        registry_host: text("gm_registry_host").unwrap_or_default(),
+        registry_repo: text("gm_registry_repo").unwrap_or_default(),
+        registry_credentials,
+        app: app.clone(),
+        space: space.clone(),
+        app_uuid,
+    };
+    let human_readable_info = match (&legacy.repo, &legacy.sha) {
+        (Some(repo), Some(sha)) => format!("{app}-{space} - {repo} sha #{sha}"),
+        _ => format!("{app}-{space}"),
+    };
+    Ok(LegacyCreate {
+        spec: BuildSpec {
+            api: Api::Legacy(legacy),
+            source,
+            arguments,
+            metadata: format!("{app}-{space}"),
+            human_readable_info,
+            status_targets: Vec::new(),
+            log_targets: Vec::new(),
+            rejection: (!problems.is_empty()).then(|| problems.join("; ")),
+        },
+        inline_source,
+    })
+}
+
+type LegacySource = (Source, Option<Vec<u8>>);
+
+fn legacy_source(sources: &str, context: &LegacyContext<'_>, credentials: Option<RegistryCredentials>) -> Result<LegacySource, String> {
+    if sources.starts_with("data:") {
+        let bytes = decode_data_uri(sources).map_err(|e| format!("sources: {e}"))?;
+        return Ok((Source::Inline { bytes: bytes.len() as u64 }, Some(bytes)));
+    }
+    let url = Url::parse(sources).map_err(|_| format!("sources '{}' is not a URL", crate::redact::redact(sources)))?;
+    match url.scheme() {
+        "http" | "https" => match rebuild_source_id(&url, context.shuttle_host) {
+            Some(source_id) => Ok((Source::Rebuild { source_id }, None)),
+            None => Ok((Source::Http { url: url.to_string() }, None)),
+        },
+        "docker" => {
+            let mut image = DockerImage::parse_url(sources).map_err(|e| format!("sources: {e}"))?;
+            if credentials.is_some() {
+                image.credentials = credentials;
+            }
+            Ok((Source::Docker { image }, None))
+        }
+        other => Err(format!("sources: scheme '{other}' is not supported; use http, https, data: or docker")),
+    }
+}
+
+/// Legacy build argument names are sanitised to `[A-Za-z0-9_]`.
+pub fn sanitise_argument_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+}
+
+/// The Jenkins-era `build_options`: Dockerfile lines `ARG K="v"` (or `ARG K=v`) become arguments.
+pub fn arguments_from_build_options(build_options: &str) -> BTreeMap<String, String> {
+    build_options
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let (keyword, rest) = line.split_once(char::is_whitespace)?;
+            if !keyword.eq_ignore_ascii_case("ARG") {
+                return None;
+            }
+            let (name, value) = rest.trim().split_once('=')?;
+            let name = sanitise_argument_name(name.trim());
+            (!name.is_empty()).then(|| (name, unquote(value.trim())))
+        })
+        .collect()
+}
+
+fn unquote(value: &str) -> String {
+    let Some(inner) = value.strip_prefix('"') else {
+        return value.to_owned();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            '"' => break,
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,327 @@
+use serde_json::json;
+
+use super::*;
+
+fn v2(body: serde_json::Value) -> Result<BuildSpec, ValidationError> {
+    parse_v2("app", "1", body.to_string().as_bytes())
+}
+
+fn valid_v2() -> serde_json::Value {
+    json!({
+        "webhooks": {"status": "https://token@example.com/hooks/status", "logs": ["https://user:pass@example.com/logs", "kafka://10.0.0.1:9092/buildlogs"]},
+        "metadata": "deployment-namespace",
+        "human_readable_info": "Build #3",
+        "arguments": {"X": "Y"},
+        "source": {"url": "https://example.com/src.tgz"},
+        "destination": {"url": "docker://user:pass@example.com/org/repo:tag"}
+    })
+}
+
+fn field_of(result: Result<BuildSpec, ValidationError>) -> String {
+    result.expect_err("expected a 400").field
+}
+
+#[test]
+fn a_complete_v2_request_parses() {
+    let spec = v2(valid_v2()).unwrap();
+    assert_eq!(spec.status_targets.len(), 1);
+    assert_eq!(spec.log_targets.len(), 2);
+    assert_eq!(spec.arguments.get("X").map(String::as_str), Some("Y"));
+    assert_eq!(spec.source, Source::Http { url: "https://example.com/src.tgz".into() });
+    let Api::V2 { destination, .. } = &spec.api else { panic!("v2") };
+    assert_eq!(destination.reference(), "example.com/org/repo:tag");
+}
+
+#[test]
+fn webhooks_are_optional_and_take_a_string_or_an_array() {
+    let mut body = valid_v2();
+    body.as_object_mut().unwrap().remove("webhooks");
+    assert!(v2(body).unwrap().status_targets.is_empty());
+    let mut body = valid_v2();
+    body["webhooks"] = json!({"status": [], "logs": "https://h.example/l"});
+    let spec = v2(body).unwrap();
+    assert!(spec.status_targets.is_empty());
+    assert_eq!(spec.log_targets.len(), 1);
+}
+
+#[test]
+fn destination_image_is_an_alias_of_url() {
+    let mut body = valid_v2();
+    body["destination"] = json!({"image": "docker://example.com/org/repo:tag"});
+    assert!(v2(body).is_ok());
+}
+
+#[test]
+fn missing_source_or_destination_names_the_field() {
+    for (remove, field) in [("source", "source.url"), ("destination", "destination.url")] {
+        let mut body = valid_v2();
+        body.as_object_mut().unwrap().remove(remove);
+        assert_eq!(field_of(v2(body)), field);
+    }
+    let mut body = valid_v2();
+    body["source"] = json!({});
+    assert_eq!(field_of(v2(body)), "source.url");
+}
+
+#[test]
+fn unknown_source_scheme_is_a_400() {
+    let mut body = valid_v2();
+    body["source"]["url"] = json!("ftp://example.com/src.tgz");
+    let err = v2(body).unwrap_err();
+    assert_eq!(err.field, "source.url");
+    assert!(err.message.contains("ftp"), "{err}");
+}
+
+#[test]
+fn destination_must_be_docker() {
+    let mut body = valid_v2();
+    body["destination"]["url"] = json!("https://example.com/org/repo:tag");
+    assert_eq!(field_of(v2(body)), "destination.url");
+    let mut body = valid_v2();
+    body["destination"]["url"] = json!("docker://");
+    assert_eq!(field_of(v2(body)), "destination.url");
+}
+
+#[test]
+fn non_string_argument_is_a_400_naming_it() {
+    let mut body = valid_v2();
+    body["arguments"] = json!({"GOOD": "x", "COUNT": 3});
+    assert_eq!(field_of(v2(body)), "arguments.COUNT");
+}
+
+#[test]
+fn badly_named_argument_is_a_400_naming_it() {
+    for name in ["1ABC", "A-B", "", "A B", "É"] {
+        let mut body = valid_v2();
+        body["arguments"] = json!({ name: "x" });
+        assert_eq!(field_of(v2(body)), format!("arguments.{name}"));
+    }
+    let mut body = valid_v2();
+    body["arguments"] = json!(["X=Y"]);
+    assert_eq!(field_of(v2(body)), "arguments");
+}
+
+#[test]
+fn bad_webhook_targets_are_400s_naming_the_field() {
+    let mut body = valid_v2();
+    body["webhooks"]["status"] = json!("ftp://example.com/x");
+    assert_eq!(field_of(v2(body)), "webhooks.status");
+    let mut body = valid_v2();
+    body["webhooks"]["logs"] = json!(["https://ok.example/l", "failover(kafka://a:9092/t"]);
+    let err = v2(body).unwrap_err();
+    assert_eq!(err.field, "webhooks.logs[1]");
+    assert!(err.message.contains("failover"), "{err}");
+    let mut body = valid_v2();
+    body["webhooks"]["logs"] = json!([42]);
+    assert_eq!(field_of(v2(body)), "webhooks.logs[0]");
+    let mut body = valid_v2();
+    body["webhooks"] = json!("https://x.example");
+    assert_eq!(field_of(v2(body)), "webhooks");
+}
+
+#[test]
+fn metadata_and_info_must_be_strings() {
+    let mut body = valid_v2();
+    body["metadata"] = json!({"a": 1});
+    assert_eq!(field_of(v2(body)), "metadata");
+    let mut body = valid_v2();
+    body["human_readable_info"] = json!(3);
+    assert_eq!(field_of(v2(body)), "human_readable_info");
+}
+
+#[test]
+fn metadata_of_odd_characters_round_trips() {
+    let odd = "ns/é\u{1F680}\"quoted\"\\back\nline\t\u{0}end ?&=%";
+    let mut body = valid_v2();
+    body["metadata"] = json!(odd);
+    let spec = v2(body).unwrap();
+    assert_eq!(spec.metadata, odd);
+    let stored = serde_json::to_vec(&spec).unwrap();
+    let restored: BuildSpec = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(restored.metadata, odd);
+}
+
+#[test]
+fn malformed_json_names_the_problem() {
+    let err = parse_v2("app", "1", b"{\"source\": ").unwrap_err();
+    assert_eq!(err.field, "body");
+    assert!(err.message.contains("malformed JSON") && err.message.contains("line 1"), "{err}");
+    assert_eq!(parse_v2("app", "1", b"[1,2]").unwrap_err().field, "body");
+}
+
+// ---- legacy ----
+
+const BUILD_UUID: &str = "0b9e8c2a-6c84-4a3f-9a55-6d6a4c1b2e10";
+const APP_UUID: &str = "7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f";
+
+fn legacy_body() -> serde_json::Value {
+    json!({
+        "sha": "abcdef1", "app": "myapp", "space": "default", "branch": "main", "repo": "https://github.com/org/repo",
+        "org": "org", "build_uuid": BUILD_UUID, "app_uuid": APP_UUID, "sources": "https://src.example/a.tgz",
+        "build_options": "", "callback": "https://controller.example/builds/1", "callback_auth": "Basic abc",
+        "kafka_hosts": "k1:9092,k2:9092", "gm_registry_host": "registry.example", "gm_registry_repo": "org"
+    })
+}
+
+fn shuttle_host() -> Url {
+    Url::parse("https://shuttle.example").unwrap()
+}
+
+fn legacy(body: serde_json::Value) -> Result<LegacyCreate, LegacyRejection> {
+    parse_legacy(body.to_string().as_bytes(), &LegacyContext { shuttle_host: &shuttle_host() })
+}
+
+#[test]
+fn a_complete_legacy_request_parses() {
+    let create = legacy(legacy_body()).unwrap();
+    let spec = create.spec;
+    assert_eq!(spec.rejection, None);
+    assert_eq!(spec.metadata, "myapp-default");
+    let Api::Legacy(build) = &spec.api else { panic!("legacy") };
+    assert_eq!(build.job(), format!("myapp-{APP_UUID}"));
+    assert_eq!(build.kafka_hosts, vec!["k1:9092".to_owned(), "k2:9092".to_owned()]);
+    assert_eq!(build.callback_auth.as_deref(), Some("Basic abc"));
+    assert!(create.inline_source.is_none());
+}
+
+#[test]
+fn each_missing_required_legacy_field_gives_the_exact_400() {
+    for field in ["app", "space", "app_uuid", "build_uuid", "gm_registry_host", "gm_registry_repo"] {
+        for missing in [None, Some(json!(null)), Some(json!(""))] {
+            let mut body = legacy_body();
+            match &missing {
+                None => {
+                    body.as_object_mut().unwrap().remove(field);
+                }
+                Some(value) => body[field] = value.clone(),
+            }
+            let err = legacy(body).unwrap_err();
+            assert_eq!(err, LegacyRejection::MissingFields, "{field} = {missing:?}");
+            assert_eq!(err.to_string(), "Bad Request - missing fields.");
+        }
+    }
+}
+
+#[test]
+fn sources_or_docker_registry_is_required() {
+    let mut body = legacy_body();
+    body.as_object_mut().unwrap().remove("sources");
+    assert_eq!(legacy(body.clone()).unwrap_err(), LegacyRejection::MissingFields);
+    body["docker_registry"] = json!("registry.example/org/image:1");
+    let spec = legacy(body).unwrap().spec;
+    assert!(matches!(spec.source, Source::Docker { .. }));
+}
+
+#[test]
+fn a_body_that_is_not_an_object_is_missing_fields() {
+    for body in [&b"not json"[..], b"[]", b"\"x\"", b""] {
+        let result = parse_legacy(body, &LegacyContext { shuttle_host: &shuttle_host() });
+        assert_eq!(result.unwrap_err(), LegacyRejection::MissingFields);
+    }
+}
+
+#[test]
+fn a_bad_build_uuid_gives_the_other_400() {
+    for bad in ["not-a-uuid", &format!("{BUILD_UUID}0"), &format!(" x{BUILD_UUID}")] {
+        let mut body = legacy_body();
+        body["build_uuid"] = json!(bad);
+        let err = legacy(body).unwrap_err();
+        assert_eq!(err, LegacyRejection::InvalidBuildUuid, "{bad}");
+        assert_eq!(err.to_string(), "Bad Request - build uuid is invalid.");
+    }
+}
+
+#[test]
+fn anything_else_wrong_is_accepted_and_fails_later() {
+    for (field, value, reason) in [
+        ("sources", json!("ftp://src.example/a.tgz"), "scheme 'ftp'"),
+        ("sources", json!("data:base64,@@@"), "not valid base64"),
+        ("app_uuid", json!("nope"), "app_uuid is not a UUID"),
+        ("build_number", json!("abc"), "build_number"),
+        ("gm_registry_auth", json!(5), "gm_registry_auth"),
+    ] {
+        let mut body = legacy_body();
+        body[field] = value;
+        let spec = legacy(body).expect("accepted").spec;
+        let rejection = spec.rejection.expect("a reason to fail the build");
+        assert!(rejection.contains(reason), "{field}: {rejection}");
+    }
+}
+
+#[test]
+fn data_sources_in_both_forms_are_decoded() {
+    for uri in ["data:base64,UEsDBA==", "data:application/zip;base64,UEsDBA=="] {
+        let mut body = legacy_body();
+        body["sources"] = json!(uri);
+        let create = legacy(body).unwrap();
+        assert_eq!(create.inline_source.as_deref(), Some(&b"PK\x03\x04"[..]));
+        assert_eq!(create.spec.source, Source::Inline { bytes: 4 });
+    }
+}
+
+#[test]
+fn the_shuttles_own_sources_link_is_a_rebuild() {
+    let old = uuid::Uuid::new_v4();
+    let mut body = legacy_body();
+    body["sources"] = json!(format!("https://shuttle.example/{old}"));
+    assert_eq!(legacy(body).unwrap().spec.source, Source::Rebuild { source_id: old });
+}
+
+#[test]
+fn docker_login_overrides_url_credentials() {
+    let mut body = legacy_body();
+    body["sources"] = json!("docker://old:creds@registry.example/org/img:2");
+    body["docker_login"] = json!("bot");
+    body["docker_password"] = json!("pw");
+    let Source::Docker { image } = legacy(body).unwrap().spec.source else { panic!("docker") };
+    assert_eq!(image.credentials, Some(RegistryCredentials { username: "bot".into(), password: "pw".into() }));
+}
+
+#[test]
+fn build_number_as_number_or_string() {
+    for value in [json!(7), json!("7")] {
+        let mut body = legacy_body();
+        body["build_number"] = value;
+        let Api::Legacy(build) = legacy(body).unwrap().spec.api else { panic!() };
+        assert_eq!(build.build_number, Some(7));
+    }
+}
+
+#[test]
+fn build_args_keys_are_sanitised() {
+    let mut body = legacy_body();
+    body["build_args"] = json!({"NODE-ENV": "production", "n": 1});
+    let args = legacy(body).unwrap().spec.arguments;
+    assert_eq!(args.get("NODE_ENV").map(String::as_str), Some("production"));
+    assert_eq!(args.get("n").map(String::as_str), Some("1"));
+}
+
+#[test]
+fn build_options_arg_lines_become_arguments() {
+    let options = "ARG NODE_ENV=\"production\"\nARG GREETING=\"say \\\"hi\\\"\"\r\narg lower=plain\nRUN echo no\nARG EMPTY=\"\"\nARG NOVALUE\n  ARG SPACED = \"x y\"";
+    let args = arguments_from_build_options(options);
+    assert_eq!(args.get("NODE_ENV").map(String::as_str), Some("production"));
+    assert_eq!(args.get("GREETING").map(String::as_str), Some("say \"hi\""));
+    assert_eq!(args.get("lower").map(String::as_str), Some("plain"));
+    assert_eq!(args.get("EMPTY").map(String::as_str), Some(""));
+    assert_eq!(args.get("SPACED").map(String::as_str), Some("x y"));
+    assert!(!args.contains_key("NOVALUE"));
+    assert_eq!(args.len(), 5);
+}
+
+#[test]
+fn build_options_are_used_only_without_build_args() {
+    let mut body = legacy_body();
+    body["build_options"] = json!("ARG FROM_OPTIONS=\"1\"");
+    assert!(legacy(body.clone()).unwrap().spec.arguments.contains_key("FROM_OPTIONS"));
+    body["build_args"] = json!({"FROM_ARGS": "1"});
+    let args = legacy(body).unwrap().spec.arguments;
+    assert!(args.contains_key("FROM_ARGS") && !args.contains_key("FROM_OPTIONS"));
+}
+
+#[test]
+fn unknown_legacy_fields_are_ignored() {
+    let mut body = legacy_body();
+    body["something_new"] = json!({"x": 1});
+    assert_eq!(legacy(body).unwrap().spec.rejection, None);
+}

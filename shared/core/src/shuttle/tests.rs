@@ -1,0 +1,146 @@
+use serde_json::json;
+
+use super::*;
+use crate::fakes::fake_shuttle;
+
+const BUILD_UUID: &str = "0b9e8c2a-6c84-4a3f-9a55-6d6a4c1b2e10";
+const APP_UUID: &str = "7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f";
+
+fn v2_body() -> Vec<u8> {
+    json!({
+        "webhooks": {"status": "https://token@hooks.example/status"},
+        "metadata": "ns",
+        "source": {"url": "https://user:pw@src.example/a.tgz"},
+        "destination": {"url": "docker://registry.example/org/app:1"}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn legacy_body(extra: serde_json::Value) -> Vec<u8> {
+    let mut body = json!({
+        "app": "myapp", "space": "default", "app_uuid": APP_UUID, "build_uuid": BUILD_UUID, "build_number": 3,
+        "sources": "data:base64,UEsDBA==", "gm_registry_host": "registry.example", "gm_registry_repo": "org",
+        "callback": "https://controller.example/cb", "callback_auth": "Basic c2VjcmV0"
+    });
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    body.to_string().into_bytes()
+}
+
+#[tokio::test]
+async fn create_stores_one_build_and_enqueues_one_reference() {
+    let fake = fake_shuttle();
+    assert_eq!(fake.shuttle.create_v2("app", "1", &v2_body()).await.unwrap(), CreateOutcome::Created);
+    let builds = fake.store.builds.lock().unwrap().clone();
+    assert_eq!(builds.len(), 1);
+    let record = builds.values().next().unwrap();
+    assert_eq!(record.state, BuildState::Accepted);
+    assert_eq!(record.source_id, v2_source_id("app", "1"));
+    let sent = fake.queue.sent.lock().unwrap().clone();
+    assert_eq!(sent, vec![(PollMessage { source_id: record.source_id }, Duration::ZERO)]);
+    let sealed = String::from_utf8_lossy(&record.sealed_spec);
+    assert!(!sealed.contains("user:pw") && !sealed.contains("token@"), "the spec is sealed");
+}
+
+#[tokio::test]
+async fn repeating_a_create_is_idempotent() {
+    let fake = fake_shuttle();
+    fake.shuttle.create_v2("app", "1", &v2_body()).await.unwrap();
+    assert_eq!(fake.shuttle.create_v2("app", "1", &v2_body()).await.unwrap(), CreateOutcome::AlreadyExists);
+    assert_eq!(fake.store.builds.lock().unwrap().len(), 1);
+    assert_eq!(fake.queue.sent.lock().unwrap().len(), 1, "no second build is queued");
+}
+
+#[tokio::test]
+async fn same_ids_with_a_different_body_conflict() {
+    let fake = fake_shuttle();
+    fake.shuttle.create_v2("app", "1", &v2_body()).await.unwrap();
+    let other = String::from_utf8(v2_body()).unwrap().replace("\"ns\"", "\"other\"");
+    let err = fake.shuttle.create_v2("app", "1", other.as_bytes()).await.unwrap_err();
+    assert!(matches!(err, ShuttleError::Conflict(ref key) if key == "app/1"), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_rejected_create_writes_nothing() {
+    let fake = fake_shuttle();
+    assert!(fake.shuttle.create_v2("app", "1", b"{").await.is_err());
+    assert!(fake.shuttle.create_v2("bad id", "1", &v2_body()).await.is_err());
+    assert!(fake.shuttle.create_legacy(b"{}").await.is_err());
+    let huge = vec![b' '; MAX_BODY_BYTES + 1];
+    assert!(matches!(fake.shuttle.create_v2("app", "1", &huge).await, Err(ShuttleError::TooLarge { .. })));
+    assert!(fake.store.builds.lock().unwrap().is_empty());
+    assert!(fake.queue.sent.lock().unwrap().is_empty());
+    assert!(fake.sources.objects.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn legacy_create_caches_inline_sources_and_the_first_build_stands() {
+    let fake = fake_shuttle();
+    assert_eq!(fake.shuttle.create_legacy(&legacy_body(json!({}))).await.unwrap(), CreateOutcome::Created);
+    let source_id: Uuid = BUILD_UUID.parse().unwrap();
+    assert_eq!(fake.sources.objects.lock().unwrap().get(&source_id).map(|b| b.to_vec()), Some(b"PK\x03\x04".to_vec()));
+    let again = legacy_body(json!({"sources": "data:base64,b3RoZXI=", "app": "other"}));
+    assert_eq!(fake.shuttle.create_legacy(&again).await.unwrap(), CreateOutcome::AlreadyExists);
+    assert_eq!(fake.sources.objects.lock().unwrap().get(&source_id).map(|b| b.to_vec()), Some(b"PK\x03\x04".to_vec()));
+    assert_eq!(fake.store.builds.lock().unwrap()[&source_id].app_key, format!("myapp-{APP_UUID}"));
+}
+
+#[tokio::test]
+async fn legacy_builds_are_found_by_job_and_number() {
+    let fake = fake_shuttle();
+    fake.shuttle.create_legacy(&legacy_body(json!({}))).await.unwrap();
+    let found = fake.shuttle.find(&format!("myapp-{APP_UUID}"), "3").await.unwrap();
+    assert_eq!(found.build_key, BUILD_UUID);
+    assert!(matches!(fake.shuttle.find(&format!("myapp-{APP_UUID}"), "4").await, Err(ShuttleError::NotFound)));
+}
+
+#[tokio::test]
+async fn stop_before_jenkins_ends_the_build() {
+    let fake = fake_shuttle();
+    fake.shuttle.create_v2("app", "1", &v2_body()).await.unwrap();
+    assert_eq!(fake.shuttle.stop("app", "1").await.unwrap(), (ApiKind::V2, StopOutcome::Stopping));
+    let record = fake.shuttle.find("app", "1").await.unwrap();
+    assert_eq!((record.state, record.stop), (BuildState::Stopped, Some(StopIntent::Stop)));
+    assert_eq!(fake.shuttle.stop("app", "1").await.unwrap(), (ApiKind::V2, StopOutcome::AlreadyFinished));
+}
+
+#[tokio::test]
+async fn stop_of_a_build_in_jenkins_records_the_intent_only() {
+    let fake = fake_shuttle();
+    fake.shuttle.create_v2("app", "1", &v2_body()).await.unwrap();
+    let id = v2_source_id("app", "1");
+    let mut record = fake.store.builds.lock().unwrap()[&id].clone();
+    record.state = BuildState::Building;
+    fake.store.builds.lock().unwrap().insert(id, record);
+    assert_eq!(fake.shuttle.stop("app", "1").await.unwrap().1, StopOutcome::Stopping);
+    let record = fake.shuttle.find("app", "1").await.unwrap();
+    assert_eq!((record.state, record.stop), (BuildState::Building, Some(StopIntent::Stop)));
+}
+
+#[tokio::test]
+async fn stop_of_an_unknown_build_is_not_found() {
+    let fake = fake_shuttle();
+    assert!(matches!(fake.shuttle.stop("app", "9").await, Err(ShuttleError::NotFound)));
+}
+
+#[tokio::test]
+async fn delete_app_stops_every_unfinished_build() {
+    let fake = fake_shuttle();
+    fake.shuttle.create_v2("app", "1", &v2_body()).await.unwrap();
+    fake.shuttle.create_v2("app", "2", &v2_body()).await.unwrap();
+    fake.shuttle.create_v2("other", "1", &v2_body()).await.unwrap();
+    fake.shuttle.delete_app("app").await.unwrap();
+    assert_eq!(fake.shuttle.find("app", "1").await.unwrap().state, BuildState::Stopped);
+    assert_eq!(fake.shuttle.find("app", "2").await.unwrap().state, BuildState::Stopped);
+    assert_eq!(fake.shuttle.find("other", "1").await.unwrap().state, BuildState::Accepted);
+}
+
+#[tokio::test]
+async fn sources_links_match_uuids_only() {
+    let fake = fake_shuttle();
+    fake.shuttle.create_legacy(&legacy_body(json!({}))).await.unwrap();
+    assert!(fake.shuttle.sources_link(BUILD_UUID).await.unwrap().contains(BUILD_UUID));
+    assert!(fake.shuttle.sources_exist(BUILD_UUID).await.unwrap());
+    assert!(matches!(fake.shuttle.sources_link("octhc").await, Err(ShuttleError::NotFound)));
+    assert!(!fake.shuttle.sources_exist(&Uuid::new_v4().to_string()).await.unwrap());
+}
