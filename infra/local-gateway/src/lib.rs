@@ -1,1 +1,10 @@
+//! The local API gateway of SPEC §8: one process that serves every API Gateway route of
+//! `template.yaml` by calling the very handler functions the Lambdas run, after turning each
+//! request into the API Gateway v2 event a Lambda receives.
 
+pub mod event;
+pub mod routes;
+pub mod server;
+pub mod stack;
+
+pub use server::serve;

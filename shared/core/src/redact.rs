@@ -55,10 +55,7 @@ mod tests {
             ("http://u:p@h:8080", "http://u:***@h:8080"),
             ("docker://user:s3cret@registry.example.com/org/repo:tag", "docker://user:***@registry.example.com/org/repo:tag"),
             ("kafka://svc:pw@10.0.0.1:9092/buildlogs", "kafka://svc:***@10.0.0.1:9092/buildlogs"),
-            (
-                "failover(kafka://a:x@b1:9092/t, kafka://c:y@b2:9092/t)",
-                "failover(kafka://a:***@b1:9092/t, kafka://c:***@b2:9092/t)",
-            ),
+            ("failover(kafka://a:x@b1:9092/t, kafka://c:y@b2:9092/t)", "failover(kafka://a:***@b1:9092/t, kafka://c:***@b2:9092/t)"),
             ("https://h.example/path?q=1", "https://h.example/path?q=1"),
         ] {
             assert_eq!(redact(input), expected, "{input}");

@@ -92,7 +92,9 @@ pub fn parse_v2(app_id: &str, build_id: &str, body: &[u8]) -> Result<BuildSpec, 
             let image = DockerImage::parse_url(&source_url).map_err(|e| ValidationError::new("source.url", e.to_string()))?;
             Source::Docker { image }
         }
-        Ok(scheme) => return Err(ValidationError::new("source.url", format!("scheme '{scheme}' is not supported; use http, https or docker"))),
+        Ok(scheme) => {
+            return Err(ValidationError::new("source.url", format!("scheme '{scheme}' is not supported; use http, https or docker")))
+        }
         Err(_) => return Err(ValidationError::new("source.url", "is not a URL")),
     };
 

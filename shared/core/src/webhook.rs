@@ -91,9 +91,8 @@ fn kafka_endpoint(url: &Url) -> Option<(String, String)> {
     let host = url.host_str().filter(|h| !h.is_empty())?;
     let port = url.port()?;
     let topic = url.path().trim_start_matches('/');
-    let valid_topic = !topic.is_empty()
-        && topic.len() <= 249
-        && topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let valid_topic =
+        !topic.is_empty() && topic.len() <= 249 && topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     valid_topic.then(|| (format!("{host}:{port}"), topic.to_owned()))
 }
 

@@ -1,1 +1,133 @@
+//! HTTP glue shared by the API functions: wiring from the environment, request extraction,
+//! and the one place where an error becomes a status code.
 
+use lambda_http::http::{header, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{json, Value};
+use shuttle_core::error::ShuttleError;
+use shuttle_core::{Settings, Shuttle};
+
+/// Builds the use cases from the environment, once per cold start. A missing or malformed
+/// setting stops the function with a message naming it; no network call is made here.
+pub async fn shuttle_from_env() -> Result<Shuttle, lambda_http::Error> {
+    let settings = Settings::from_env()?;
+    let sdk = shuttle_adapters::load_sdk_config().await;
+    let s3_region = std::env::var("S3_LOCATION").ok().filter(|r| !r.trim().is_empty());
+    Ok(shuttle_adapters::shuttle(&sdk, settings, s3_region))
+}
+
+/// Logs as JSON in Lambda (`AWS_LAMBDA_LOG_FORMAT=JSON`), as text elsewhere.
+pub fn init_tracing() {
+    lambda_http::tracing::init_default_subscriber();
+}
+
+/// A path parameter of the matched route (the gateway decodes them).
+pub fn path_param(request: &Request, name: &str) -> Option<String> {
+    request.path_parameters_ref().and_then(|params| params.first(name)).map(str::to_owned)
+}
+
+/// The request body as bytes (API Gateway hands text or base64-decoded binary).
+pub fn body_bytes(request: &Request) -> &[u8] {
+    match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(body.to_string()))
+        .expect("a static status and header always build")
+}
+
+pub fn text_response(status: StatusCode, text: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::Text(text))
+        .expect("a static status and header always build")
+}
+
+pub fn empty_response(status: StatusCode) -> Response<Body> {
+    Response::builder().status(status).body(Body::Empty).expect("a static status always builds")
+}
+
+/// The status code and body of every error, decided here and nowhere else. A 5xx body never
+/// carries internals; the cause is logged once, here, redacted.
+pub fn error_response(error: &ShuttleError) -> Response<Body> {
+    let (status, body) = match error {
+        ShuttleError::Invalid(e) => (StatusCode::BAD_REQUEST, json!({"status": "Bad Request", "field": e.field, "error": e.to_string()})),
+        ShuttleError::LegacyBadRequest(rejection) => (StatusCode::BAD_REQUEST, json!({"status": rejection.to_string()})),
+        ShuttleError::TooLarge { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, json!({"status": "Payload Too Large", "error": error.to_string()}))
+        }
+        ShuttleError::NotFound => (StatusCode::NOT_FOUND, json!({"status": "Not Found"})),
+        ShuttleError::Conflict(_) => (StatusCode::CONFLICT, json!({"status": "Conflict", "error": error.to_string()})),
+        ShuttleError::NotRunning => (StatusCode::UNPROCESSABLE_ENTITY, json!({"status": "The build is not running"})),
+        ShuttleError::Contended | ShuttleError::Unavailable(_) => {
+            tracing::error!(error = %error, cause = ?std::error::Error::source(error).map(ToString::to_string), "request failed");
+            let mut response =
+                json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "Service Unavailable", "error": "try again shortly"}));
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return response;
+        }
+    };
+    if status.is_client_error() {
+        tracing::info!(status = status.as_u16(), error = %error, "request refused");
+    }
+    json_response(status, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use shuttle_core::error::{LegacyRejection, ServiceError};
+    use shuttle_core::ValidationError;
+
+    use super::*;
+
+    fn body_of(response: &Response<Body>) -> Value {
+        match response.body() {
+            Body::Text(text) => serde_json::from_str(text).unwrap(),
+            other => panic!("not a text body: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_error_has_its_status_and_body() {
+        let cases = [
+            (
+                ShuttleError::Invalid(ValidationError::new("source.url", "is required")),
+                400,
+                json!({"status": "Bad Request", "field": "source.url", "error": "source.url: is required"}),
+            ),
+            (ShuttleError::LegacyBadRequest(LegacyRejection::MissingFields), 400, json!({"status": "Bad Request - missing fields."})),
+            (
+                ShuttleError::LegacyBadRequest(LegacyRejection::InvalidBuildUuid),
+                400,
+                json!({"status": "Bad Request - build uuid is invalid."}),
+            ),
+            (ShuttleError::NotFound, 404, json!({"status": "Not Found"})),
+            (ShuttleError::NotRunning, 422, json!({"status": "The build is not running"})),
+        ];
+        for (error, status, body) in cases {
+            let response = error_response(&error);
+            assert_eq!(response.status().as_u16(), status, "{error}");
+            assert_eq!(body_of(&response), body);
+        }
+        assert_eq!(error_response(&ShuttleError::TooLarge { size: 7, limit: 6 }).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(error_response(&ShuttleError::Conflict("a/1".into())).status(), StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn a_backing_failure_shows_no_internals() {
+        let error = ShuttleError::Unavailable(ServiceError::new("dynamodb", "table builds-secret-name not found at https://u:p@internal"));
+        let response = error_response(&error);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body_of(&response).to_string();
+        assert!(!body.contains("builds-secret-name") && !body.contains("internal"), "{body}");
+    }
+}

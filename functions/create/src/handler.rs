@@ -1,0 +1,74 @@
+//! `POST /` (legacy) and `POST /{app_id}/{build_id}` (v2): accept a build.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Error, Request, Response};
+use serde_json::json;
+use shuttle_core::Shuttle;
+use shuttle_http::{body_bytes, error_response, json_response, path_param};
+
+pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
+    let body = body_bytes(&request);
+    let response = match (path_param(&request, "app_id"), path_param(&request, "build_id")) {
+        (Some(app_id), Some(build_id)) => match shuttle.create_v2(&app_id, &build_id, body).await {
+            Ok(outcome) => {
+                tracing::info!(build = %format!("{app_id}/{build_id}"), ?outcome, "build accepted");
+                json_response(StatusCode::OK, &json!({"status": "OK"}))
+            }
+            Err(error) => error_response(&error),
+        },
+        _ => match shuttle.create_legacy(body).await {
+            Ok(outcome) => {
+                tracing::info!(?outcome, "legacy build accepted");
+                json_response(StatusCode::OK, &json!({"status": "ok"}))
+            }
+            Err(error) => error_response(&error),
+        },
+    };
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use lambda_http::RequestExt;
+    use shuttle_core::fakes::fake_shuttle;
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn post(path: Option<(&str, &str)>, body: &str) -> Request {
+        let request = lambda_http::http::Request::builder().method("POST").uri("/").body(Body::Text(body.to_owned())).unwrap();
+        match path {
+            Some((app_id, build_id)) => request.with_path_parameters(HashMap::from([
+                ("app_id".to_owned(), app_id.to_owned()),
+                ("build_id".to_owned(), build_id.to_owned()),
+            ])),
+            None => request,
+        }
+    }
+
+    const V2: &str = r#"{"source":{"url":"https://src.example/a.tgz"},"destination":{"url":"docker://r.example/o/a:1"}}"#;
+
+    #[tokio::test]
+    async fn v2_create_answers_ok() {
+        let fake = fake_shuttle();
+        let response = handle(&fake.shuttle, post(Some(("app", "1")), V2)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.body(), &Body::Text(r#"{"status":"OK"}"#.into()));
+    }
+
+    #[tokio::test]
+    async fn v2_create_with_a_different_body_is_409() {
+        let fake = fake_shuttle();
+        handle(&fake.shuttle, post(Some(("app", "1")), V2)).await.unwrap();
+        let other = V2.replace("a.tgz", "b.tgz");
+        assert_eq!(handle(&fake.shuttle, post(Some(("app", "1")), &other)).await.unwrap().status(), StatusCode::CONFLICT);
+    }
+
+    #[tokio::test]
+    async fn legacy_create_answers_lowercase_ok_or_its_400() {
+        let fake = fake_shuttle();
+        let response = handle(&fake.shuttle, post(None, "{}")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.body(), &Body::Text(r#"{"status":"Bad Request - missing fields."}"#.into()));
+    }
+}

@@ -1,0 +1,16 @@
+//! `DELETE /{app}`: stop the app's unfinished builds, then delete its Jenkins job.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Error, Request, Response};
+use serde_json::json;
+use shuttle_core::Shuttle;
+use shuttle_http::{error_response, json_response, path_param};
+
+pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
+    let app = path_param(&request, "app").unwrap_or_default();
+    let response = match shuttle.delete_app(&app).await {
+        Ok(()) => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        Err(error) => error_response(&error),
+    };
+    Ok(response)
+}

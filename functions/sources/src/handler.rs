@@ -1,0 +1,28 @@
+//! `GET /{build_uuid}` (302 to a freshly presigned link) and `HEAD /{build_uuid}`.
+
+use lambda_http::http::{header, Method, StatusCode};
+use lambda_http::{Body, Error, Request, Response};
+use shuttle_core::Shuttle;
+use shuttle_http::{empty_response, error_response, path_param};
+
+pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
+    let build_uuid = path_param(&request, "build_uuid").unwrap_or_default();
+    let response = if request.method() == Method::HEAD {
+        match shuttle.sources_exist(&build_uuid).await {
+            Ok(true) => empty_response(StatusCode::OK),
+            Ok(false) => empty_response(StatusCode::NOT_FOUND),
+            Err(error) => error_response(&error).map(|_| Body::Empty),
+        }
+    } else {
+        match shuttle.sources_link(&build_uuid).await {
+            Ok(link) => Response::builder()
+                .status(StatusCode::FOUND)
+                .header(header::LOCATION, link)
+                .header(header::CACHE_CONTROL, "no-store")
+                .body(Body::Empty)
+                .expect("a presigned URL is a valid header value"),
+            Err(error) => error_response(&error),
+        }
+    };
+    Ok(response)
+}

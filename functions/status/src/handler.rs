@@ -1,0 +1,90 @@
+//! `GET /octhc`, `GET /{app_id}/{build_id}/status` and `GET /{app_id}/{build_id}/logs`.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Error, Request, Response};
+use serde_json::json;
+use shuttle_core::ports::LogTail;
+use shuttle_core::record::{rfc3339_ms, ApiKind, BuildRecord};
+use shuttle_core::Shuttle;
+use shuttle_http::{error_response, json_response, path_param, text_response};
+
+pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
+    let path = request.uri().path();
+    if path == "/octhc" {
+        return Ok(text_response(StatusCode::OK, "overall_status=good".to_owned()));
+    }
+    let app_id = path_param(&request, "app_id").unwrap_or_default();
+    let build_id = path_param(&request, "build_id").unwrap_or_default();
+    let response = if path.ends_with("/logs") {
+        match shuttle.logs(&app_id, &build_id).await {
+            Ok((record, tail)) => logs_response(&record, &tail),
+            Err(error) => error_response(&error),
+        }
+    } else {
+        match shuttle.find(&app_id, &build_id).await {
+            Ok(record) => json_response(StatusCode::OK, &status_body(&record)),
+            Err(error) => error_response(&error),
+        }
+    };
+    Ok(response)
+}
+
+fn status_body(record: &BuildRecord) -> serde_json::Value {
+    match record.kind {
+        ApiKind::V2 => json!({
+            "id": record.metadata,
+            "type": "build system",
+            "building": record.state.building(),
+            "status": record.state.v2_status(),
+            "human_readable_info": record.human_readable_info,
+            "source_id": record.source_id,
+            "created_at": rfc3339_ms(record.created_at_ms),
+            "updated_at": rfc3339_ms(record.updated_at_ms),
+        }),
+        ApiKind::Legacy => json!({
+            "id": record.number,
+            "building": record.state.building(),
+            "status": record.state.legacy_status(),
+            "type": "jenkins",
+        }),
+    }
+}
+
+/// The log as the API shows it: the end of it when it is long, after a line saying so.
+fn shown_log(tail: &LogTail) -> String {
+    if !tail.truncated {
+        return tail.text.clone();
+    }
+    // Start at a line boundary so the first line shown is whole.
+    let text = match tail.text.find('\n') {
+        Some(newline) if newline < 64 * 1024 => &tail.text[newline + 1..],
+        _ => tail.text.as_str(),
+    };
+    format!("[earlier output cut: showing the last {} of {} bytes; the whole log is archived]\n{text}", text.len(), tail.total_bytes)
+}
+
+fn logs_response(record: &BuildRecord, tail: &LogTail) -> Response<Body> {
+    match record.kind {
+        ApiKind::V2 => text_response(StatusCode::OK, shown_log(tail)),
+        ApiKind::Legacy => json_response(StatusCode::OK, &json!({"output": shown_log(tail)})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_log_says_so_and_starts_on_a_whole_line() {
+        let tail = LogTail { text: "art of a line\nline 2\nline 3\n".into(), total_bytes: 10_000, truncated: true };
+        let shown = shown_log(&tail);
+        assert!(shown.starts_with("[earlier output cut: showing the last 14 of 10000 bytes"), "{shown}");
+        assert!(shown.ends_with("]\nline 2\nline 3\n"), "{shown}");
+    }
+
+    #[test]
+    fn a_whole_log_is_shown_as_it_is() {
+        let tail = LogTail { text: "one\ntwo\n".into(), total_bytes: 8, truncated: false };
+        assert_eq!(shown_log(&tail), "one\ntwo\n");
+    }
+}

@@ -1,0 +1,37 @@
+//! The resources of the local stack, created in the AWS emulator the way the template
+//! declares them in AWS: table, bucket, poll queue with its dead-letter queue, KMS key.
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use shuttle_adapters::sqs::QueueUrls;
+use shuttle_adapters::{DynamoDbBuildStore, KmsSealer, S3SourceStore, SqsPollQueue};
+use shuttle_core::error::ServiceError;
+
+/// The poll queue's visibility timeout (6 × the poller's 60 s timeout, as the template sets).
+pub const POLL_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(360);
+
+#[derive(Clone, Debug)]
+pub struct Resources {
+    pub table_name: String,
+    pub s3_bucket: String,
+    pub queues: QueueUrls,
+    pub kms_key_id: String,
+}
+
+/// Creates the resources named `{prefix}-builds`, `{prefix}-sources`, `{prefix}-poll` (and
+/// `-dlq`) and a new KMS key. Resources that exist already are kept.
+pub async fn create_resources(sdk: &SdkConfig, prefix: &str) -> Result<Resources, ServiceError> {
+    let (table_name, s3_bucket, queue) = (format!("{prefix}-builds"), format!("{prefix}-sources"), format!("{prefix}-poll"));
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    if dynamodb.describe_table().table_name(&table_name).send().await.is_err() {
+        DynamoDbBuildStore::create_table(&dynamodb, &table_name).await?;
+    }
+    let s3 = shuttle_adapters::s3::client(sdk, None);
+    if s3.head_bucket().bucket(&s3_bucket).send().await.is_err() {
+        S3SourceStore::create_bucket(&s3, &s3_bucket).await?;
+    }
+    let queues = SqsPollQueue::create_queue(&aws_sdk_sqs::Client::new(sdk), &queue, POLL_VISIBILITY_TIMEOUT).await?;
+    let kms_key_id = KmsSealer::create_key(&aws_sdk_kms::Client::new(sdk)).await?;
+    Ok(Resources { table_name, s3_bucket, queues, kms_key_id })
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# `make run`: the AWS emulator on 127.0.0.1:${MOTO_PORT:-5000}, then the local gateway on
+# 127.0.0.1:${PORT:-3000}. Ctrl-C stops both.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+ensure_venv
+cargo build --quiet --bin local-gateway
+trap stop_moto EXIT INT TERM
+start_moto "${MOTO_PORT:-5000}"
+"$REPO_ROOT/target/debug/local-gateway"

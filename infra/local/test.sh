@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `make test`: every test. Starts a private AWS emulator on a free port for the integration
+# and end-to-end tests (each test makes its own randomly named table, bucket and queue),
+# runs the suite, and stops the emulator whatever happens.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+ensure_venv
+# Build first, so the emulator is not left waiting through a cold build.
+cargo test --workspace --no-run --quiet
+trap stop_moto EXIT INT TERM
+start_moto "${MOTO_PORT:-$(free_port)}"
+cargo test --workspace "$@"

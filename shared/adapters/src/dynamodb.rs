@@ -1,0 +1,236 @@
+//! Build state in DynamoDB. One item per build, keyed by `source_id`; every write after the
+//! first is conditional on the item's `version`.
+//!
+//! Indexes: `by_app` (`app_key`, `created_at`) lists an app's builds; `by_number`
+//! (`app_number` = `{app_key}#{n}`, `created_at`) finds the newest legacy build numbered `n`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
+use aws_sdk_dynamodb::Client;
+use shuttle_core::error::{ServiceError, StoreError};
+use shuttle_core::ports::BuildStore;
+use shuttle_core::record::{ApiKind, BuildRecord};
+use shuttle_core::state::{BuildState, StopIntent};
+use uuid::Uuid;
+
+pub const BY_APP_INDEX: &str = "by_app";
+pub const BY_NUMBER_INDEX: &str = "by_number";
+
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoDbBuildStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbBuildStore {
+    pub fn new(client: Client, table: &str) -> Self {
+        Self { client, table: table.to_owned() }
+    }
+
+    /// Creates the table with its key and indexes (tests and the local stack; the template
+    /// declares the same for AWS).
+    pub async fn create_table(client: &Client, table: &str) -> Result<(), ServiceError> {
+        let key = |name: &str, key_type: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(key_type).build();
+        let attribute =
+            |name: &str, kind: ScalarAttributeType| AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build();
+        let index = |name: &str, partition: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(partition, KeyType::Hash).map_err(fail)?)
+                .key_schema(key("created_at", KeyType::Range).map_err(fail)?)
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .map_err(fail)
+        };
+        client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("source_id", KeyType::Hash).map_err(fail)?)
+            .attribute_definitions(attribute("source_id", ScalarAttributeType::S).map_err(fail)?)
+            .attribute_definitions(attribute("app_key", ScalarAttributeType::S).map_err(fail)?)
+            .attribute_definitions(attribute("app_number", ScalarAttributeType::S).map_err(fail)?)
+            .attribute_definitions(attribute("created_at", ScalarAttributeType::N).map_err(fail)?)
+            .global_secondary_indexes(index(BY_APP_INDEX, "app_key")?)
+            .global_secondary_indexes(index(BY_NUMBER_INDEX, "app_number")?)
+            .send()
+            .await
+            .map_err(|e| fail(DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    async fn query_index(
+        &self,
+        index: &str,
+        attribute: &str,
+        value: String,
+        newest_first: bool,
+        limit: Option<i32>,
+    ) -> Result<Vec<BuildRecord>, StoreError> {
+        let mut records = Vec::new();
+        let mut start_key: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#k = :v")
+                .expression_attribute_names("#k", attribute)
+                .expression_attribute_values(":v", AttributeValue::S(value.clone()))
+                .scan_index_forward(!newest_first)
+                .set_limit(limit)
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| fail(DisplayErrorContext(e)))?;
+            for item in page.items() {
+                records.push(from_item(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if limit.is_none_or(|l| records.len() < l as usize) => start_key = Some(key.clone()),
+                _ => return Ok(records),
+            }
+        }
+    }
+}
+
+fn fail(error: impl std::fmt::Display) -> ServiceError {
+    ServiceError::new("dynamodb", error)
+}
+
+#[async_trait]
+impl BuildStore for DynamoDbBuildStore {
+    async fn insert(&self, record: &BuildRecord) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record, record.version)))
+            .condition_expression("attribute_not_exists(source_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(fail(DisplayErrorContext(e)).into()),
+        }
+    }
+
+    async fn get(&self, source_id: Uuid) -> Result<Option<BuildRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("source_id", AttributeValue::S(source_id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| fail(DisplayErrorContext(e)))?;
+        output.item().map(from_item).transpose()
+    }
+
+    async fn find_by_number(&self, app_key: &str, number: u64) -> Result<Option<BuildRecord>, StoreError> {
+        let found = self.query_index(BY_NUMBER_INDEX, "app_number", app_number(app_key, number), true, Some(1)).await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn list_by_app(&self, app_key: &str) -> Result<Vec<BuildRecord>, StoreError> {
+        self.query_index(BY_APP_INDEX, "app_key", app_key.to_owned(), false, None).await
+    }
+
+    async fn update(&self, record: &BuildRecord) -> Result<BuildRecord, StoreError> {
+        let next_version = record.version + 1;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record, next_version)))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", AttributeValue::N(record.version.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(BuildRecord { version: next_version, ..record.clone() }),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Err(StoreError::Conflict),
+            Err(e) => Err(fail(DisplayErrorContext(e)).into()),
+        }
+    }
+}
+
+fn app_number(app_key: &str, number: u64) -> String {
+    format!("{app_key}#{number}")
+}
+
+fn to_item(record: &BuildRecord, version: u64) -> Item {
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: u64| AttributeValue::N(v.to_string());
+    let mut item = Item::from([
+        ("source_id".to_owned(), s(&record.source_id.to_string())),
+        ("kind".to_owned(), s(record.kind.as_str())),
+        ("build_key".to_owned(), s(&record.build_key)),
+        ("app_key".to_owned(), s(&record.app_key)),
+        ("metadata".to_owned(), s(&record.metadata)),
+        ("info".to_owned(), s(&record.human_readable_info)),
+        ("state".to_owned(), s(record.state.as_str())),
+        ("created_at".to_owned(), n(record.created_at_ms)),
+        ("updated_at".to_owned(), n(record.updated_at_ms)),
+        ("version".to_owned(), n(version)),
+        ("spec".to_owned(), AttributeValue::B(Blob::new(record.sealed_spec.clone()))),
+    ]);
+    if let Some(number) = record.number {
+        item.insert("number".to_owned(), n(number));
+        item.insert("app_number".to_owned(), s(&app_number(&record.app_key, number)));
+    }
+    if let Some(stop) = record.stop {
+        item.insert("stop".to_owned(), s(stop_str(stop)));
+    }
+    if let Some(failure) = &record.failure {
+        item.insert("failure".to_owned(), s(failure));
+    }
+    item
+}
+
+fn stop_str(stop: StopIntent) -> &'static str {
+    match stop {
+        StopIntent::Stop => "stop",
+        StopIntent::Timeout => "timeout",
+    }
+}
+
+fn from_item(item: &Item) -> Result<BuildRecord, StoreError> {
+    let bad = |field: &str| StoreError::from(fail(format!("stored build has a missing or malformed '{field}'")));
+    let text = |field: &str| item.get(field).and_then(|v| v.as_s().ok()).cloned().ok_or_else(|| bad(field));
+    let number = |field: &str| item.get(field).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
+    let required_number = |field: &str| number(field).ok_or_else(|| bad(field));
+    let stop = match item.get("stop").and_then(|v| v.as_s().ok()).map(String::as_str) {
+        None => None,
+        Some("stop") => Some(StopIntent::Stop),
+        Some("timeout") => Some(StopIntent::Timeout),
+        Some(_) => return Err(bad("stop")),
+    };
+    Ok(BuildRecord {
+        source_id: text("source_id")?.parse().map_err(|_| bad("source_id"))?,
+        kind: ApiKind::parse(&text("kind")?).ok_or_else(|| bad("kind"))?,
+        build_key: text("build_key")?,
+        app_key: text("app_key")?,
+        number: number("number"),
+        metadata: text("metadata")?,
+        human_readable_info: text("info")?,
+        state: BuildState::parse(&text("state")?).ok_or_else(|| bad("state"))?,
+        stop,
+        failure: item.get("failure").and_then(|v| v.as_s().ok()).cloned(),
+        created_at_ms: required_number("created_at")?,
+        updated_at_ms: required_number("updated_at")?,
+        version: required_number("version")?,
+        sealed_spec: item.get("spec").and_then(|v| v.as_b().ok()).map(|b| b.as_ref().to_vec()).ok_or_else(|| bad("spec"))?,
+    })
+}
