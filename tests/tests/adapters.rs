@@ -75,7 +75,10 @@ async fn dynamodb_update_with_a_stale_version_conflicts() {
     fresh.failure = Some("timed out".into());
     store.update(&fresh).await.unwrap();
     let now = store.get(build.source_id).await.unwrap().unwrap();
-    assert_eq!((now.state, now.stop, now.failure.as_deref(), now.version), (BuildState::Failed, Some(StopIntent::Timeout), Some("timed out"), 2));
+    assert_eq!(
+        (now.state, now.stop, now.failure.as_deref(), now.version),
+        (BuildState::Failed, Some(StopIntent::Timeout), Some("timed out"), 2)
+    );
 }
 
 #[tokio::test]

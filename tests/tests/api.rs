@@ -227,7 +227,10 @@ async fn legacy_status_logs_and_stop_by_job_and_number() {
     post_json(&app, "/", &repeat.body(4, "https://src.example/b.tgz")).await;
 
     let status_path = format!("/{}/4/status", first.job());
-    assert_eq!(json_of(app.get(&status_path).await).await, (200, json!({"id": 4, "building": false, "status": "pending", "type": "jenkins"})));
+    assert_eq!(
+        json_of(app.get(&status_path).await).await,
+        (200, json!({"id": 4, "building": false, "status": "pending", "type": "jenkins"}))
+    );
     assert_eq!(json_of(app.get(&format!("/{}/4/logs", first.job())).await).await, (200, json!({"output": ""})));
     assert_eq!(json_of(app.get(&format!("/{}/5/status", first.job())).await).await.0, 404);
 

@@ -140,3 +140,37 @@ mod tests {
         assert_eq!(matched.parameters["build_id"], "1");
     }
 }
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+
+    /// The `Method`/`Path` of every `HttpApi` event in `template.yaml`, with the function
+    /// resource (`CreateFunction` → `Create`) it belongs to.
+    fn template_routes() -> Vec<(String, String, String)> {
+        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml")).expect("template.yaml");
+        let mut resource = String::new();
+        let mut routes = Vec::new();
+        for line in template.lines() {
+            if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')).filter(|l| !l.starts_with(' ')) {
+                resource = name.to_owned();
+            }
+            let Some(properties) = line.trim().strip_prefix("Properties: {ApiId: !Ref ShuttleApi, ") else { continue };
+            let field = |name: &str| {
+                properties.split(", ").find_map(|p| p.strip_prefix(name)).map(|v| v.trim_end_matches('}').trim_matches('"').to_owned())
+            };
+            let function = resource.strip_suffix("Function").unwrap_or(&resource).to_owned();
+            routes.push((field("Method: ").expect("Method"), field("Path: ").expect("Path"), function));
+        }
+        routes.sort();
+        routes
+    }
+
+    #[test]
+    fn the_gateway_serves_exactly_the_routes_of_the_template() {
+        let mut served: Vec<(String, String, String)> =
+            ROUTES.iter().map(|r| (r.method.to_owned(), r.path.to_owned(), format!("{:?}", r.function))).collect();
+        served.sort();
+        assert_eq!(template_routes(), served);
+    }
+}

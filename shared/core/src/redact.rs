@@ -1,6 +1,9 @@
 //! Credential redaction for anything that may carry a URL: log lines, error messages,
 //! status bodies. `user:pass@host` becomes `user:***@host`, `token@host` becomes `***@host`.
 
+/// Characters that end a URL's authority, in a URL or in the text around it.
+const AUTHORITY_ENDS: [char; 13] = ['/', '?', '#', ',', ')', ' ', '"', '\'', '\n', '\r', '\t', '<', '>'];
+
 /// Redacts the userinfo of every URL (`scheme://userinfo@host…`) found in `text`.
 ///
 /// Works on free text, so a URL inside an error message or a `failover(…)` list is covered too.
@@ -12,7 +15,7 @@ pub fn redact(text: &str) -> String {
         out.push_str(&rest[..authority_start]);
         let after = &rest[authority_start..];
         let authority_len = after
-            .find(|c: char| matches!(c, '/' | '?' | '#' | ',' | ')' | ' ' | '"' | '\'' | '\n' | '\r' | '\t' | '<' | '>'))
+            .find(AUTHORITY_ENDS)
             .unwrap_or(after.len());
         let authority = &after[..authority_len];
         match authority.rfind('@') {
