@@ -14,9 +14,7 @@ pub fn redact(text: &str) -> String {
         let authority_start = at + 3;
         out.push_str(&rest[..authority_start]);
         let after = &rest[authority_start..];
-        let authority_len = after
-            .find(AUTHORITY_ENDS)
-            .unwrap_or(after.len());
+        let authority_len = after.find(AUTHORITY_ENDS).unwrap_or(after.len());
         let authority = &after[..authority_len];
         match authority.rfind('@') {
             Some(userinfo_end) => {
