@@ -101,7 +101,9 @@ async fn v2_create_repeated_is_idempotent_and_a_different_body_conflicts() {
 #[tokio::test]
 async fn v2_bad_requests_name_the_field_and_write_nothing() {
     let app = spawn_app().await;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    /// A path, a change to the valid body, and the field the 400 must name.
+    type Case = (&'static str, Box<dyn Fn(&mut Value)>, &'static str);
+    let cases: Vec<Case> = vec![
         ("/my-app/1", Box::new(|b| b["source"]["url"] = json!("ftp://example.com/src.tgz")), "source.url"),
         ("/my-app/1", Box::new(|b| b["destination"]["url"] = json!("https://registry.example.com/org/repo:tag")), "destination.url"),
         ("/my-app/1", Box::new(|b| b["arguments"] = json!({"X": 1})), "arguments.X"),
@@ -300,4 +302,19 @@ async fn a_body_over_the_limit_is_413_and_writes_nothing() {
     let (status, _) = post_json(&app, "/my-app/1", &json!({"padding": padding})).await;
     assert_eq!(status, 413);
     app.stack.assert_nothing_written("413").await;
+}
+
+#[tokio::test]
+async fn bad_path_segments_are_400s_on_every_build_route() {
+    let app = spawn_app().await;
+    for (method, path, field) in [
+        ("GET", "/my%20app/1/status", "app_id"),
+        ("GET", "/my-app/b%21d/logs", "build_id"),
+        ("DELETE", "/my-app/b%40d", "build_id"),
+        ("DELETE", "/my%24app", "app"),
+    ] {
+        let response = app.client.request(method.parse().unwrap(), app.url(path)).send().await.unwrap();
+        let (status, body) = json_of(response).await;
+        assert_eq!((status, body["field"].as_str()), (400, Some(field)), "{method} {path}: {body}");
+    }
 }

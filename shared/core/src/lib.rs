@@ -8,6 +8,7 @@
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod jenkins;
 pub mod ports;
 pub mod record;
 pub mod redact;

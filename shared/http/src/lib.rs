@@ -10,11 +10,29 @@ use shuttle_core::{Settings, Shuttle};
 /// Builds the use cases from the environment, once per cold start. A missing or malformed
 /// setting stops the function with a message naming it; no network call is made here.
 pub async fn shuttle_from_env() -> Result<Shuttle, lambda_http::Error> {
-    let settings = Settings::from_env()?;
+    let settings = Settings::from_env().map_err(|error| StartupError(error.to_string()))?;
     let sdk = shuttle_adapters::load_sdk_config().await;
     let s3_region = std::env::var("S3_LOCATION").ok().filter(|r| !r.trim().is_empty());
     Ok(shuttle_adapters::shuttle(&sdk, settings, s3_region))
 }
+
+/// A start-up failure. Its `Debug` is its message, so that the `Error: …` line a binary's
+/// `main` prints on failure reads as a sentence naming the setting.
+pub struct StartupError(pub String);
+
+impl std::fmt::Debug for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartupError {}
 
 /// Logs as JSON in Lambda (`AWS_LAMBDA_LOG_FORMAT=JSON`), as text elsewhere.
 pub fn init_tracing() {

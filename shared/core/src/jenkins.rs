@@ -1,0 +1,159 @@
+//! What the shuttle knows of Jenkins: queue items, build results and their meaning, the job
+//! parameters of `infra/jenkins/config.xml`, and the port the Jenkins client implements.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::ServiceError;
+use crate::state::{BuildState, StopIntent};
+
+/// Where a triggered build is, as its queue item tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueItem {
+    /// Still waiting (for an executor, or behind a running build of the same job).
+    Waiting { why: Option<String> },
+    /// Left the queue and started as build `number`.
+    Started { number: u64 },
+    /// Left the queue without starting.
+    Cancelled,
+    /// Jenkins no longer knows the item (it forgets left items after a few minutes): the build
+    /// must be found by its `BUILD_UUID` parameter.
+    Forgotten,
+}
+
+/// A build's `result` in Jenkins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JenkinsResult {
+    Success,
+    Unstable,
+    Failure,
+    NotBuilt,
+    Aborted,
+    Other(String),
+}
+
+impl JenkinsResult {
+    pub fn parse(raw: &str) -> Self {
+        match raw {
+            "SUCCESS" => Self::Success,
+            "UNSTABLE" => Self::Unstable,
+            "FAILURE" => Self::Failure,
+            "NOT_BUILT" => Self::NotBuilt,
+            "ABORTED" => Self::Aborted,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The terminal state of a finished build (SPEC §4): an `ABORTED` build ended by our own
+    /// stop is `Stopped`, by our timeout `TimedOut`, and otherwise `Failed`.
+    pub fn terminal_state(&self, intent: Option<StopIntent>) -> BuildState {
+        match (self, intent) {
+            (Self::Success, _) => BuildState::Succeeded,
+            (Self::Aborted, Some(StopIntent::Stop)) => BuildState::Stopped,
+            (Self::Aborted, Some(StopIntent::Timeout)) => BuildState::TimedOut,
+            _ => BuildState::Failed,
+        }
+    }
+}
+
+/// A build's state in Jenkins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildStatus {
+    pub building: bool,
+    /// `None` while running.
+    pub result: Option<JenkinsResult>,
+}
+
+/// What one `progressiveText` read covered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogWindow {
+    /// The offset the read asked for.
+    pub start: u64,
+    /// Jenkins' `X-Text-Size`: where the next read starts. Moves only once the whole response
+    /// was handed to the sink.
+    pub next_start: u64,
+    /// Jenkins' `X-More-Data`: the build is still writing its log.
+    pub more_data: bool,
+}
+
+/// Receives log text as it streams in from Jenkins, in order.
+#[async_trait]
+pub trait LogSink: Send {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError>;
+}
+
+/// A Jenkins call that did not give the answer needed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JenkinsError {
+    /// The job or build does not exist.
+    #[error("jenkins: not found: {0}")]
+    NotFound(String),
+    /// Connection errors, timeouts, 5xx: worth trying again later.
+    #[error("jenkins unavailable: {0}")]
+    Unavailable(String),
+    /// Jenkins refused the credentials or the request.
+    #[error("jenkins refused the request: {0}")]
+    Refused(String),
+    /// An answer that does not fit Jenkins' documented API.
+    #[error("unexpected answer from jenkins: {0}")]
+    Unexpected(String),
+    /// The log sink failed while the log streamed in.
+    #[error(transparent)]
+    Sink(#[from] ServiceError),
+}
+
+impl JenkinsError {
+    pub const fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Sink(_))
+    }
+}
+
+/// The Jenkins REST API as the shuttle uses it.
+#[async_trait]
+pub trait Jenkins: Send + Sync {
+    /// Creates the job from the template unless it exists.
+    async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError>;
+    /// `buildWithParameters`: the id of the queue item.
+    async fn trigger(&self, job: &str, parameters: &[(String, String)]) -> Result<u64, JenkinsError>;
+    async fn queue_item(&self, queue_id: u64) -> Result<QueueItem, JenkinsError>;
+    /// The build of `job` whose `BUILD_UUID` parameter is `build_uuid`, if any.
+    async fn find_build(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError>;
+    async fn build_status(&self, job: &str, number: u64) -> Result<BuildStatus, JenkinsError>;
+    /// Streams the log from `start` into `sink`.
+    async fn read_log(&self, job: &str, number: u64, start: u64, sink: &mut dyn LogSink) -> Result<LogWindow, JenkinsError>;
+    async fn stop_build(&self, job: &str, number: u64) -> Result<(), JenkinsError>;
+    async fn cancel_queue_item(&self, queue_id: u64) -> Result<(), JenkinsError>;
+    /// Deletes the job; a job already gone is fine.
+    async fn delete_job(&self, job: &str) -> Result<(), JenkinsError>;
+}
+
+/// The job parameters of `infra/jenkins/config.xml` (see `infra/jenkins/README.md`).
+pub mod parameters {
+    pub const BUILD_UUID: &str = "BUILD_UUID";
+    pub const SOURCES_URL: &str = "SOURCES_URL";
+    pub const SOURCE_IMAGE: &str = "SOURCE_IMAGE";
+    pub const SOURCE_REGISTRY_USER: &str = "SOURCE_REGISTRY_USER";
+    pub const SOURCE_REGISTRY_PASSWORD: &str = "SOURCE_REGISTRY_PASSWORD";
+    pub const DESTINATION_IMAGE: &str = "DESTINATION_IMAGE";
+    pub const DESTINATION_LATEST: &str = "DESTINATION_LATEST";
+    pub const REGISTRY_USER: &str = "REGISTRY_USER";
+    pub const REGISTRY_PASSWORD: &str = "REGISTRY_PASSWORD";
+    pub const BUILD_ARGS: &str = "BUILD_ARGS";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_map_to_states_by_the_recorded_intent() {
+        assert_eq!(JenkinsResult::parse("SUCCESS").terminal_state(None), BuildState::Succeeded);
+        assert_eq!(JenkinsResult::parse("SUCCESS").terminal_state(Some(StopIntent::Stop)), BuildState::Succeeded);
+        assert_eq!(JenkinsResult::parse("ABORTED").terminal_state(Some(StopIntent::Stop)), BuildState::Stopped);
+        assert_eq!(JenkinsResult::parse("ABORTED").terminal_state(Some(StopIntent::Timeout)), BuildState::TimedOut);
+        assert_eq!(JenkinsResult::parse("ABORTED").terminal_state(None), BuildState::Failed, "aborted by someone else");
+        for failed in ["FAILURE", "UNSTABLE", "NOT_BUILT", "SOMETHING_NEW"] {
+            assert_eq!(JenkinsResult::parse(failed).terminal_state(None), BuildState::Failed, "{failed}");
+        }
+    }
+}
