@@ -1,0 +1,573 @@
+//! Jenkins' REST endpoints: authentication and CSRF crumbs first, then the routes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde_json::Value;
+
+use crate::job_config::{self, ParameterValue};
+use crate::render;
+use crate::respond::{self, Reply};
+use crate::state::{now_ms, BuildResult, ItemState, Job, QueueItem, Session, Shared};
+use crate::tree;
+
+/// A request as the routes see it: the path split into decoded segments.
+pub struct ApiRequest {
+    pub method: Method,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub segments: Vec<String>,
+    pub query: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl ApiRequest {
+    fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The form fields of an `application/x-www-form-urlencoded` body.
+    fn form(&self) -> Vec<(String, String)> {
+        let is_form = self.header(CONTENT_TYPE).is_some_and(|t| t.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            url::form_urlencoded::parse(&self.body).into_owned().collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Request parameters as a servlet sees them: the query first, then the form body.
+    fn parameters(&self) -> Vec<(String, String)> {
+        let mut all = self.query.clone();
+        all.extend(self.form());
+        all
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    ApiToken,
+    Password,
+    Session,
+    Anonymous,
+}
+
+struct Auth {
+    user: Option<String>,
+    via: Via,
+    /// The session of the request's cookie, when it is valid for this user.
+    session: Option<String>,
+    /// A session opened by this request: its cookie goes out with the answer.
+    new_session: Option<String>,
+}
+
+fn cookie_session(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == shared.cookie_name)
+        .map(|(_, value)| value.to_owned())
+}
+
+fn open_session(shared: &Shared, user: &str) -> String {
+    let id = format!("node0{}.node0", uuid::Uuid::new_v4().simple());
+    let crumb = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    shared.lock().sessions.insert(id.clone(), Session { user: user.to_owned(), crumb });
+    id
+}
+
+/// HTTP Basic with the API token or the password, else the session cookie, else anonymous.
+fn authenticate(shared: &Shared, request: &ApiRequest) -> Result<Auth, Box<Reply>> {
+    let config = &shared.config;
+    let session = cookie_session(shared, &request.headers);
+    let session_user = session.as_ref().and_then(|id| shared.lock().sessions.get(id).map(|s| s.user.clone()));
+    if let Some(header) = request.header(AUTHORIZATION) {
+        let credentials = header
+            .strip_prefix("Basic ")
+            .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok())
+            .and_then(|decoded| String::from_utf8(decoded).ok());
+        let Some(credentials) = credentials else {
+            return Err(Box::new(respond::unauthorized(&request.uri, "")));
+        };
+        let (user, secret) = credentials.split_once(':').unwrap_or((&credentials, ""));
+        let via = if user != config.user {
+            None
+        } else if secret == config.api_token {
+            Some(Via::ApiToken)
+        } else if secret == config.password {
+            Some(Via::Password)
+        } else {
+            None
+        };
+        let Some(via) = via else {
+            return Err(Box::new(respond::unauthorized(&request.uri, user)));
+        };
+        let session = session.filter(|_| session_user.as_deref() == Some(user));
+        // Signing in with a password opens a web session; an API token does not.
+        let new_session = (via == Via::Password && session.is_none()).then(|| open_session(shared, user));
+        return Ok(Auth { user: Some(user.to_owned()), via, session, new_session });
+    }
+    match session_user {
+        Some(user) => Ok(Auth { user: Some(user), via: Via::Session, session, new_session: None }),
+        None => Ok(Auth { user: None, via: Via::Anonymous, session: None, new_session: None }),
+    }
+}
+
+/// The crumb of the request's session must come with the POST, as a header or a parameter.
+fn crumb_is_valid(shared: &Shared, request: &ApiRequest, auth: &Auth) -> bool {
+    let offered = request
+        .header("Jenkins-Crumb")
+        .map(str::to_owned)
+        .or_else(|| request.parameters().into_iter().find(|(k, _)| k == "Jenkins-Crumb").map(|(_, v)| v));
+    let (Some(offered), Some(session)) = (offered, auth.session.as_ref()) else { return false };
+    shared.lock().sessions.get(session).is_some_and(|s| s.crumb == offered && auth.user.as_deref() == Some(s.user.as_str()))
+}
+
+pub async fn handle(shared: &Arc<Shared>, request: ApiRequest) -> Reply {
+    let auth = match authenticate(shared, &request) {
+        Ok(auth) => auth,
+        Err(reply) => return *reply,
+    };
+    let crumb_exempt = auth.via == Via::ApiToken && !shared.config.require_crumb;
+    let mut reply = if request.method == Method::POST && !crumb_exempt && !crumb_is_valid(shared, &request, &auth) {
+        respond::error_page(StatusCode::FORBIDDEN, &request.uri, "No valid crumb was included in the request")
+    } else if auth.user.is_none() {
+        respond::authentication_required(&request.uri)
+    } else {
+        route(shared, &request, &auth).await
+    };
+    if let Some(session) = auth.new_session {
+        if let Ok(cookie) = HeaderValue::from_str(&format!("{}={session}; Path=/; HttpOnly", shared.cookie_name)) {
+            reply.headers_mut().append(SET_COOKIE, cookie);
+        }
+    }
+    reply
+}
+
+/// `tree=` applied to a JSON answer; a malformed tree is a 400.
+fn api_json(request: &ApiRequest, value: impl FnOnce(bool) -> Value) -> Reply {
+    match request.query_param("tree").map(tree::parse) {
+        None => respond::json(&value(false)),
+        Some(Ok(spec)) => respond::json(&tree::prune(&value(true), &spec)),
+        Some(Err(why)) => respond::error_page(StatusCode::BAD_REQUEST, &request.uri, &why),
+    }
+}
+
+async fn route(shared: &Arc<Shared>, request: &ApiRequest, auth: &Auth) -> Reply {
+    let user = auth.user.as_deref().unwrap_or("anonymous");
+    let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+    let post = request.method == Method::POST;
+    let uri = request.uri.as_str();
+    match segments.as_slice() {
+        [] => respond::html("<html><head><title>Dashboard [Jenkins]</title></head><body>Jenkins stand-in</body></html>\n".to_owned()),
+        ["api", "json"] => api_json(request, |_| render::root_json(shared, &shared.lock())),
+        ["crumbIssuer", "api", "json"] => crumb(shared, request, auth),
+        ["createItem"] if post => create_item(shared, request),
+        ["queue", "api", "json"] => api_json(request, |_| render::queue_json(shared, &shared.lock())),
+        ["queue", "cancelItem"] if post => cancel_item(shared, request),
+        ["queue", "item", id, rest @ ..] => queue_item(shared, request, id, rest),
+        ["job", name, rest @ ..] => job_route(shared, request, name, rest, user).await,
+        ["createItem"] | ["queue", "cancelItem"] => respond::requires_post(uri),
+        _ => respond::not_found(uri),
+    }
+}
+
+fn crumb(shared: &Shared, request: &ApiRequest, auth: &Auth) -> Reply {
+    let user = auth.user.clone().unwrap_or_default();
+    let (session, opened) = match auth.session.clone().or_else(|| auth.new_session.clone()) {
+        Some(session) => (session, false),
+        None => (open_session(shared, &user), true),
+    };
+    let crumb = shared.lock().sessions.get(&session).map(|s| s.crumb.clone()).unwrap_or_default();
+    let mut reply = api_json(
+        request,
+        |_| serde_json::json!({"_class": "hudson.security.csrf.DefaultCrumbIssuer", "crumb": crumb, "crumbRequestField": "Jenkins-Crumb"}),
+    );
+    if opened {
+        if let Ok(cookie) = HeaderValue::from_str(&format!("{}={session}; Path=/; HttpOnly", shared.cookie_name)) {
+            reply.headers_mut().append(SET_COOKIE, cookie);
+        }
+    }
+    reply
+}
+
+/// Jenkins' `checkGoodName`.
+fn check_good_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("No name is specified".to_owned());
+    }
+    if name.trim() == "." || name.trim() == ".." {
+        return Err(format!("“{}” is not an allowed name", name.trim()));
+    }
+    for c in name.chars() {
+        if c.is_control() {
+            return Err(format!("No control code is allowed: {}", name.escape_debug()));
+        }
+        if "?*/\\%!@#$^&|<>[]:;".contains(c) {
+            return Err(format!("‘{c}’ is an unsafe character"));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /createItem?name=N` with a `config.xml` body.
+fn create_item(shared: &Shared, request: &ApiRequest) -> Reply {
+    let uri = request.uri.as_str();
+    let fail = |message: &str| respond::error_page(StatusCode::BAD_REQUEST, uri, message);
+    let content_type = request.header(CONTENT_TYPE).map(str::to_ascii_lowercase);
+    let mode = request.parameters().into_iter().find(|(k, _)| k == "mode").map(|(_, v)| v);
+    if content_type.is_none() && mode.as_deref() != Some("copy") {
+        return fail("No Content-Type header set");
+    }
+    let Some(name) = request.parameters().into_iter().find(|(k, _)| k == "name").map(|(_, v)| v) else {
+        return fail("Query parameter 'name' is required");
+    };
+    if let Err(why) = check_good_name(&name) {
+        return fail(&why);
+    }
+    let name = name.trim().to_owned();
+    if shared.lock().jobs.contains_key(&name) {
+        return fail(&format!("A job already exists with the name ‘{name}’"));
+    }
+    if mode.as_deref() == Some("copy") {
+        return fail("The stand-in does not copy jobs: post a config.xml");
+    }
+    let is_xml = content_type.as_deref().is_some_and(|t| t.starts_with("application/xml") || t.starts_with("text/xml"));
+    if !is_xml {
+        return fail("No mode given");
+    }
+    let config_xml = String::from_utf8_lossy(&request.body).into_owned();
+    let definition = match job_config::parse(&config_xml) {
+        Ok(definition) => definition,
+        Err(why) => {
+            return respond::error_page(StatusCode::INTERNAL_SERVER_ERROR, uri, &format!("java.io.IOException: Unable to read: {why}"))
+        }
+    };
+    let mut inner = shared.lock();
+    if inner.jobs.contains_key(&name) {
+        return fail(&format!("A job already exists with the name ‘{name}’"));
+    }
+    let generation = inner.next_job_generation;
+    inner.next_job_generation += 1;
+    inner.jobs.insert(
+        name.clone(),
+        Job { name, generation, config_xml, definition, next_build_number: 1, builds: Default::default(), deleting: false },
+    );
+    respond::empty(StatusCode::OK)
+}
+
+fn queue_id_parameter(request: &ApiRequest) -> Option<u64> {
+    request.parameters().into_iter().find(|(k, _)| k == "id").and_then(|(_, v)| v.parse().ok())
+}
+
+/// `POST /queue/cancelItem?id=N`: 204 when cancelled; 404 for an unknown (or forgotten) id;
+/// 500 for an item that already left the queue (Jenkins cannot cancel those).
+fn cancel_item(shared: &Shared, request: &ApiRequest) -> Reply {
+    let Some(id) = queue_id_parameter(request) else {
+        return respond::error_page(StatusCode::NOT_FOUND, &request.uri, "Provided id (0) not found");
+    };
+    let forget_after = shared.config.forget_left_items_after;
+    let mut inner = shared.lock();
+    let cancelled = match inner.queue_item_mut(id, forget_after) {
+        None => return respond::error_page(StatusCode::NOT_FOUND, &request.uri, &format!("Provided id ({id}) not found")),
+        Some(item) => item.cancel(),
+    };
+    drop(inner);
+    if cancelled {
+        shared.wake_scheduler.notify_one();
+        respond::empty(StatusCode::NO_CONTENT)
+    } else {
+        respond::error_page(StatusCode::INTERNAL_SERVER_ERROR, &request.uri, &format!("Could not cancel run for id {id}"))
+    }
+}
+
+fn queue_item(shared: &Shared, request: &ApiRequest, id: &str, rest: &[&str]) -> Reply {
+    let uri = request.uri.as_str();
+    let Ok(id) = id.parse::<u64>() else { return respond::not_found(uri) };
+    let inner = shared.lock();
+    let Some(item) = inner.queue_item(id, shared.config.forget_left_items_after) else { return respond::not_found(uri) };
+    match rest {
+        [] => respond::text(
+            StatusCode::OK,
+            format!("Queue item exists. For details check, for example, {uri}api/json?tree=cancelled,executable[url]"),
+        ),
+        ["api", "json"] => api_json(request, |_| render::queue_item_json(shared, &inner, item)),
+        _ => respond::not_found(uri),
+    }
+}
+
+/// A build number or a permalink (`lastBuild`, …) of the job.
+fn resolve_build(job: &Job, reference: &str) -> Option<u64> {
+    if let Ok(number) = reference.parse::<u64>() {
+        return job.builds.contains_key(&number).then_some(number);
+    }
+    let finished_with = |b: &crate::state::Build, wanted: &[BuildResult]| {
+        let progress = b.progress();
+        !progress.building && progress.result.is_some_and(|r| wanted.contains(&r))
+    };
+    let mut builds = job.builds_newest_first();
+    let found = match reference {
+        "lastBuild" => builds.next(),
+        "firstBuild" => job.builds.values().next(),
+        "lastCompletedBuild" => builds.find(|b| !b.is_building()),
+        "lastSuccessfulBuild" => builds.find(|b| finished_with(b, &[BuildResult::Success, BuildResult::Unstable])),
+        "lastStableBuild" => builds.find(|b| finished_with(b, &[BuildResult::Success])),
+        "lastFailedBuild" => builds.find(|b| finished_with(b, &[BuildResult::Failure])),
+        "lastUnsuccessfulBuild" => builds.find(|b| !b.is_building() && !finished_with(b, &[BuildResult::Success])),
+        _ => None,
+    };
+    found.map(|b| b.number)
+}
+
+async fn job_route(shared: &Arc<Shared>, request: &ApiRequest, name: &str, rest: &[&str], user: &str) -> Reply {
+    let uri = request.uri.as_str();
+    let post = request.method == Method::POST;
+    if !shared.lock().jobs.contains_key(name) {
+        return respond::not_found(uri);
+    }
+    match rest {
+        [] => respond::html(format!("<html><head><title>{name} [Jenkins]</title></head><body>{name}</body></html>\n")),
+        ["api", "json"] => {
+            let inner = shared.lock();
+            match inner.job(name) {
+                Some(job) => api_json(request, |detailed| render::job_json(shared, &inner, job, detailed)),
+                None => respond::not_found(uri),
+            }
+        }
+        ["buildWithParameters"] if post => build_with_parameters(shared, request, name, user),
+        ["build"] if post => build_without_parameters(shared, request, name, user),
+        ["doDelete"] if post => delete_job(shared, request, name, user).await,
+        ["config.xml"] if post => update_config(shared, request, name),
+        ["config.xml"] => match shared.lock().job(name) {
+            Some(job) => respond::xml(job.config_xml.clone()),
+            None => respond::not_found(uri),
+        },
+        ["buildWithParameters"] | ["build"] | ["doDelete"] => respond::requires_post(uri),
+        [reference, build_rest @ ..] => build_route(shared, request, name, reference, build_rest, user),
+    }
+}
+
+/// The values a new build gets: defined parameters only, defaults for the missing ones.
+fn parameter_values(job: &Job, submitted: &[(String, String)]) -> Result<Vec<ParameterValue>, String> {
+    job.definition
+        .parameters
+        .iter()
+        .map(|definition| {
+            let values: Vec<&str> = submitted.iter().filter(|(k, _)| *k == definition.name).map(|(_, v)| v.as_str()).collect();
+            match values.as_slice() {
+                [] => Ok(definition.default_value()),
+                [value] => definition.submitted_value(value),
+                more => Err(format!("Illegal number of parameter values for {}: {}", definition.name, more.len())),
+            }
+        })
+        .collect()
+}
+
+/// Queues a build, or answers the item of an identical one still waiting (Jenkins merges them).
+fn schedule(shared: &Shared, name: &str, parameters: Vec<ParameterValue>, user: &str) -> Option<u64> {
+    let mut inner = shared.lock();
+    let job = inner.job(name)?;
+    let (generation, kind) = (job.generation, job.definition.kind);
+    let existing = inner
+        .queue
+        .values()
+        .find(|item| item.job_name == name && item.job_generation == generation && item.is_in_queue() && item.parameters == parameters)
+        .map(|item| item.id);
+    if let Some(id) = existing {
+        return Some(id);
+    }
+    let id = inner.next_queue_id;
+    inner.next_queue_id += 1;
+    let delay = shared.config.queue_delay;
+    inner.queue.insert(
+        id,
+        QueueItem {
+            id,
+            job_name: name.to_owned(),
+            job_generation: generation,
+            job_kind: kind,
+            parameters,
+            cause_user: user.to_owned(),
+            in_queue_since_ms: now_ms(),
+            buildable_at: Instant::now() + delay,
+            buildable_at_ms: now_ms() + delay.as_millis() as u64,
+            state: ItemState::Waiting,
+        },
+    );
+    drop(inner);
+    shared.wake_scheduler.notify_one();
+    Some(id)
+}
+
+fn queued(shared: &Shared, request: &ApiRequest, id: Option<u64>) -> Reply {
+    match id {
+        Some(id) => respond::redirect(StatusCode::CREATED, &format!("{}queue/item/{id}/", shared.base)),
+        None => respond::not_found(&request.uri),
+    }
+}
+
+/// `POST /job/N/buildWithParameters?P=V…` (or a form body): 201 with the queue item.
+fn build_with_parameters(shared: &Shared, request: &ApiRequest, name: &str, user: &str) -> Reply {
+    let parameters = {
+        let inner = shared.lock();
+        let Some(job) = inner.job(name) else { return respond::not_found(&request.uri) };
+        if job.definition.parameters.is_empty() {
+            return respond::error_page(
+                StatusCode::BAD_REQUEST,
+                &request.uri,
+                &format!("java.io.IOException: {name} is not parameterized"),
+            );
+        }
+        match parameter_values(job, &request.parameters()) {
+            Ok(parameters) => parameters,
+            Err(why) => {
+                return respond::error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &request.uri,
+                    &format!("java.lang.IllegalArgumentException: {why}"),
+                )
+            }
+        }
+    };
+    queued(shared, request, schedule(shared, name, parameters, user))
+}
+
+/// `POST /job/N/build`: for a job without parameters.
+fn build_without_parameters(shared: &Shared, request: &ApiRequest, name: &str, user: &str) -> Reply {
+    let parameterized = shared.lock().job(name).is_some_and(|job| !job.definition.parameters.is_empty());
+    if parameterized {
+        return respond::error_page(StatusCode::BAD_REQUEST, &request.uri, "This page expects a form submission but had only {}");
+    }
+    queued(shared, request, schedule(shared, name, Vec::new(), user))
+}
+
+fn update_config(shared: &Shared, request: &ApiRequest, name: &str) -> Reply {
+    let config_xml = String::from_utf8_lossy(&request.body).into_owned();
+    let definition = match job_config::parse(&config_xml) {
+        Ok(definition) => definition,
+        Err(why) => {
+            return respond::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &request.uri,
+                &format!("java.io.IOException: Unable to read: {why}"),
+            )
+        }
+    };
+    let mut inner = shared.lock();
+    let Some(job) = inner.jobs.get_mut(name) else { return respond::not_found(&request.uri) };
+    job.config_xml = config_xml;
+    job.definition = definition;
+    drop(inner);
+    shared.wake_scheduler.notify_one();
+    respond::empty(StatusCode::OK)
+}
+
+/// `POST /job/N/doDelete`: cancels the job's queue items, aborts its running builds and waits
+/// (up to 15 s, as Jenkins) for them to end, then removes the job. 302 to the root.
+async fn delete_job(shared: &Arc<Shared>, request: &ApiRequest, name: &str, user: &str) -> Reply {
+    let (generation, running) = {
+        let mut inner = shared.lock();
+        let Some(job) = inner.jobs.get_mut(name) else { return respond::not_found(&request.uri) };
+        job.deleting = true;
+        let generation = job.generation;
+        let running: Vec<_> = job.builds.values().filter(|b| b.is_building()).cloned().collect();
+        for item in inner.queue.values_mut().filter(|i| i.job_name == name && i.job_generation == generation) {
+            item.cancel();
+        }
+        (generation, running)
+    };
+    for build in &running {
+        build.request_stop(user);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while running.iter().any(|b| b.is_building()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let still_running = running.iter().filter(|b| b.is_building()).count();
+    let mut inner = shared.lock();
+    if still_running > 0 {
+        if let Some(job) = inner.jobs.get_mut(name) {
+            job.deleting = false;
+        }
+        return respond::error_page(
+            StatusCode::BAD_REQUEST,
+            &request.uri,
+            &format!("Failed to interrupt and stop {still_running} builds of {name}"),
+        );
+    }
+    if inner.jobs.get(name).is_some_and(|job| job.generation == generation) {
+        inner.jobs.remove(name);
+    }
+    for item in inner.queue.values_mut().filter(|i| i.job_name == name && i.job_generation == generation) {
+        item.cancel();
+    }
+    drop(inner);
+    shared.wake_scheduler.notify_one();
+    respond::redirect(StatusCode::FOUND, &shared.base)
+}
+
+fn build_route(shared: &Shared, request: &ApiRequest, name: &str, reference: &str, rest: &[&str], user: &str) -> Reply {
+    let uri = request.uri.as_str();
+    let build = {
+        let inner = shared.lock();
+        let Some(job) = inner.job(name) else { return respond::not_found(uri) };
+        let Some(number) = resolve_build(job, reference) else { return respond::not_found(uri) };
+        job.builds[&number].clone()
+    };
+    let post = request.method == Method::POST;
+    match rest {
+        [] => respond::html(format!("<html><head><title>{name} #{} [Jenkins]</title></head><body></body></html>\n", build.number)),
+        ["api", "json"] => {
+            let inner = shared.lock();
+            api_json(request, |_| render::build_json(&build, inner.job(name)))
+        }
+        ["logText", "progressiveText"] => {
+            let start = match request.query_param("start").map(str::parse::<i64>) {
+                None => 0,
+                Some(Ok(start)) => start.max(0) as u64,
+                Some(Err(_)) => {
+                    return respond::error_page(StatusCode::INTERNAL_SERVER_ERROR, uri, "java.lang.NumberFormatException: For input string")
+                }
+            };
+            let (text, size, more) = build.log_from(start);
+            let mut reply = respond::streamed_text(text);
+            reply.headers_mut().insert("X-Text-Size", HeaderValue::from(size));
+            if more {
+                reply.headers_mut().insert("X-More-Data", HeaderValue::from_static("true"));
+            }
+            reply
+        }
+        ["consoleText"] => respond::streamed_text(build.log_from(0).0),
+        ["stop"] if post => {
+            build.request_stop(user);
+            respond::redirect(StatusCode::FOUND, &build.url)
+        }
+        ["stop"] => respond::requires_post(uri),
+        _ => respond::not_found(uri),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_are_checked_like_jenkins() {
+        assert!(check_good_name("my-app_1.0").is_ok());
+        assert_eq!(check_good_name("a/b").unwrap_err(), "‘/’ is an unsafe character");
+        assert_eq!(check_good_name("").unwrap_err(), "No name is specified");
+        assert!(check_good_name("..").is_err());
+        assert!(check_good_name("tab\there").is_err());
+    }
+}

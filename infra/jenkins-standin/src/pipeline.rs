@@ -1,0 +1,522 @@
+//! What a build does: the job's pipeline (see `infra/jenkins/README.md`), for real except Docker.
+//!
+//! - `SOURCE_IMAGE` set: a simulated `docker pull`, `docker tag`, `docker push` (and `:latest`
+//!   when `DESTINATION_LATEST=true`).
+//! - Otherwise the real `prepare-sources.sh <SOURCES_URL> <workdir> <BUILD_ARGS names…>` in a
+//!   fresh directory (removed afterwards), its output appended to the log line by line; then a
+//!   simulated `docker build` of the prepared Dockerfile, one `Step i/N` per instruction, where
+//!   `RUN sleep N` really takes N seconds and `RUN false` / `RUN exit N` fails the build; then a
+//!   simulated push.
+//!
+//! A stop interrupts the running step at once (the script's process group gets SIGTERM); the
+//! build becomes ABORTED when the abort delay has passed since the stop. Password parameters
+//! (and the values of `BUILD_ARGS`) are never written to the log.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use crate::dockerfile::{self, RunEffect};
+use crate::state::{Build, BuildResult, Shared};
+
+const SIMULATED: &str = "(simulated: no Docker engine on this machine)";
+
+/// Why a pipeline ended early.
+enum Stop {
+    /// The message of the `ERROR:` line Jenkins prints before `Finished: FAILURE`.
+    Failed(String),
+    Aborted,
+}
+
+type Step = Result<(), Stop>;
+
+/// Runs the build to its end, then lets the queue start the next one.
+pub async fn run(shared: Arc<Shared>, build: Arc<Build>) {
+    let abort = build.abort.subscribe();
+    let mut runner = Runner { shared: &shared, build: &build, abort };
+    let outcome = runner.pipeline().await;
+    let stopped = *runner.abort.borrow();
+    match outcome {
+        Err(Stop::Aborted) => runner.finish_aborted().await,
+        _ if stopped => runner.finish_aborted().await,
+        Ok(()) => build.finish(BuildResult::Success),
+        Err(Stop::Failed(message)) => {
+            build.log_line(&format!("ERROR: {message}"));
+            build.finish(BuildResult::Failure);
+        }
+    }
+    shared.wake_scheduler.notify_one();
+}
+
+/// A fresh directory for one build, removed when the build ends (or its task is dropped).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("jenkins-standin-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+fn digest() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// An image reference split as Docker reads it.
+struct ImageRef<'a> {
+    /// Everything but the tag and digest: `registry.example.com:5000/org/app`.
+    repository: &'a str,
+    tag: &'a str,
+}
+
+impl<'a> ImageRef<'a> {
+    /// None when Docker would say "invalid reference format".
+    fn parse(reference: &'a str) -> Option<Self> {
+        let without_digest = reference.split_once('@').map_or(reference, |(name, _)| name);
+        let last_slash = without_digest.rfind('/').map_or(0, |i| i + 1);
+        let (repository, tag) = match without_digest[last_slash..].rfind(':') {
+            Some(colon) => (&without_digest[..last_slash + colon], &without_digest[last_slash + colon + 1..]),
+            None => (without_digest, "latest"),
+        };
+        let (domain, path) = match repository.split_once('/') {
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first, rest),
+            _ => ("", repository),
+        };
+        let domain_ok = domain.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+        let path_ok = !path.is_empty()
+            && path.split('/').all(|component| {
+                !component.is_empty()
+                    && component.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                    && component.starts_with(|c: char| c.is_ascii_alphanumeric())
+            });
+        let tag_ok = !tag.is_empty() && tag.len() <= 128 && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        (domain_ok && path_ok && tag_ok).then_some(Self { repository, tag })
+    }
+
+    /// The registry `docker login` talks to.
+    fn registry(&self) -> &'a str {
+        match self.repository.split_once('/') {
+            Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+            _ => "docker.io",
+        }
+    }
+}
+
+struct Runner<'a> {
+    shared: &'a Shared,
+    build: &'a Arc<Build>,
+    abort: watch::Receiver<bool>,
+}
+
+impl Runner<'_> {
+    fn log(&self, line: &str) {
+        self.build.log_line(line);
+    }
+
+    fn parameter(&self, name: &str) -> String {
+        self.build.parameter(name).unwrap_or_default().to_owned()
+    }
+
+    /// Waits, unless a stop comes first.
+    async fn pause(&mut self, duration: Duration) -> Step {
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => Ok(()),
+            _ = self.abort.wait_for(|stop| *stop) => Err(Stop::Aborted),
+        }
+    }
+
+    async fn simulated_operation(&mut self) -> Step {
+        let step = self.shared.config.step_time;
+        self.pause(step).await
+    }
+
+    fn stage_begin(&self, name: &str) {
+        self.log("[Pipeline] stage");
+        self.log(&format!("[Pipeline] {{ ({name})"));
+    }
+
+    fn stage_end(&self) {
+        self.log("[Pipeline] }");
+        self.log("[Pipeline] // stage");
+    }
+
+    async fn pipeline(&mut self) -> Step {
+        self.log(&format!("Started by user {}", self.build.cause_user));
+        self.log("[Pipeline] Start of Pipeline");
+        self.log("[Pipeline] node");
+        self.log(&format!("Running on Jenkins in /var/jenkins_home/workspace/{}", self.build.job_name));
+        self.log("[Pipeline] {");
+        let outcome = match self.simulated_operation().await {
+            Ok(()) if !self.parameter("SOURCE_IMAGE").is_empty() => self.image_pipeline().await,
+            Ok(()) => self.archive_pipeline().await,
+            Err(stop) => Err(stop),
+        };
+        self.log("[Pipeline] }");
+        self.log("[Pipeline] // node");
+        self.log("[Pipeline] End of Pipeline");
+        outcome
+    }
+
+    async fn image_pipeline(&mut self) -> Step {
+        let source = self.parameter("SOURCE_IMAGE");
+        let destination = self.parameter("DESTINATION_IMAGE");
+        self.stage_begin("Pull image");
+        let pulled = self.pull_and_tag(&source, &destination).await;
+        self.stage_end();
+        pulled?;
+        self.stage_begin("Push image");
+        let pushed = self.push_all(&destination).await;
+        self.stage_end();
+        pushed
+    }
+
+    async fn pull_and_tag(&mut self, source: &str, destination: &str) -> Step {
+        self.log("[Pipeline] sh");
+        let Some(image) = ImageRef::parse(source) else {
+            self.log(&format!("+ docker pull {source}"));
+            self.log("invalid reference format");
+            return Err(Stop::Failed("script returned exit code 1".to_owned()));
+        };
+        let user = self.parameter("SOURCE_REGISTRY_USER");
+        if !user.is_empty() {
+            self.login(&user, image.registry()).await?;
+        }
+        self.log(&format!("+ docker pull {source}"));
+        self.log(&format!("{}: Pulling from {} {SIMULATED}", image.tag, image.repository));
+        self.simulated_operation().await?;
+        self.log(&format!("Digest: sha256:{}", digest()));
+        self.log(&format!("Status: Downloaded newer image for {source}"));
+        self.log(&format!("+ docker tag {source} {destination}"));
+        if ImageRef::parse(destination).is_none() {
+            self.log(&format!("Error parsing reference: \"{destination}\" is not a valid repository/tag: invalid reference format"));
+            return Err(Stop::Failed("script returned exit code 1".to_owned()));
+        }
+        self.log(&format!("Tagged {destination} {SIMULATED}"));
+        Ok(())
+    }
+
+    async fn login(&mut self, user: &str, registry: &str) -> Step {
+        self.log(&format!("+ docker login -u {user} --password-stdin {registry}"));
+        self.simulated_operation().await?;
+        self.log(&format!("Login Succeeded {SIMULATED}"));
+        Ok(())
+    }
+
+    /// Pushes the destination, and `:latest` of its repository when `DESTINATION_LATEST=true`.
+    async fn push_all(&mut self, destination: &str) -> Step {
+        self.log("[Pipeline] sh");
+        let Some(image) = ImageRef::parse(destination) else {
+            self.log(&format!("+ docker push {destination}"));
+            self.log("invalid reference format");
+            return Err(Stop::Failed("script returned exit code 1".to_owned()));
+        };
+        let user = self.parameter("REGISTRY_USER");
+        if !user.is_empty() {
+            self.login(&user, image.registry()).await?;
+        }
+        self.push(destination, &image).await?;
+        if self.parameter("DESTINATION_LATEST") == "true" {
+            let latest = format!("{}:latest", image.repository);
+            self.log(&format!("+ docker tag {destination} {latest}"));
+            let latest_image = ImageRef { repository: image.repository, tag: "latest" };
+            self.push(&latest, &latest_image).await?;
+        }
+        Ok(())
+    }
+
+    async fn push(&mut self, reference: &str, image: &ImageRef<'_>) -> Step {
+        self.log(&format!("+ docker push {reference}"));
+        self.log(&format!("The push refers to repository [{}] {SIMULATED}", image.repository));
+        self.simulated_operation().await?;
+        self.log(&format!("{}: digest: sha256:{} size: 1570", image.tag, digest()));
+        Ok(())
+    }
+
+    async fn archive_pipeline(&mut self) -> Step {
+        let build_args = self.parameter("BUILD_ARGS");
+        let arg_names: Vec<String> = if build_args.trim().is_empty() {
+            Vec::new()
+        } else {
+            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&build_args) {
+                Ok(args) => args.keys().cloned().collect(),
+                Err(_) => return Err(Stop::Failed("BUILD_ARGS is not a JSON object of build arguments".to_owned())),
+            }
+        };
+        let scratch = match Scratch::new() {
+            Ok(scratch) => scratch,
+            Err(e) => return Err(Stop::Failed(format!("cannot create the workspace: {e}"))),
+        };
+        let workdir = scratch.0.join("workspace");
+        self.stage_begin("Prepare sources");
+        let prepared = self.prepare_sources(&scratch.0, &workdir, &arg_names).await;
+        self.stage_end();
+        prepared?;
+        let destination = self.parameter("DESTINATION_IMAGE");
+        self.stage_begin("Build image");
+        let built = self.docker_build(&workdir, &destination, &arg_names).await;
+        self.stage_end();
+        built?;
+        self.stage_begin("Push image");
+        let pushed = self.push_all(&destination).await;
+        self.stage_end();
+        pushed
+    }
+
+    /// `prepare-sources.sh <SOURCES_URL> <workdir> <names…>`, its output appended as it comes.
+    async fn prepare_sources(&mut self, scratch: &Path, workdir: &Path, arg_names: &[String]) -> Step {
+        self.log("[Pipeline] sh");
+        let script = &self.shared.config.prepare_script;
+        let mut command = if is_executable(script) {
+            Command::new(script)
+        } else {
+            let mut command = Command::new("bash");
+            command.arg(script);
+            command
+        };
+        let build = self.build;
+        command
+            .arg(self.parameter("SOURCES_URL"))
+            .arg(workdir)
+            .args(arg_names)
+            .current_dir(scratch)
+            .env("TMPDIR", scratch)
+            .env("WORKSPACE", workdir)
+            .env("JOB_NAME", &build.job_name)
+            .env("BUILD_NUMBER", build.number.to_string())
+            .env("BUILD_ID", build.number.to_string())
+            .env("BUILD_URL", &build.url)
+            .env("JENKINS_URL", &self.shared.base)
+            .env("BUILD_TAG", format!("jenkins-{}-{}", build.job_name, build.number))
+            .envs(build.parameters.iter().map(|p| (p.name.clone(), p.value.clone())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                self.log(&format!("{}: {e}", script.display()));
+                return Err(Stop::Failed("script returned exit code 127".to_owned()));
+            }
+        };
+        let mut script_run = ScriptRun { group: child.id(), child, scratch, finished: false };
+        let readers = [
+            script_run.child.stdout.take().map(|out| tokio::spawn(append_lines(build.clone(), out))),
+            script_run.child.stderr.take().map(|err| tokio::spawn(append_lines(build.clone(), err))),
+        ];
+        let status = tokio::select! {
+            status = script_run.child.wait() => Some(status),
+            _ = self.abort.wait_for(|stop| *stop) => None,
+        };
+        let Some(status) = status else {
+            self.log("Sending interrupt signal to process");
+            script_run.terminate().await;
+            for reader in readers.into_iter().flatten() {
+                reader.abort();
+            }
+            return Err(Stop::Aborted);
+        };
+        script_run.finished = true;
+        // The output may still be in the pipes: read it to the end (bounded, in case a
+        // background process of the script keeps them open).
+        for reader in readers.into_iter().flatten() {
+            let handle = reader.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), reader).await.is_err() {
+                handle.abort();
+            }
+        }
+        let code = match status {
+            Ok(status) => status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)),
+            Err(e) => {
+                self.log(&format!("cannot wait for the script: {e}"));
+                -1
+            }
+        };
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(Stop::Failed(format!("script returned exit code {code}")))
+        }
+    }
+
+    /// A simulated `docker build` of the prepared Dockerfile.
+    async fn docker_build(&mut self, workdir: &Path, destination: &str, arg_names: &[String]) -> Step {
+        self.log("[Pipeline] sh");
+        let flags: String = arg_names.iter().map(|name| format!(" --build-arg {name}")).collect();
+        self.log(&format!("+ docker build{flags} -t {destination} ."));
+        if ImageRef::parse(destination).is_none() {
+            self.log(&format!("invalid argument \"{destination}\" for \"-t, --tag\" flag: invalid reference format"));
+            return Err(Stop::Failed("script returned exit code 125".to_owned()));
+        }
+        let dockerfile = workdir.join("Dockerfile");
+        let content = match std::fs::read(&dockerfile) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                self.log(&format!(
+                    "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {}: {e}",
+                    dockerfile.display()
+                ));
+                return Err(Stop::Failed("script returned exit code 1".to_owned()));
+            }
+        };
+        let instructions = match dockerfile::parse(&content) {
+            Ok(instructions) => instructions,
+            Err(why) => {
+                self.log(&format!("Error response from daemon: {why}"));
+                return Err(Stop::Failed("script returned exit code 1".to_owned()));
+            }
+        };
+        if instructions.iter().find(|i| i.keyword != "ARG").is_none_or(|i| i.keyword != "FROM") {
+            self.log("Error response from daemon: No build stage in current context");
+            return Err(Stop::Failed("script returned exit code 1".to_owned()));
+        }
+        self.log(&format!("Sending build context to Docker daemon {SIMULATED}"));
+        let total = instructions.len();
+        for (index, instruction) in instructions.iter().enumerate() {
+            self.log(&format!("Step {}/{total} : {}", index + 1, instruction.text));
+            match instruction.run_effect() {
+                RunEffect::Instant => self.simulated_operation().await?,
+                RunEffect::Sleep(duration) => {
+                    self.log(&format!(" ---> Running in {}", short_id()));
+                    self.pause(duration).await?;
+                }
+                RunEffect::Fail(code) => {
+                    self.log(&format!(" ---> Running in {}", short_id()));
+                    self.log(&format!("The command '/bin/sh -c {}' returned a non-zero code: {code}", instruction.arguments));
+                    return Err(Stop::Failed(format!("script returned exit code {code}")));
+                }
+            }
+            self.log(&format!(" ---> {} {SIMULATED}", short_id()));
+        }
+        self.log(&format!("Successfully built {}", short_id()));
+        self.log(&format!("Successfully tagged {destination}"));
+        Ok(())
+    }
+
+    /// After a stop: ABORTED once the abort delay has passed since the stop.
+    async fn finish_aborted(&self) {
+        let stopped_at = self.build.progress().stopped_at.unwrap_or_else(std::time::Instant::now);
+        tokio::time::sleep_until((stopped_at + self.shared.config.abort_delay).into()).await;
+        self.build.finish(BuildResult::Aborted);
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+async fn append_lines(build: Arc<Build>, pipe: impl AsyncRead + Unpin) {
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                build.log_line(text.trim_end_matches(['\n', '\r']));
+            }
+        }
+    }
+}
+
+/// The running script. Its process group is ended with it: on a stop (SIGTERM, then SIGKILL),
+/// and when the build's task is dropped midway (SIGKILL), so that nothing of it outlives the
+/// build or writes into the scratch directory after it was removed.
+struct ScriptRun<'a> {
+    child: Child,
+    /// The process group: the script's pid (it was started as a group leader).
+    group: Option<u32>,
+    scratch: &'a Path,
+    /// The script was reaped and its group ended.
+    finished: bool,
+}
+
+fn signal_group(signal: &str, group: u32) -> bool {
+    std::process::Command::new("kill")
+        .args([signal, "--", &format!("-{group}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+impl ScriptRun<'_> {
+    /// SIGTERM to the process group, as Jenkins interrupts `sh`; SIGKILL if it lingers.
+    async fn terminate(&mut self) {
+        let Some(group) = self.group else { return };
+        signal_group("-TERM", group);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        if tokio::time::timeout_at(deadline, self.child.wait()).await.is_err() {
+            signal_group("-KILL", group);
+            let _ = self.child.wait().await;
+        }
+        // The leader is reaped; wait for the rest of its group (a pipeline's other processes).
+        while signal_group("-0", group) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if signal_group("-0", group) {
+            signal_group("-KILL", group);
+        }
+        self.finished = true;
+    }
+}
+
+impl Drop for ScriptRun<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let Some(group) = self.group else { return };
+        // The leader is not reaped yet, so the group id is still ours.
+        signal_group("-KILL", group);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let _ = self.child.try_wait();
+            if !signal_group("-0", group) || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_dir_all(self.scratch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_are_read_like_docker() {
+        let image = ImageRef::parse("registry.example.com:5000/org/app:1.2").expect("valid");
+        assert_eq!(
+            (image.repository, image.tag, image.registry()),
+            ("registry.example.com:5000/org/app", "1.2", "registry.example.com:5000")
+        );
+        let image = ImageRef::parse("alpine").expect("valid");
+        assert_eq!((image.repository, image.tag, image.registry()), ("alpine", "latest", "docker.io"));
+        let image = ImageRef::parse("localhost/app@sha256:abc").expect("valid");
+        assert_eq!((image.repository, image.tag, image.registry()), ("localhost/app", "latest", "localhost"));
+        for invalid in ["", "Org/App:1", "app:", "a b", "registry.example.com/"] {
+            assert!(ImageRef::parse(invalid).is_none(), "{invalid}");
+        }
+    }
+}
