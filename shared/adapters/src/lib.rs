@@ -1,9 +1,11 @@
-//! Adapters from the shuttle's ports to the outside systems, one module per system.
+//! Adapters from the shuttle's ports to the outside systems, one module per system: DynamoDB,
+//! S3, SQS, KMS and Jenkins.
 //!
 //! Every AWS client comes from one `SdkConfig` loaded the SDK's own way, so the local emulator
 //! is reached through `AWS_ENDPOINT_URL` and production and local runs are the same code.
 
 pub mod dynamodb;
+pub mod jenkins;
 pub mod kms;
 pub mod s3;
 pub mod sqs;

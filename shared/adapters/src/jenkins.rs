@@ -1,0 +1,334 @@
+//! The Jenkins REST API through reqwest.
+//!
+//! Auth is HTTP Basic with an API token, which needs no crumb; when a server asks for one
+//! anyway (403 "No valid crumb"), the client fetches `crumbIssuer/api/json` once, keeps the
+//! crumb with its session cookie, and retries. Every call has a timeout. Error messages never
+//! carry credentials: the base URL holds none, and every message is redacted.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+use shuttle_core::jenkins::{parameters, BuildStatus, Jenkins, JenkinsError, JenkinsResult, LogSink, LogWindow, QueueItem};
+use shuttle_core::redact::redact;
+use url::Url;
+
+/// The job template, with the source-preparation script it writes into the workspace.
+const JOB_TEMPLATE: &str = include_str!("../../../infra/jenkins/config.xml");
+const PREPARE_SOURCES_SH: &str = include_str!("../../../infra/jenkins/prepare-sources.sh");
+const SCRIPT_PLACEHOLDER: &str = "@@PREPARE_SOURCES_SH_BASE64@@";
+
+/// What stays unescaped in a job name used as one path segment.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// The `config.xml` every app's job is created from.
+pub fn job_config() -> String {
+    JOB_TEMPLATE.replace(SCRIPT_PLACEHOLDER, &base64::engine::general_purpose::STANDARD.encode(PREPARE_SOURCES_SH))
+}
+
+#[derive(Clone, Debug)]
+pub struct JenkinsSettings {
+    /// `JENKINS_URL`, without credentials.
+    pub url: Url,
+    pub user: String,
+    pub token: String,
+    /// Limit of one JSON call.
+    pub timeout: Duration,
+    /// Limit of one `progressiveText` read.
+    pub log_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+struct Crumb {
+    field: String,
+    value: String,
+    cookie: Option<String>,
+}
+
+pub struct JenkinsClient {
+    http: reqwest::Client,
+    settings: JenkinsSettings,
+    job_config: String,
+    crumb: Mutex<Option<Crumb>>,
+}
+
+impl JenkinsClient {
+    pub fn new(settings: JenkinsSettings) -> Result<Self, JenkinsError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| JenkinsError::Unexpected(e.to_string()))?;
+        let mut url = settings.url.clone();
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        Ok(Self { http, settings: JenkinsSettings { url, ..settings }, job_config: job_config(), crumb: Mutex::new(None) })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.settings.url.join(path.trim_start_matches('/')).expect("paths built here are valid")
+    }
+
+    fn job_path(job: &str) -> String {
+        format!("job/{}/", percent_encoding::utf8_percent_encode(job, PATH_SEGMENT))
+    }
+
+    /// Sends a request with auth (and the crumb, once one was needed); retries once with a
+    /// fresh crumb when Jenkins asks for one.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        timeout: Duration,
+        body: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, JenkinsError> {
+        let attempt = |crumb: Option<Crumb>| {
+            let mut request =
+                self.http.request(method.clone(), url.clone()).basic_auth(&self.settings.user, Some(&self.settings.token)).timeout(timeout);
+            if let Some(crumb) = crumb.filter(|_| method != Method::GET) {
+                request = request.header(crumb.field.as_str(), crumb.value.as_str());
+                if let Some(cookie) = crumb.cookie {
+                    request = request.header(COOKIE, cookie);
+                }
+            }
+            body(request).send()
+        };
+        let cached = self.crumb.lock().expect("crumb lock").clone();
+        let response = attempt(cached).await.map_err(transport_error)?;
+        if response.status() != StatusCode::FORBIDDEN || method == Method::GET {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        if !text.contains("No valid crumb") {
+            return Err(JenkinsError::Refused(format!("403 for {} {}", method, url.path())));
+        }
+        let crumb = self.fetch_crumb().await?;
+        *self.crumb.lock().expect("crumb lock") = Some(crumb.clone());
+        attempt(Some(crumb)).await.map_err(transport_error)
+    }
+
+    async fn fetch_crumb(&self) -> Result<Crumb, JenkinsError> {
+        let response = self
+            .http
+            .get(self.url("crumbIssuer/api/json"))
+            .basic_auth(&self.settings.user, Some(&self.settings.token))
+            .timeout(self.settings.timeout)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let response = check(response, "crumbIssuer")?;
+        let cookie = session_cookie(response.headers());
+        let json: Value = response.json().await.map_err(|e| JenkinsError::Unexpected(format!("crumb: {e}")))?;
+        let field = json["crumbRequestField"].as_str().unwrap_or("Jenkins-Crumb").to_owned();
+        let value = json["crumb"].as_str().ok_or_else(|| JenkinsError::Unexpected("crumb answer without a crumb".into()))?.to_owned();
+        Ok(Crumb { field, value, cookie })
+    }
+
+    async fn get_json(&self, path: &str, what: &str) -> Result<Value, JenkinsError> {
+        let response = self.send(Method::GET, self.url(path), self.settings.timeout, |r| r).await?;
+        let response = check(response, what)?;
+        response.json().await.map_err(|e| JenkinsError::Unexpected(format!("{what}: {}", redact(&e.to_string()))))
+    }
+
+    /// A POST whose 2xx or 3xx answer means done.
+    async fn post(&self, url: Url, what: &str) -> Result<(), JenkinsError> {
+        let response = self.send(Method::POST, url, self.settings.timeout, |r| r).await?;
+        check(response, what).map(|_| ())
+    }
+}
+
+fn transport_error(error: reqwest::Error) -> JenkinsError {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    JenkinsError::Unavailable(redact(&format!("{kind}: {}", error.without_url())))
+}
+
+/// Maps an answer's status: 2xx and 3xx pass, the rest become errors.
+fn check(response: Response, what: &str) -> Result<Response, JenkinsError> {
+    let status = response.status();
+    match status.as_u16() {
+        200..=399 => Ok(response),
+        404 => Err(JenkinsError::NotFound(what.to_owned())),
+        401 | 403 => Err(JenkinsError::Refused(format!("{status} for {what}: check JENKINS_USER and JENKINS_TOKEN"))),
+        429 | 500..=599 => Err(JenkinsError::Unavailable(format!("{status} for {what}"))),
+        _ => Err(JenkinsError::Unexpected(format!("{status} for {what}"))),
+    }
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    let cookies: Vec<&str> =
+        headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).filter_map(|v| v.split(';').next()).collect();
+    (!cookies.is_empty()).then(|| cookies.join("; "))
+}
+
+/// `…/queue/item/123/` → 123.
+fn queue_id(location: &str) -> Option<u64> {
+    let path = location.trim_end_matches('/');
+    let (rest, id) = path.rsplit_once('/')?;
+    rest.ends_with("/queue/item").then(|| id.parse().ok()).flatten()
+}
+
+#[async_trait]
+impl Jenkins for JenkinsClient {
+    async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError> {
+        match self.get_json(&format!("{}api/json", Self::job_path(job)), "job").await {
+            Ok(_) => return Ok(()),
+            Err(JenkinsError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let mut url = self.url("createItem");
+        url.query_pairs_mut().append_pair("name", job);
+        let config = self.job_config.clone();
+        let response =
+            self.send(Method::POST, url, self.settings.timeout, |r| r.header(CONTENT_TYPE, "application/xml").body(config.clone())).await?;
+        if response.status() == StatusCode::BAD_REQUEST {
+            let text = response.text().await.unwrap_or_default();
+            // Created meanwhile by a concurrent poller.
+            return if text.contains("already exists") {
+                Ok(())
+            } else {
+                Err(JenkinsError::Unexpected(format!("createItem: {}", redact(&text))))
+            };
+        }
+        check(response, "createItem").map(|_| ())
+    }
+
+    async fn trigger(&self, job: &str, parameters: &[(String, String)]) -> Result<u64, JenkinsError> {
+        let url = self.url(&format!("{}buildWithParameters", Self::job_path(job)));
+        // Parameters go in the form body, not the URL: they include secrets.
+        let form = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(parameters).finish();
+        let response = self
+            .send(Method::POST, url, self.settings.timeout, |r| {
+                r.header(CONTENT_TYPE, "application/x-www-form-urlencoded").body(form.clone())
+            })
+            .await?;
+        let response = check(response, "buildWithParameters")?;
+        let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        queue_id(location)
+            .ok_or_else(|| JenkinsError::Unexpected(format!("buildWithParameters answered without a queue item ({})", response.status())))
+    }
+
+    async fn queue_item(&self, queue_id: u64) -> Result<QueueItem, JenkinsError> {
+        let json = match self.get_json(&format!("queue/item/{queue_id}/api/json"), "queue item").await {
+            Ok(json) => json,
+            Err(JenkinsError::NotFound(_)) => return Ok(QueueItem::Forgotten),
+            Err(e) => return Err(e),
+        };
+        if json["cancelled"].as_bool() == Some(true) {
+            return Ok(QueueItem::Cancelled);
+        }
+        match json["executable"]["number"].as_u64() {
+            Some(number) => Ok(QueueItem::Started { number }),
+            None if json["_class"].as_str().is_some_and(|c| c.ends_with("$LeftItem")) => Ok(QueueItem::Cancelled),
+            None => Ok(QueueItem::Waiting { why: json["why"].as_str().map(str::to_owned) }),
+        }
+    }
+
+    async fn find_build(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
+        let path = format!("{}api/json?tree=builds[number,actions[parameters[name,value]]]", Self::job_path(job));
+        let json = self.get_json(&path, "job builds").await?;
+        let builds = json["builds"].as_array().cloned().unwrap_or_default();
+        Ok(builds.iter().find_map(|build| {
+            let actions = build["actions"].as_array()?;
+            let matches = actions
+                .iter()
+                .filter_map(|a| a["parameters"].as_array())
+                .flatten()
+                .any(|p| p["name"].as_str() == Some(parameters::BUILD_UUID) && p["value"].as_str() == Some(build_uuid));
+            matches.then(|| build["number"].as_u64()).flatten()
+        }))
+    }
+
+    async fn build_status(&self, job: &str, number: u64) -> Result<BuildStatus, JenkinsError> {
+        let json = self.get_json(&format!("{}{number}/api/json", Self::job_path(job)), "build").await?;
+        Ok(BuildStatus { building: json["building"].as_bool().unwrap_or(false), result: json["result"].as_str().map(JenkinsResult::parse) })
+    }
+
+    async fn read_log(&self, job: &str, number: u64, start: u64, sink: &mut dyn LogSink) -> Result<LogWindow, JenkinsError> {
+        let mut url = self.url(&format!("{}{number}/logText/progressiveText", Self::job_path(job)));
+        url.query_pairs_mut().append_pair("start", &start.to_string());
+        let response = self.send(Method::GET, url, self.settings.log_timeout, |r| r).await?;
+        let mut response = check(response, "progressiveText")?;
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text_size: u64 = header("X-Text-Size")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| JenkinsError::Unexpected("progressiveText without X-Text-Size".into()))?;
+        let more_data = header("X-More-Data").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if text_size < start {
+            // Jenkins answers a start beyond the end with the log from 0: nothing new for us.
+            return Ok(LogWindow { start, next_start: start, more_data });
+        }
+        let expected = text_size - start;
+        let mut received = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            received += chunk.len() as u64;
+            sink.write(chunk).await?;
+        }
+        if received != expected {
+            return Err(JenkinsError::Unavailable(format!("progressiveText ended after {received} of {expected} bytes")));
+        }
+        Ok(LogWindow { start, next_start: text_size, more_data })
+    }
+
+    async fn stop_build(&self, job: &str, number: u64) -> Result<(), JenkinsError> {
+        self.post(self.url(&format!("{}{number}/stop", Self::job_path(job))), "stop").await
+    }
+
+    async fn cancel_queue_item(&self, queue_id: u64) -> Result<(), JenkinsError> {
+        let mut url = self.url("queue/cancelItem");
+        url.query_pairs_mut().append_pair("id", &queue_id.to_string());
+        match self.post(url, "cancelItem").await {
+            Err(JenkinsError::NotFound(_)) => Ok(()),
+            // Jenkins answers 500 ("Could not cancel run") for an item that already left the
+            // queue: then there is nothing to cancel, and the build is stopped by its number.
+            Err(error @ JenkinsError::Unavailable(_)) => match self.queue_item(queue_id).await {
+                Ok(QueueItem::Waiting { .. }) | Err(_) => Err(error),
+                Ok(_) => Ok(()),
+            },
+            other => other,
+        }
+    }
+
+    async fn delete_job(&self, job: &str) -> Result<(), JenkinsError> {
+        match self.post(self.url(&format!("{}doDelete", Self::job_path(job))), "doDelete").await {
+            Err(JenkinsError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_ids_come_from_the_location() {
+        assert_eq!(queue_id("http://jenkins.example/queue/item/42/"), Some(42));
+        assert_eq!(queue_id("https://j.example/ci/queue/item/7"), Some(7));
+        assert_eq!(queue_id("http://jenkins.example/job/x/"), None);
+        assert_eq!(queue_id(""), None);
+    }
+
+    #[test]
+    fn job_names_are_one_path_segment() {
+        assert_eq!(JenkinsClient::job_path("myapp-0b9e8c2a"), "job/myapp-0b9e8c2a/");
+        assert_eq!(JenkinsClient::job_path("a/b c"), "job/a%2Fb%20c/");
+    }
+
+    #[test]
+    fn the_job_config_carries_the_script() {
+        let config = job_config();
+        assert!(!config.contains(SCRIPT_PLACEHOLDER));
+        assert!(config.contains(&base64::engine::general_purpose::STANDARD.encode(PREPARE_SOURCES_SH)));
+    }
+}

@@ -1,0 +1,271 @@
+//! The Jenkins client against the Jenkins stand-in (`infra/jenkins-standin`), with the real job
+//! template and source-preparation script. Archive sources are served from a presigned S3 link
+//! of the local AWS emulator, the way a build receives them.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use jenkins_standin::{StandIn, StandInConfig};
+use shuttle_adapters::jenkins::{JenkinsClient, JenkinsSettings};
+use shuttle_adapters::S3SourceStore;
+use shuttle_core::error::ServiceError;
+use shuttle_core::jenkins::{parameters, Jenkins, JenkinsError, JenkinsResult, LogSink, QueueItem};
+use shuttle_core::ports::SourceStore;
+use shuttle_tests::Stack;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+async fn standin(config: StandInConfig) -> StandIn {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    jenkins_standin::start(config, listener).await.unwrap()
+}
+
+fn fast() -> StandInConfig {
+    StandInConfig {
+        queue_delay: Duration::from_millis(100),
+        abort_delay: Duration::from_millis(200),
+        step_time: Duration::from_millis(10),
+        ..StandInConfig::default()
+    }
+}
+
+fn client(jenkins: &StandIn, token: &str, timeout: Duration) -> JenkinsClient {
+    JenkinsClient::new(JenkinsSettings {
+        url: jenkins.base_url().parse().unwrap(),
+        user: jenkins.config().user.clone(),
+        token: token.to_owned(),
+        timeout,
+        log_timeout: Duration::from_secs(10),
+    })
+    .unwrap()
+}
+
+fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn image_build(build_uuid: &str) -> Vec<(String, String)> {
+    params(&[
+        (parameters::BUILD_UUID, build_uuid),
+        (parameters::SOURCE_IMAGE, "registry.example/org/base:1"),
+        (parameters::DESTINATION_IMAGE, "registry.example/org/app:1.1"),
+        (parameters::REGISTRY_PASSWORD, "canary-registry-password"),
+    ])
+}
+
+/// An archive build: a tar.gz with `dockerfile` uploaded to S3, passed as a presigned link.
+async fn archive_build(stack: &Stack, build_uuid: &str, dockerfile: &str) -> Vec<(String, String)> {
+    let dir = std::env::temp_dir().join(format!("shuttle-src-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::write(dir.join("app/Dockerfile"), dockerfile).unwrap();
+    let archive = dir.join("src.tar.gz");
+    let status = std::process::Command::new("tar").arg("-czf").arg(&archive).arg("-C").arg(&dir).arg("app").status().unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&archive).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let sources = S3SourceStore::new(stack.s3.clone(), &stack.resources.s3_bucket);
+    let source_id = Uuid::new_v4();
+    sources.put_source(source_id, Bytes::from(bytes)).await.unwrap();
+    let link = sources.presign_source(source_id, Duration::from_secs(600)).await.unwrap();
+    params(&[
+        (parameters::BUILD_UUID, build_uuid),
+        (parameters::SOURCES_URL, &link),
+        (parameters::DESTINATION_IMAGE, "registry.example/org/app:1.2"),
+        (parameters::BUILD_ARGS, r#"{"NPM_TOKEN":"canary-arg-value"}"#),
+    ])
+}
+
+async fn wait_started(jenkins: &dyn Jenkins, queue_id: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match jenkins.queue_item(queue_id).await.unwrap() {
+            QueueItem::Started { number } => return number,
+            QueueItem::Waiting { .. } => {}
+            other => panic!("queue item {queue_id} did not start: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "queue item {queue_id} still waiting");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_result(jenkins: &dyn Jenkins, job: &str, number: u64) -> JenkinsResult {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(result) = jenkins.build_status(job, number).await.unwrap().result {
+            return result;
+        }
+        assert!(Instant::now() < deadline, "build {job} #{number} never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[derive(Default)]
+struct Collect(Vec<u8>);
+
+#[async_trait]
+impl LogSink for Collect {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError> {
+        self.0.extend_from_slice(&chunk);
+        Ok(())
+    }
+}
+
+/// Tails the log by following `X-Text-Size` until Jenkins says there is no more.
+async fn tail_log(jenkins: &dyn Jenkins, job: &str, number: u64) -> (Vec<u8>, usize) {
+    let (mut sink, mut cursor, mut reads) = (Collect::default(), 0, 0);
+    loop {
+        let window = jenkins.read_log(job, number, cursor, &mut sink).await.unwrap();
+        assert_eq!(window.start, cursor);
+        cursor = window.next_start;
+        reads += 1;
+        assert_eq!(sink.0.len() as u64, cursor, "the cursor is the length of what was received");
+        if !window.more_data {
+            return (sink.0, reads);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn console_text(jenkins: &StandIn, job: &str, number: u64) -> String {
+    let config = jenkins.config();
+    reqwest::Client::new()
+        .get(format!("{}job/{job}/{number}/consoleText", jenkins.base_url()))
+        .basic_auth(&config.user, Some(&config.api_token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_job_is_created_once_from_the_template_and_deleted() {
+    let jenkins = standin(fast()).await;
+    let client = client(&jenkins, &jenkins.config().api_token, Duration::from_secs(5));
+    client.ensure_job("myapp-1").await.unwrap();
+    client.ensure_job("myapp-1").await.unwrap();
+    let job_url = format!("{}job/myapp-1/api/json", jenkins.base_url());
+    let http = reqwest::Client::new();
+    let config = jenkins.config();
+    let get = || http.get(&job_url).basic_auth(&config.user, Some(&config.api_token)).send();
+    assert_eq!(get().await.unwrap().status().as_u16(), 200);
+    client.delete_job("myapp-1").await.unwrap();
+    assert_eq!(get().await.unwrap().status().as_u16(), 404);
+    client.delete_job("myapp-1").await.expect("a job already gone is fine");
+}
+
+#[tokio::test]
+async fn an_image_build_runs_and_its_log_streams_exactly_once() {
+    let jenkins = standin(fast()).await;
+    let client = client(&jenkins, &jenkins.config().api_token, Duration::from_secs(5));
+    client.ensure_job("app-a").await.unwrap();
+    let build_uuid = Uuid::new_v4().to_string();
+    let queue_id = client.trigger("app-a", &image_build(&build_uuid)).await.unwrap();
+    let number = wait_started(&client, queue_id).await;
+    assert_eq!(number, 1);
+    let (log, reads) = tail_log(&client, "app-a", number).await;
+    let log = String::from_utf8(log).unwrap();
+    assert_eq!(log, console_text(&jenkins, "app-a", number).await, "the concatenated windows are the whole log");
+    assert!(reads > 1, "the log was read while it grew");
+    assert!(log.trim_end().ends_with("Finished: SUCCESS"), "{log}");
+    assert!(!log.contains("canary"), "no password parameter in the log");
+    assert_eq!(wait_result(&client, "app-a", number).await, JenkinsResult::Success);
+}
+
+#[tokio::test]
+async fn a_forgotten_queue_item_is_found_again_by_build_uuid() {
+    let jenkins = standin(StandInConfig { forget_left_items_after: Duration::from_millis(200), ..fast() }).await;
+    let client = client(&jenkins, &jenkins.config().api_token, Duration::from_secs(5));
+    client.ensure_job("app-b").await.unwrap();
+    let build_uuid = Uuid::new_v4().to_string();
+    let queue_id = client.trigger("app-b", &image_build(&build_uuid)).await.unwrap();
+    let number = wait_started(&client, queue_id).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(client.queue_item(queue_id).await.unwrap(), QueueItem::Forgotten);
+    assert_eq!(client.find_build("app-b", &build_uuid).await.unwrap(), Some(number));
+    assert_eq!(client.find_build("app-b", &Uuid::new_v4().to_string()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_crumb_is_fetched_when_jenkins_asks_for_one() {
+    let jenkins = standin(StandInConfig { require_crumb: true, ..fast() }).await;
+    let client = client(&jenkins, &jenkins.config().api_token, Duration::from_secs(5));
+    client.ensure_job("app-c").await.unwrap();
+    let queue_id = client.trigger("app-c", &image_build(&Uuid::new_v4().to_string())).await.unwrap();
+    wait_started(&client, queue_id).await;
+}
+
+#[tokio::test]
+async fn an_archive_without_from_fails_and_a_stopped_build_is_aborted() {
+    let stack = Stack::new().await;
+    let jenkins = standin(fast()).await;
+    let client = client(&jenkins, &jenkins.config().api_token, Duration::from_secs(5));
+    client.ensure_job("app-d").await.unwrap();
+
+    let broken = archive_build(&stack, &Uuid::new_v4().to_string(), "RUN echo no base image\n").await;
+    let number = wait_started(&client, client.trigger("app-d", &broken).await.unwrap()).await;
+    assert_eq!(wait_result(&client, "app-d", number).await, JenkinsResult::Failure);
+    let log = console_text(&jenkins, "app-d", number).await;
+    assert!(log.contains("Dockerfile has no FROM instruction"), "{log}");
+    assert!(!log.contains("X-Amz-Signature"), "the signed link is not logged: {log}");
+
+    let long = archive_build(&stack, &Uuid::new_v4().to_string(), "FROM alpine:3\nARG NPM_TOKEN\nRUN sleep 30\n").await;
+    let number = wait_started(&client, client.trigger("app-d", &long).await.unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(client.build_status("app-d", number).await.unwrap().result, None, "still running");
+    client.stop_build("app-d", number).await.unwrap();
+    assert_eq!(wait_result(&client, "app-d", number).await, JenkinsResult::Aborted);
+    let log = console_text(&jenkins, "app-d", number).await;
+    assert!(log.trim_end().ends_with("Finished: ABORTED") && !log.contains("canary-arg-value"), "{log}");
+}
+
+#[tokio::test]
+async fn a_waiting_item_is_cancelled_and_a_started_one_needs_no_cancel() {
+    let stack = Stack::new().await;
+    let jenkins = standin(fast()).await;
+    let client = client(&jenkins, &jenkins.config().api_token, Duration::from_secs(5));
+    client.ensure_job("app-e").await.unwrap();
+    let running = archive_build(&stack, &Uuid::new_v4().to_string(), "FROM alpine:3\nRUN sleep 30\n").await;
+    let first = client.trigger("app-e", &running).await.unwrap();
+    let number = wait_started(&client, first).await;
+    let second = client.trigger("app-e", &image_build(&Uuid::new_v4().to_string())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(client.queue_item(second).await.unwrap(), QueueItem::Waiting { .. }), "concurrent builds are disabled");
+
+    client.cancel_queue_item(second).await.unwrap();
+    assert_eq!(client.queue_item(second).await.unwrap(), QueueItem::Cancelled);
+    client.cancel_queue_item(first).await.expect("an item that already started has nothing to cancel");
+    client.stop_build("app-e", number).await.unwrap();
+    assert_eq!(wait_result(&client, "app-e", number).await, JenkinsResult::Aborted);
+}
+
+#[tokio::test]
+async fn server_errors_and_stalls_are_transient_and_show_no_credentials() {
+    let jenkins = standin(fast()).await;
+    let token = jenkins.config().api_token.clone();
+    let client = client(&jenkins, &token, Duration::from_millis(500));
+    client.ensure_job("app-f").await.unwrap();
+    let http = reqwest::Client::new();
+    let fault = |body: &'static str| http.post(format!("{}__standin/faults", jenkins.base_url())).body(body).send();
+
+    fault(r#"{"status": 500, "count": 1}"#).await.unwrap();
+    let error = client.build_status("app-f", 1).await.unwrap_err();
+    assert!(matches!(error, JenkinsError::Unavailable(_)) && error.is_transient(), "{error}");
+
+    fault(r#"{"stall_ms": 2000, "count": 1}"#).await.unwrap();
+    let error = client.ensure_job("app-f").await.unwrap_err();
+    assert!(matches!(error, JenkinsError::Unavailable(ref m) if m.contains("timed out")), "{error}");
+
+    fault(r#"{"reset": true, "count": 1}"#).await.unwrap();
+    assert!(client.ensure_job("app-f").await.unwrap_err().is_transient());
+    client.ensure_job("app-f").await.expect("answers again once the faults are spent");
+
+    let wrong = self::client(&jenkins, "not-the-token", Duration::from_secs(2));
+    let error = wrong.ensure_job("app-f").await.unwrap_err();
+    assert!(matches!(error, JenkinsError::Refused(_)), "{error}");
+    for message in [error.to_string(), format!("{error:?}")] {
+        assert!(!message.contains(&token) && !message.contains("not-the-token"), "{message}");
+    }
+}
