@@ -48,14 +48,7 @@ impl Stack {
     }
 
     pub fn settings(&self, shuttle_host: &str) -> Settings {
-        let values = HashMap::from([
-            ("TABLE_NAME", self.resources.table_name.clone()),
-            ("S3_BUCKET", self.resources.s3_bucket.clone()),
-            ("POLL_QUEUE_URL", self.resources.queues.queue_url.clone()),
-            ("KMS_KEY_ID", self.resources.kms_key_id.clone()),
-            ("BUILD_SHUTTLE_HOST", shuttle_host.to_owned()),
-        ]);
-        Settings::from_lookup(|name| values.get(name).cloned()).expect("test settings are complete")
+        Settings::from_lookup(|name| self.resources.setting(name, shuttle_host)).expect("test settings are complete")
     }
 
     pub fn shuttle(&self, shuttle_host: &str) -> Shuttle {

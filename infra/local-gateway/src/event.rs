@@ -1,7 +1,6 @@
 //! An incoming HTTP request as the API Gateway v2 (HTTP API, payload 2.0) event a Lambda
 //! receives, turned into a `lambda_http::Request` by lambda_http's own conversion.
 
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -34,14 +33,13 @@ pub fn api_gateway_v2_event(parts: &Parts, body: &[u8], matched: &Matched, reque
     let path = parts.uri.path();
     let route_key = matched.route.key();
     let host = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-    let parameters: HashMap<&str, &str> = matched.parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     json!({
         "version": "2.0",
         "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": parts.uri.query().unwrap_or_default(),
         "headers": headers,
-        "pathParameters": parameters,
+        "pathParameters": matched.parameters,
         "requestContext": {
             "accountId": "000000000000",
             "apiId": "local",

@@ -1,7 +1,5 @@
 //! `make run`: creates the local resources in the AWS emulator and serves the API.
 
-use std::collections::HashMap;
-
 use anyhow::Context;
 use shuttle_core::Settings;
 use tokio::net::TcpListener;
@@ -23,14 +21,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("could not create the local resources in the AWS emulator at {endpoint}"))?;
 
     let base_url = format!("http://127.0.0.1:{port}");
-    let created = HashMap::from([
-        ("TABLE_NAME", resources.table_name.clone()),
-        ("S3_BUCKET", resources.s3_bucket.clone()),
-        ("POLL_QUEUE_URL", resources.queues.queue_url.clone()),
-        ("KMS_KEY_ID", resources.kms_key_id.clone()),
-        ("BUILD_SHUTTLE_HOST", base_url.clone()),
-    ]);
-    let settings = Settings::from_lookup(|name| std::env::var(name).ok().or_else(|| created.get(name).cloned()))?;
+    let settings = Settings::from_lookup(|name| std::env::var(name).ok().or_else(|| resources.setting(name, &base_url)))?;
     let s3_region = std::env::var("S3_LOCATION").ok();
     let shuttle = shuttle_adapters::shuttle(&sdk, settings, s3_region);
 

@@ -19,6 +19,20 @@ pub struct Resources {
     pub kms_key_id: String,
 }
 
+impl Resources {
+    /// The setting (SPEC §6) these resources provide, for `Settings::from_lookup`.
+    pub fn setting(&self, name: &str, shuttle_host: &str) -> Option<String> {
+        match name {
+            "TABLE_NAME" => Some(self.table_name.clone()),
+            "S3_BUCKET" => Some(self.s3_bucket.clone()),
+            "POLL_QUEUE_URL" => Some(self.queues.queue_url.clone()),
+            "KMS_KEY_ID" => Some(self.kms_key_id.clone()),
+            "BUILD_SHUTTLE_HOST" => Some(shuttle_host.to_owned()),
+            _ => None,
+        }
+    }
+}
+
 /// Creates the resources named `{prefix}-builds`, `{prefix}-sources`, `{prefix}-poll` (and
 /// `-dlq`) and a new KMS key. Resources that exist already are kept.
 pub async fn create_resources(sdk: &SdkConfig, prefix: &str) -> Result<Resources, ServiceError> {
