@@ -561,6 +561,183 @@ fn build_route(shared: &Shared, request: &ApiRequest, name: &str, reference: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StandInConfig;
+    use http_body_util::BodyExt;
+    use serde_json::json;
+
+    const PIPELINE_XML: &str = "<?xml version='1.1' encoding='UTF-8'?>\n<flow-definition plugin=\"workflow-job\"><properties>\
+        <org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty/>\
+        <hudson.model.ParametersDefinitionProperty><parameterDefinitions>\
+        <hudson.model.StringParameterDefinition><name>BUILD_UUID</name><defaultValue></defaultValue></hudson.model.StringParameterDefinition>\
+        <hudson.model.PasswordParameterDefinition><name>REGISTRY_PASSWORD</name><defaultValue></defaultValue></hudson.model.PasswordParameterDefinition>\
+        </parameterDefinitions></hudson.model.ParametersDefinitionProperty></properties></flow-definition>";
+
+    /// A stand-in without its scheduler: the tests move the queue on with [`Shared::maintain`].
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared::new(
+            StandInConfig { queue_delay: Duration::from_secs(60), ..StandInConfig::default() },
+            "http://jenkins.test/".into(),
+        ))
+    }
+
+    enum As {
+        Token,
+        Wrong,
+        Anonymous,
+    }
+
+    fn request(shared: &Shared, method: Method, target: &str, who: As, body: &str) -> ApiRequest {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let mut headers = HeaderMap::new();
+        let credentials = match who {
+            As::Token => Some(format!("{}:{}", shared.config.user, shared.config.api_token)),
+            As::Wrong => Some(format!("{}:not-the-token", shared.config.user)),
+            As::Anonymous => None,
+        };
+        if let Some(credentials) = credentials {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+            headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Basic {encoded}")).expect("header"));
+        }
+        if body.starts_with("<?xml") {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        }
+        ApiRequest {
+            method,
+            uri: format!("/{path}"),
+            headers,
+            segments: path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            query: url::form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    async fn call(shared: &Arc<Shared>, method: Method, target: &str, who: As, body: &str) -> (StatusCode, String) {
+        let reply = handle(shared, request(shared, method, target, who, body)).await;
+        let status = reply.status();
+        let body = reply.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8(body.to_vec()).expect("utf-8"))
+    }
+
+    async fn get_json(shared: &Arc<Shared>, target: &str) -> Value {
+        let (status, body) = call(shared, Method::GET, target, As::Token, "").await;
+        assert_eq!(status, StatusCode::OK, "{target}: {body}");
+        serde_json::from_str(&body).expect("json")
+    }
+
+    async fn trigger(shared: &Arc<Shared>, job: &str, query: &str) -> u64 {
+        let reply = handle(shared, request(shared, Method::POST, &format!("job/{job}/buildWithParameters?{query}"), As::Token, "")).await;
+        assert_eq!(reply.status(), StatusCode::CREATED);
+        let location = reply.headers()["location"].to_str().expect("location");
+        location.strip_prefix("http://jenkins.test/queue/item/").and_then(|id| id.strip_suffix('/')).expect(location).parse().expect("id")
+    }
+
+    /// Ends the quiet period of an item and lets the queue move.
+    fn quiet_period_over(shared: &Shared, id: u64) -> Vec<Arc<crate::state::Build>> {
+        shared.lock().queue.get_mut(&id).expect("item").buildable_at = Instant::now();
+        shared.maintain().0
+    }
+
+    fn ids(queue: &Value) -> Vec<u64> {
+        queue["items"].as_array().expect("items").iter().map(|item| item["id"].as_u64().expect("id")).collect()
+    }
+
+    #[tokio::test]
+    async fn the_queue_lists_the_waiting_and_blocked_items_as_their_own_pages_show_them() {
+        let shared = shared();
+        for job in ["app", "other"] {
+            let (status, body) = call(&shared, Method::POST, &format!("createItem?name={job}"), As::Token, PIPELINE_XML).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let empty = get_json(&shared, "queue/api/json").await;
+        assert_eq!(empty, json!({"_class": "hudson.model.Queue", "discoverableItems": [], "items": []}));
+
+        let first = trigger(&shared, "app", "BUILD_UUID=u1").await;
+        let started = quiet_period_over(&shared, first);
+        assert_eq!(started.len(), 1, "#1 runs (and keeps running: no pipeline here)");
+        let blocked = trigger(&shared, "app", "BUILD_UUID=u2&REGISTRY_PASSWORD=hunter2").await;
+        assert!(quiet_period_over(&shared, blocked).is_empty(), "concurrent builds are disabled");
+        let waiting = trigger(&shared, "other", "BUILD_UUID=u3").await;
+        let cancelled = trigger(&shared, "app", "BUILD_UUID=u4").await;
+        let (status, _) = call(&shared, Method::POST, &format!("queue/cancelItem?id={cancelled}"), As::Token, "").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+
+        let queue = get_json(&shared, "queue/api/json").await;
+        assert_eq!(queue["_class"], "hudson.model.Queue");
+        assert_eq!(queue["discoverableItems"], json!([]));
+        // Jenkins' Queue.getItems(): waiting items first, then blocked ones; left ones not at all.
+        assert_eq!(ids(&queue), [waiting, blocked]);
+        let text = queue.to_string();
+        assert!(!text.contains("hunter2"), "a password parameter shows no value: {text}");
+
+        let listed = &queue["items"][1];
+        assert_eq!(listed, &get_json(&shared, &format!("queue/item/{blocked}/api/json")).await);
+        assert_eq!(listed["_class"], "hudson.model.Queue$BlockedItem");
+        assert_eq!((&listed["blocked"], &listed["buildable"], &listed["stuck"]), (&json!(true), &json!(false), &json!(false)));
+        assert_eq!(listed["url"], format!("queue/item/{blocked}/"));
+        assert_eq!(listed["why"], "Build #1 is already in progress (ETA: N/A)");
+        assert!(listed["buildableStartMilliseconds"].as_u64().is_some() && listed["inQueueSince"].as_u64().is_some(), "{listed}");
+        assert_eq!(listed["params"], "\nBUILD_UUID=u2\nREGISTRY_PASSWORD=****");
+        assert_eq!(
+            listed["actions"][0],
+            json!({"_class": "hudson.model.ParametersAction", "parameters": [
+                {"_class": "hudson.model.StringParameterValue", "name": "BUILD_UUID", "value": "u2"},
+                {"_class": "hudson.model.PasswordParameterValue", "name": "REGISTRY_PASSWORD"}]})
+        );
+        assert_eq!(listed["actions"][1]["_class"], "hudson.model.CauseAction");
+        assert_eq!(
+            listed["task"],
+            json!({"_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob", "name": "app", "url": "http://jenkins.test/job/app/", "color": "notbuilt_anime"})
+        );
+
+        let listed = &queue["items"][0];
+        assert_eq!(listed["_class"], "hudson.model.Queue$WaitingItem");
+        assert_eq!((&listed["blocked"], &listed["buildable"]), (&json!(false), &json!(false)));
+        assert!(listed["timestamp"].as_u64().is_some() && listed.get("buildableStartMilliseconds").is_none(), "{listed}");
+        assert!(listed["why"].as_str().is_some_and(|why| why.starts_with("In the quiet period. Expires in ")), "{listed}");
+        let mut own_page = get_json(&shared, &format!("queue/item/{waiting}/api/json")).await;
+        own_page["why"] = listed["why"].clone(); // the time left may have changed meanwhile
+        assert_eq!(listed, &own_page);
+
+        // The tree the shuttle asks with: only what it names, and `_class`, as Jenkins writes it.
+        let tree = get_json(&shared, "queue/api/json?tree=items[id,task[name],actions[parameters[name,value]]]").await;
+        let parameters = |uuid: &str| {
+            json!({"_class": "hudson.model.ParametersAction", "parameters": [
+                {"_class": "hudson.model.StringParameterValue", "name": "BUILD_UUID", "value": uuid},
+                {"_class": "hudson.model.PasswordParameterValue", "name": "REGISTRY_PASSWORD"}]})
+        };
+        let task = |name: &str| json!({"_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob", "name": name});
+        assert_eq!(
+            tree,
+            json!({"_class": "hudson.model.Queue", "items": [
+                {"_class": "hudson.model.Queue$WaitingItem", "id": waiting, "task": task("other"),
+                 "actions": [parameters("u3"), {"_class": "hudson.model.CauseAction"}]},
+                {"_class": "hudson.model.Queue$BlockedItem", "id": blocked, "task": task("app"),
+                 "actions": [parameters("u2"), {"_class": "hudson.model.CauseAction"}]}]})
+        );
+        assert_eq!(
+            get_json(&shared, "queue/api/json?tree=items[id]{1,}").await["items"],
+            json!([{"_class": "hudson.model.Queue$BlockedItem", "id": blocked}])
+        );
+
+        // Once #1 ends, the blocked item leaves the queue as #2.
+        started[0].finish(BuildResult::Success);
+        let next = shared.maintain().0;
+        assert_eq!(next.iter().map(|b| (b.number, b.queue_id)).collect::<Vec<_>>(), [(2, blocked)]);
+        assert_eq!(ids(&get_json(&shared, "queue/api/json").await), [waiting]);
+        let (status, _) = call(&shared, Method::POST, &format!("queue/cancelItem?id={waiting}"), As::Token, "").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(get_json(&shared, "queue/api/json").await["items"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn the_queue_needs_credentials_and_a_well_formed_tree() {
+        let shared = shared();
+        let (status, body) = call(&shared, Method::GET, "queue/api/json", As::Anonymous, "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(body.contains("Authentication required"), "{body}");
+        assert_eq!(call(&shared, Method::GET, "queue/api/json", As::Wrong, "").await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(call(&shared, Method::GET, "queue/api/json?tree=items[id", As::Token, "").await.0, StatusCode::BAD_REQUEST);
+    }
 
     #[test]
     fn job_names_are_checked_like_jenkins() {

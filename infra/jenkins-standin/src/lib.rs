@@ -29,6 +29,9 @@
 //!   progress (ETA: …)") while a build of a job without concurrent builds runs, then
 //!   `Queue$LeftItem` with `executable` or `cancelled: true`; forgotten (404)
 //!   [`StandInConfig::forget_left_items_after`] after leaving. Queue ids are global.
+//!   `/queue/api/json` is `hudson.model.Queue`: `discoverableItems` (always empty) and `items`,
+//!   the items still in the queue (not the left ones), each as its own page shows it, waiting
+//!   items first (by the end of their quiet period), then blocked ones, as `Queue.getItems()`.
 //! - `POST /queue/cancelItem?id=N` → 204 for an item in the queue; 404 "Provided id (N) not
 //!   found" for an unknown or forgotten id (Jenkins ≥ 2.4xx); 500 "Could not cancel run for id N"
 //!   for an item that already left the queue (Jenkins cannot cancel a LeftItem).

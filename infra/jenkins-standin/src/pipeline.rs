@@ -133,6 +133,12 @@ impl Runner<'_> {
         self.build.parameter(name).unwrap_or_default().to_owned()
     }
 
+    /// `DESTINATION_IMAGE`, with `@BUILD_NUMBER@` replaced by this build's number as the
+    /// pipeline's preamble does (a legacy build numbered by Jenkins is tagged with it).
+    fn destination(&self) -> String {
+        self.parameter("DESTINATION_IMAGE").replace("@BUILD_NUMBER@", &self.build.number.to_string())
+    }
+
     /// Waits, unless a stop comes first.
     async fn pause(&mut self, duration: Duration) -> Step {
         tokio::select! {
@@ -175,7 +181,7 @@ impl Runner<'_> {
 
     async fn image_pipeline(&mut self) -> Step {
         let source = self.parameter("SOURCE_IMAGE");
-        let destination = self.parameter("DESTINATION_IMAGE");
+        let destination = self.destination();
         self.stage_begin("Pull image");
         let pulled = self.pull_and_tag(&source, &destination).await;
         self.stage_end();
@@ -267,7 +273,7 @@ impl Runner<'_> {
         let prepared = self.prepare_sources(&scratch.0, &workdir, &arg_names).await;
         self.stage_end();
         prepared?;
-        let destination = self.parameter("DESTINATION_IMAGE");
+        let destination = self.destination();
         self.stage_begin("Build image");
         let built = self.docker_build(&workdir, &destination, &arg_names).await;
         self.stage_end();

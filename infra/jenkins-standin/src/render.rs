@@ -280,15 +280,19 @@ pub fn root_json(shared: &Shared, inner: &Inner) -> Value {
     })
 }
 
-/// `GET /queue/api/json`: the items still in the queue.
+/// `GET /queue/api/json`: `hudson.model.Queue` with the items still in the queue (left and
+/// cancelled items are not listed), each as `/queue/item/<id>/api/json` shows it, in the order of
+/// Jenkins' `Queue.getItems()`: the waiting items by the end of their quiet period (then by id),
+/// then the blocked ones in the order they were blocked. (Jenkins lists buildable and pending
+/// items last; the stand-in has none, as every build gets an executor at once.)
 pub fn queue_json(shared: &Shared, inner: &Inner) -> Value {
-    let forget_after = shared.config.forget_left_items_after;
-    let items: Vec<Value> = inner
-        .queue
-        .keys()
-        .filter_map(|id| inner.queue_item(*id, forget_after))
-        .filter(|item| item.is_in_queue())
-        .map(|item| queue_item_json(shared, inner, item))
-        .collect();
+    let mut in_queue: Vec<&QueueItem> = inner.queue.values().filter(|item| item.is_in_queue()).collect();
+    in_queue.sort_by_key(|item| match item.state {
+        ItemState::Waiting => (0, item.buildable_at_ms, item.id),
+        ItemState::Blocked { since_ms } => (1, since_ms, item.id),
+        ItemState::Left { .. } => (2, 0, item.id),
+    });
+    let items: Vec<Value> = in_queue.into_iter().map(|item| queue_item_json(shared, inner, item)).collect();
+    // Items of jobs the user may only discover (Item.DISCOVER without Item.READ): none here.
     json!({"_class": "hudson.model.Queue", "discoverableItems": [], "items": items})
 }
