@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: the AWS emulator on 127.0.0.1:${MOTO_PORT:-5000}, then the local gateway on
-# 127.0.0.1:${PORT:-3000}. Ctrl-C stops both.
+# 127.0.0.1:${PORT:-3000}. Unless JENKINS_URL is set (with JENKINS_USER / JENKINS_TOKEN), the
+# gateway also runs the Jenkins stand-in, inside its process, on 127.0.0.1:${JENKINS_PORT:-8080}.
+# Ctrl-C stops everything.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 

@@ -2,10 +2,15 @@
 //! randomly named resources per test, and the local gateway on a random port.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
+use jenkins_standin::{StandIn, StandInConfig};
+use local_gateway::poller::{run_poller, PollerTriggers};
 use local_gateway::stack::{create_resources, Resources};
+use shuttle_core::poll::Poller;
 use shuttle_core::{Settings, Shuttle};
 use tokio::net::TcpListener;
 
@@ -48,11 +53,16 @@ impl Stack {
     }
 
     pub fn settings(&self, shuttle_host: &str) -> Settings {
-        Settings::from_lookup(|name| self.resources.setting(name, shuttle_host)).expect("test settings are complete")
+        // No Jenkins behind these settings: tests of the API alone never reach it.
+        let lookup = |name: &str| match name {
+            "JENKINS_URL" => Some("http://jenkins.invalid".to_owned()),
+            _ => self.resources.setting(name, shuttle_host),
+        };
+        Settings::from_lookup(lookup).expect("test settings are complete")
     }
 
     pub fn shuttle(&self, shuttle_host: &str) -> Shuttle {
-        shuttle_adapters::shuttle(&self.sdk, self.settings(shuttle_host), None)
+        shuttle_adapters::shuttle(&self.sdk, self.settings(shuttle_host), None).expect("the shuttle's clients")
     }
 
     /// Every item of the table, as stored.
@@ -110,21 +120,165 @@ impl Stack {
     }
 }
 
-/// The local gateway on a random port, over this test's own resources.
+/// How a test's app is started.
+pub struct AppOptions {
+    /// The Jenkins stand-in's timings (fast by default).
+    pub jenkins: StandInConfig,
+    /// Settings (SPEC §6) over the test defaults.
+    pub settings: Vec<(&'static str, String)>,
+    /// Whether the poller runs from the start (else [`TestApp::start_poller`]).
+    pub poller: bool,
+    /// How often the schedule re-drives stale builds.
+    pub schedule_every: Duration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            jenkins: StandInConfig {
+                queue_delay: Duration::from_millis(200),
+                abort_delay: Duration::from_millis(300),
+                step_time: Duration::from_millis(20),
+                ..StandInConfig::default()
+            },
+            settings: Vec::new(),
+            poller: true,
+            schedule_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The settings a test app runs with unless the test says otherwise: a quick poller.
+const TEST_SETTINGS: [(&str, &str); 4] =
+    [("POLL_INTERVAL", "200ms"), ("LOG_WINDOW", "3s"), ("POLL_STALE_AFTER", "4s"), ("QUEUE_TIMEOUT", "2m")];
+
+/// The local gateway on a random port, over this test's own resources and Jenkins stand-in,
+/// with the poller fed by the queue and the schedule as in `make run`.
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub stack: Stack,
+    pub jenkins: StandIn,
+    pub poller: Arc<Poller>,
+    schedule_every: Duration,
+    poller_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+/// The API alone: no poller takes messages off the queue, so a test sees what the API wrote.
+pub async fn spawn_api() -> TestApp {
+    spawn_app_with(AppOptions { poller: false, ..AppOptions::default() }).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let stack = Stack::new().await;
+    let jenkins_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+    let jenkins = jenkins_standin::start(options.jenkins, jenkins_listener).await.expect("start the Jenkins stand-in");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
     let address = format!("http://{}", listener.local_addr().expect("a bound address"));
-    let shuttle = stack.shuttle(&address);
+    let jenkins_url = jenkins.base_url().to_owned();
+    let (user, token) = (jenkins.config().user.clone(), jenkins.config().api_token.clone());
+    let lookup = |name: &str| -> Option<String> {
+        if let Some((_, value)) = options.settings.iter().find(|(n, _)| *n == name) {
+            return Some(value.clone());
+        }
+        if let Some((_, value)) = TEST_SETTINGS.iter().find(|(n, _)| *n == name) {
+            return Some((*value).to_owned());
+        }
+        match name {
+            "JENKINS_URL" => Some(jenkins_url.clone()),
+            "JENKINS_USER" => Some(user.clone()),
+            "JENKINS_TOKEN" => Some(token.clone()),
+            "POLL_DEAD_LETTER_QUEUE_URL" => Some(stack.resources.queues.dead_letter_url.clone()),
+            _ => stack.resources.setting(name, &address),
+        }
+    };
+    let settings = Settings::from_lookup(lookup).expect("test settings are complete");
+    let shuttle = shuttle_adapters::shuttle(&stack.sdk, settings.clone(), None).expect("the shuttle's clients");
+    let poller = Arc::new(shuttle_adapters::poller(&stack.sdk, settings, None).expect("the poller's clients"));
     tokio::spawn(local_gateway::serve(listener, shuttle));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
-    TestApp { address, client, stack }
+    let app = TestApp { address, client, stack, jenkins, poller, schedule_every: options.schedule_every, poller_task: Mutex::new(None) };
+    if options.poller {
+        app.start_poller();
+    }
+    app
+}
+
+impl TestApp {
+    /// Starts the poller's triggers: the SQS event source mapping and the schedule.
+    pub fn start_poller(&self) {
+        let triggers = PollerTriggers { schedule_every: self.schedule_every, ..PollerTriggers::default() };
+        let task =
+            tokio::spawn(run_poller(self.poller.clone(), self.stack.sqs.clone(), self.stack.resources.queues.queue_url.clone(), triggers));
+        if let Some(previous) = self.poller_task.lock().expect("not poisoned").replace(task) {
+            previous.abort();
+        }
+    }
+
+    /// The v2 status of `/{app}/{build}` once it has finished (or panics after `limit`).
+    pub async fn finished(&self, path: &str, limit: Duration) -> serde_json::Value {
+        self.status_until(path, limit, |status| !matches!(status["status"].as_str(), Some("pending" | "queued"))).await
+    }
+
+    /// The legacy status of `/{job}/{n}` once it has finished.
+    pub async fn legacy_finished(&self, path: &str, limit: Duration) -> serde_json::Value {
+        self.status_until(path, limit, |status| status["status"].as_str() != Some("pending")).await
+    }
+
+    /// Reads `{path}/status` until `done` holds.
+    pub async fn status_until(&self, path: &str, limit: Duration, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let (code, status) = json_of(self.get(&format!("{path}/status")).await).await;
+            if code == 200 && done(&status) {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{path} did not get there within {limit:?}: last {code} {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The archived log, as `GET {path}/logs` serves it.
+    pub async fn logs(&self, path: &str) -> String {
+        let response = self.get(&format!("{path}/logs")).await;
+        assert_eq!(response.status(), 200, "logs of {path}");
+        response.text().await.expect("a body")
+    }
+
+    /// The whole console log of a Jenkins build, as the stand-in holds it.
+    pub async fn console_text(&self, job: &str, number: u64) -> String {
+        let config = self.jenkins.config();
+        let url = format!("{}job/{job}/{number}/consoleText", self.jenkins.base_url());
+        let response = self.client.get(url).basic_auth(&config.user, Some(&config.api_token)).send().await.expect("GET consoleText");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("a body")
+    }
+
+    /// The Jenkins requests the stand-in saw, as `(method, path, status)`.
+    pub async fn jenkins_requests(&self) -> Vec<(String, String, u64)> {
+        let url = format!("{}__standin/requests", self.jenkins.base_url());
+        let requests: serde_json::Value = self.client.get(url).send().await.expect("GET requests").json().await.expect("JSON");
+        requests
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|r| {
+                let text = |field: &str| r[field].as_str().unwrap_or_default().to_owned();
+                (text("method"), text("path"), r["status"].as_u64().unwrap_or(0))
+            })
+            .collect()
+    }
+
+    /// Queues faults in the stand-in (see its `control.rs`).
+    pub async fn jenkins_fault(&self, fault: serde_json::Value) {
+        let url = format!("{}__standin/faults", self.jenkins.base_url());
+        let response = self.client.post(url).json(&fault).send().await.expect("POST faults");
+        assert!(response.status().is_success(), "fault refused: {}", response.status());
+    }
 }
 
 impl TestApp {
@@ -155,4 +309,73 @@ pub async fn json_of(response: reqwest::Response) -> (u16, serde_json::Value) {
     let text = response.text().await.expect("a body");
     let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON (status {status}): {text}"));
     (status, body)
+}
+
+/// A `tar.gz` of one folder holding `Dockerfile`, as a controller would send.
+pub fn archive(dockerfile: &str) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("shuttle-src-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(dir.join("app")).expect("a temporary folder");
+    std::fs::write(dir.join("app/Dockerfile"), dockerfile).expect("write the Dockerfile");
+    let archive = dir.join("src.tar.gz");
+    let status = std::process::Command::new("tar").arg("-czf").arg(&archive).arg("-C").arg(&dir).arg("app").status().expect("run tar");
+    assert!(status.success(), "tar failed");
+    let bytes = std::fs::read(&archive).expect("read the archive");
+    std::fs::remove_dir_all(&dir).expect("remove the temporary folder");
+    bytes
+}
+
+/// What a [`FileServer`] answers for one path.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Body(Vec<u8>),
+    /// `302` to this location (relative or absolute).
+    Redirect(String),
+    Status(u16),
+}
+
+/// A plain HTTP/1.1 file server on loopback: the source server of a controller's archives.
+pub struct FileServer {
+    pub base: String,
+}
+
+impl FileServer {
+    pub async fn start(routes: Vec<(&str, Reply)>) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let routes: Arc<HashMap<String, Reply>> = Arc::new(routes.into_iter().map(|(p, r)| (p.to_owned(), r)).collect());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+        let base = format!("http://{}", listener.local_addr().expect("a bound address"));
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let routes = routes.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let (status, extra, body) = match routes.get(&path) {
+                        Some(Reply::Body(body)) => ("200 OK", String::new(), body.clone()),
+                        Some(Reply::Redirect(to)) => ("302 Found", format!("Location: {to}\r\n"), Vec::new()),
+                        Some(Reply::Status(code)) => {
+                            (if *code == 500 { "500 Internal Server Error" } else { "404 Not Found" }, String::new(), Vec::new())
+                        }
+                        None => ("404 Not Found", String::new(), Vec::new()),
+                    };
+                    let answer = format!("HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.write_all(&body).await;
+                });
+            }
+        });
+        Self { base }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use shuttle_adapters::{DynamoDbBuildStore, KmsSealer, S3SourceStore, SqsPollQueue};
 use shuttle_core::error::StoreError;
-use shuttle_core::ports::{BuildStore, PollMessage, PollQueue, Sealer, SourceStore};
-use shuttle_core::record::{ApiKind, BuildRecord};
+use shuttle_core::ports::{BuildStore, ChunkWrite, PollMessage, PollQueue, Sealer, SourceStore};
+use shuttle_core::record::{ApiKind, BuildRecord, Lease, Progress};
 use shuttle_core::state::{BuildState, StopIntent};
 use shuttle_tests::Stack;
 use uuid::Uuid;
@@ -28,6 +28,7 @@ fn record(app_key: &str, number: Option<u64>, created_at_ms: u64) -> BuildRecord
         updated_at_ms: created_at_ms,
         version: 0,
         sealed_spec: vec![1, 2, 3, 0, 255],
+        progress: Progress { polled_at_ms: created_at_ms, ..Progress::default() },
     }
 }
 
@@ -140,10 +141,11 @@ async fn s3_log_archive_is_chunks_by_offset() {
     let sources = sources(&stack);
     let source_id = Uuid::new_v4();
     assert_eq!(sources.read_log_tail(source_id, 100).await.unwrap().total_bytes, 0);
-    sources.append_log(source_id, 0, Bytes::from_static(b"line 1\n")).await.unwrap();
-    sources.append_log(source_id, 7, Bytes::from_static(b"line 2\n")).await.unwrap();
-    sources.append_log(source_id, 14, Bytes::from_static(b"line 3\n")).await.unwrap();
-    sources.append_log(source_id, 7, Bytes::from_static(b"XXXXXX\n")).await.unwrap();
+    let put = |offset, chunk: &'static [u8]| sources.put_log_chunk(source_id, offset, Bytes::from_static(chunk));
+    assert_eq!(put(0, b"line 1\n").await.unwrap(), ChunkWrite::Written);
+    assert_eq!(put(7, b"line 2\n").await.unwrap(), ChunkWrite::Written);
+    assert_eq!(put(14, b"line 3\n").await.unwrap(), ChunkWrite::Written);
+    assert_eq!(put(7, b"XXXXXXXXXX\n").await.unwrap(), ChunkWrite::Exists { len: 7 }, "an existing chunk stands");
 
     let whole = sources.read_log_tail(source_id, 1_000).await.unwrap();
     assert_eq!((whole.text.as_str(), whole.total_bytes, whole.truncated), ("line 1\nline 2\nline 3\n", 21, false));
@@ -164,8 +166,9 @@ async fn s3_log_archive_is_chunks_by_offset() {
 #[tokio::test]
 async fn sqs_send_receive_delete() {
     let stack = Stack::new().await;
-    let queue = SqsPollQueue::new(stack.sqs.clone(), &stack.resources.queues.queue_url);
-    let message = PollMessage { source_id: Uuid::new_v4() };
+    let queue =
+        SqsPollQueue::new(stack.sqs.clone(), &stack.resources.queues.queue_url, Some(stack.resources.queues.dead_letter_url.clone()));
+    let message = PollMessage { source_id: Uuid::new_v4(), round: 3 };
     queue.enqueue(&message, Duration::ZERO).await.unwrap();
 
     let received = stack.sqs.receive_message().queue_url(&stack.resources.queues.queue_url).wait_time_seconds(1).send().await.unwrap();
@@ -197,8 +200,9 @@ async fn sqs_send_receive_delete() {
 #[tokio::test]
 async fn sqs_delay_hides_a_message_until_it_is_due() {
     let stack = Stack::new().await;
-    let queue = SqsPollQueue::new(stack.sqs.clone(), &stack.resources.queues.queue_url);
-    queue.enqueue(&PollMessage { source_id: Uuid::new_v4() }, Duration::from_secs(2)).await.unwrap();
+    let queue =
+        SqsPollQueue::new(stack.sqs.clone(), &stack.resources.queues.queue_url, Some(stack.resources.queues.dead_letter_url.clone()));
+    queue.enqueue(&PollMessage { source_id: Uuid::new_v4(), round: 3 }, Duration::from_secs(2)).await.unwrap();
     assert!(stack.queued().await.is_empty(), "not visible before its delay");
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(stack.queued().await.len(), 1, "visible after its delay");
@@ -248,4 +252,49 @@ async fn a_stored_build_shows_no_secret_in_plain_text() {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn dynamodb_keeps_the_pollers_positions_and_finds_stale_builds() {
+    let stack = Stack::new().await;
+    let store = store(&stack);
+    let (old, fresh, done) = (record("app-a", None, 1_000), record("app-a", None, 5_000), record("app-a", None, 500));
+    for r in [&old, &fresh, &done] {
+        assert!(store.insert(r).await.unwrap());
+    }
+    let mut moved = old.clone();
+    moved.progress = Progress {
+        round: 7,
+        lease: Some(Lease { owner: "poller-1".into(), until_ms: 9_000 }),
+        polled_at_ms: 2_000,
+        triggered_at_ms: Some(1_500),
+        queue_item: Some(42),
+        jenkins_number: Some(3),
+        started_at_ms: Some(1_800),
+        log_cursor: 1234,
+        archive_len: 1300,
+    };
+    let moved = store.update(&moved).await.unwrap();
+    assert_eq!(store.get(old.source_id).await.unwrap().unwrap(), moved, "every position round-trips");
+    let mut finished = done.clone();
+    finished.state = BuildState::Succeeded;
+    store.update(&finished).await.unwrap();
+
+    let stale: Vec<Uuid> = store.stale_builds(3_000, 10).await.unwrap().into_iter().map(|r| r.source_id).collect();
+    assert_eq!(stale, vec![old.source_id], "polled before 3000 and unfinished; the finished build is not listed");
+    let stale: Vec<Uuid> = store.stale_builds(10_000, 10).await.unwrap().into_iter().map(|r| r.source_id).collect();
+    assert_eq!(stale, vec![old.source_id, fresh.source_id], "stalest first");
+    assert_eq!(store.stale_builds(10_000, 1).await.unwrap().len(), 1, "at most the limit");
+}
+
+#[tokio::test]
+async fn s3_copies_sources_for_a_rebuild() {
+    let stack = Stack::new().await;
+    let sources = sources(&stack);
+    let (from, to, missing) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    sources.put_source(from, Bytes::from_static(b"archive bytes")).await.unwrap();
+    assert!(sources.copy_source(from, to).await.unwrap());
+    assert!(!sources.copy_source(missing, Uuid::new_v4()).await.unwrap(), "nothing to copy");
+    let link = sources.presign_source(to, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(reqwest::get(link).await.unwrap().bytes().await.unwrap().as_ref(), b"archive bytes");
 }

@@ -5,7 +5,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use shuttle_core::ids::v2_source_id;
 use shuttle_core::shuttle::MAX_BODY_BYTES;
-use shuttle_tests::{json_of, spawn_app, TestApp};
+use shuttle_tests::{json_of, spawn_api, TestApp};
 use uuid::Uuid;
 
 fn v2_body() -> Value {
@@ -49,7 +49,7 @@ async fn post_json(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
 
 #[tokio::test]
 async fn health_check_answers_good() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     let response = app.get("/octhc").await;
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.text().await.unwrap(), "overall_status=good");
@@ -57,13 +57,14 @@ async fn health_check_answers_good() {
 
 #[tokio::test]
 async fn v2_create_stores_one_build_queues_it_and_shows_it() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     assert_eq!(post_json(&app, "/my-app/1", &v2_body()).await, (200, json!({"status": "OK"})));
 
     let items = app.stack.items().await;
     assert_eq!(items.len(), 1);
     let source_id = v2_source_id("my-app", "1");
-    assert_eq!(app.stack.queued().await, vec![json!({"source_id": source_id}).to_string()]);
+    let queued: Vec<serde_json::Value> = app.stack.queued().await.iter().map(|body| serde_json::from_str(body).unwrap()).collect();
+    assert_eq!(queued, vec![json!({"source_id": source_id, "round": 0})], "a reference to the build, nothing else");
 
     let (status, body) = json_of(app.get("/my-app/1/status").await).await;
     assert_eq!(status, 200);
@@ -83,7 +84,7 @@ async fn v2_create_stores_one_build_queues_it_and_shows_it() {
 
 #[tokio::test]
 async fn v2_create_repeated_is_idempotent_and_a_different_body_conflicts() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     assert_eq!(post_json(&app, "/my-app/1", &v2_body()).await.0, 200);
     assert_eq!(post_json(&app, "/my-app/1", &v2_body()).await, (200, json!({"status": "OK"})));
     assert_eq!(app.stack.items().await.len(), 1, "no second build");
@@ -100,7 +101,7 @@ async fn v2_create_repeated_is_idempotent_and_a_different_body_conflicts() {
 
 #[tokio::test]
 async fn v2_bad_requests_name_the_field_and_write_nothing() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     /// A path, a change to the valid body, and the field the 400 must name.
     type Case = (&'static str, Box<dyn Fn(&mut Value)>, &'static str);
     let cases: Vec<Case> = vec![
@@ -130,7 +131,7 @@ async fn v2_bad_requests_name_the_field_and_write_nothing() {
 
 #[tokio::test]
 async fn malformed_json_is_a_400_naming_the_problem() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     let (status, body) = json_of(app.post("/my-app/1", "{\"source\": {\"url\": ").await).await;
     assert_eq!(status, 400);
     assert_eq!(body["field"], "body");
@@ -142,7 +143,7 @@ async fn malformed_json_is_a_400_naming_the_problem() {
 
 #[tokio::test]
 async fn v2_stop_answers_by_the_builds_state() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     post_json(&app, "/my-app/1", &v2_body()).await;
     assert_eq!(json_of(app.delete("/my-app/1").await).await, (200, json!({"status": "OK"})));
     assert_eq!(json_of(app.delete("/my-app/1").await).await, (422, json!({"status": "The build is not running"})));
@@ -153,7 +154,7 @@ async fn v2_stop_answers_by_the_builds_state() {
 
 #[tokio::test]
 async fn metadata_of_odd_characters_round_trips() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     let odd = "ns/é🚀 \"quoted\" \\ line\nbreak %20 &?=#";
     let mut body = v2_body();
     body["metadata"] = json!(odd);
@@ -164,7 +165,7 @@ async fn metadata_of_odd_characters_round_trips() {
 
 #[tokio::test]
 async fn legacy_missing_fields_and_bad_uuid_are_the_only_400s() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     let legacy = Legacy::new();
     for field in ["app", "space", "app_uuid", "build_uuid", "gm_registry_host", "gm_registry_repo", "sources"] {
         let mut body = legacy.body(1, "https://src.example/a.tgz");
@@ -186,7 +187,7 @@ async fn legacy_missing_fields_and_bad_uuid_are_the_only_400s() {
 
 #[tokio::test]
 async fn legacy_build_with_inline_sources_is_served_back() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     let legacy = Legacy::new();
     let archive = b"PK\x03\x04 pretend zip".to_vec();
     let uri = format!("data:application/zip;base64,{}", base64::engine::general_purpose::STANDARD.encode(&archive));
@@ -209,7 +210,7 @@ async fn legacy_build_with_inline_sources_is_served_back() {
 
 #[tokio::test]
 async fn sources_routes_match_uuids_only_and_answer_truthfully() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     let unknown = format!("/{}", Uuid::new_v4());
     assert_eq!(app.head(&unknown).await.status().as_u16(), 404);
     assert_eq!(json_of(app.get(&unknown).await).await, (404, json!({"status": "Not Found"})));
@@ -221,7 +222,7 @@ async fn sources_routes_match_uuids_only_and_answer_truthfully() {
 
 #[tokio::test]
 async fn legacy_status_logs_and_stop_by_job_and_number() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     let first = Legacy::new();
     let repeat = Legacy { app_uuid: first.app_uuid, build_uuid: Uuid::new_v4() };
     post_json(&app, "/", &first.body(4, "https://src.example/a.tgz")).await;
@@ -249,7 +250,7 @@ async fn legacy_status_logs_and_stop_by_job_and_number() {
 
 #[tokio::test]
 async fn delete_job_stops_every_unfinished_build_of_the_app() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     let first = Legacy::new();
     let second = Legacy { app_uuid: first.app_uuid, build_uuid: Uuid::new_v4() };
     let other_app = Legacy::new();
@@ -267,7 +268,7 @@ async fn delete_job_stops_every_unfinished_build_of_the_app() {
 
 #[tokio::test]
 async fn unknown_routes_are_404_with_a_json_body() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     for (method, path) in [("GET", "/"), ("PUT", "/my-app/1"), ("GET", "/a/b/c/d"), ("GET", "/a/1/other"), ("PATCH", "/octhc")] {
         let response = app.client.request(method.parse().unwrap(), app.url(path)).send().await.unwrap();
         assert_eq!(json_of(response).await, (404, json!({"message": "Not Found"})), "{method} {path}");
@@ -276,7 +277,7 @@ async fn unknown_routes_are_404_with_a_json_body() {
 
 #[tokio::test]
 async fn a_5_mib_inline_source_is_accepted() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     let legacy = Legacy::new();
     let prefix = "data:application/zip;base64,";
     // A data: URI of 5 MiB: the largest inline source a 6 MB Lambda request carries comfortably.
@@ -292,7 +293,7 @@ async fn a_5_mib_inline_source_is_accepted() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_413_and_writes_nothing() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     let legacy = Legacy::new();
     let padding = "A".repeat(MAX_BODY_BYTES);
     let (status, body) = post_json(&app, "/", &legacy.body(1, &format!("data:base64,{padding}"))).await;
@@ -306,7 +307,7 @@ async fn a_body_over_the_limit_is_413_and_writes_nothing() {
 
 #[tokio::test]
 async fn bad_path_segments_are_400s_on_every_build_route() {
-    let app = spawn_app().await;
+    let app = spawn_api().await;
     for (method, path, field) in [
         ("GET", "/my%20app/1/status", "app_id"),
         ("GET", "/my-app/b%21d/logs", "build_id"),

@@ -9,10 +9,11 @@ use bytes::Bytes;
 use jenkins_standin::{StandIn, StandInConfig};
 use shuttle_adapters::jenkins::{JenkinsClient, JenkinsSettings};
 use shuttle_adapters::S3SourceStore;
+use shuttle_core::config::Secret;
 use shuttle_core::error::ServiceError;
 use shuttle_core::jenkins::{parameters, Jenkins, JenkinsError, JenkinsResult, LogSink, QueueItem};
 use shuttle_core::ports::SourceStore;
-use shuttle_tests::Stack;
+use shuttle_tests::{archive, Stack};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
@@ -34,7 +35,7 @@ fn client(jenkins: &StandIn, token: &str, timeout: Duration) -> JenkinsClient {
     JenkinsClient::new(JenkinsSettings {
         url: jenkins.base_url().parse().unwrap(),
         user: jenkins.config().user.clone(),
-        token: token.to_owned(),
+        token: Secret::new(token),
         timeout,
         log_timeout: Duration::from_secs(10),
     })
@@ -56,14 +57,7 @@ fn image_build(build_uuid: &str) -> Vec<(String, String)> {
 
 /// An archive build: a tar.gz with `dockerfile` uploaded to S3, passed as a presigned link.
 async fn archive_build(stack: &Stack, build_uuid: &str, dockerfile: &str) -> Vec<(String, String)> {
-    let dir = std::env::temp_dir().join(format!("shuttle-src-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(dir.join("app")).unwrap();
-    std::fs::write(dir.join("app/Dockerfile"), dockerfile).unwrap();
-    let archive = dir.join("src.tar.gz");
-    let status = std::process::Command::new("tar").arg("-czf").arg(&archive).arg("-C").arg(&dir).arg("app").status().unwrap();
-    assert!(status.success());
-    let bytes = std::fs::read(&archive).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let bytes = archive(dockerfile);
     let sources = S3SourceStore::new(stack.s3.clone(), &stack.resources.s3_bucket);
     let source_id = Uuid::new_v4();
     sources.put_source(source_id, Bytes::from(bytes)).await.unwrap();
@@ -268,4 +262,43 @@ async fn server_errors_and_stalls_are_transient_and_show_no_credentials() {
     for message in [error.to_string(), format!("{error:?}")] {
         assert!(!message.contains(&token) && !message.contains("not-the-token"), "{message}");
     }
+}
+
+#[tokio::test]
+async fn a_build_waiting_in_the_queue_is_found_by_build_uuid_until_it_starts() {
+    let stack = Stack::new().await;
+    let jenkins = standin(fast()).await;
+    let client = client(&jenkins, &jenkins.config().api_token, Duration::from_secs(5));
+    client.ensure_job("app-g").await.unwrap();
+    let first_uuid = Uuid::new_v4().to_string();
+    let running = archive_build(&stack, &first_uuid, "FROM alpine:3\nRUN sleep 30\n").await;
+    let first = wait_started(&client, client.trigger("app-g", &running).await.unwrap()).await;
+
+    let build_uuid = Uuid::new_v4().to_string();
+    let queue_id = client.trigger("app-g", &image_build(&build_uuid)).await.unwrap();
+    assert_eq!(client.find_queued("app-g", &build_uuid).await.unwrap(), Some(queue_id), "in its quiet period");
+    // Concurrent builds are disabled: once its quiet period is over, it waits for #1.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.queue_item(queue_id).await.unwrap() {
+            QueueItem::Waiting { why: Some(why) } if why.contains("already in progress") => break,
+            QueueItem::Waiting { .. } => {}
+            other => panic!("queue item {queue_id} left the queue while #{first} runs: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "queue item {queue_id} never blocked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(client.find_queued("app-g", &build_uuid).await.unwrap(), Some(queue_id), "blocked by #{first}");
+    assert_eq!(client.find_queued("app-g", "other-uuid").await.unwrap(), None);
+    assert_eq!(client.find_queued("other-job", &build_uuid).await.unwrap(), None);
+    assert_eq!(client.find_queued("app-g", &first_uuid).await.unwrap(), None, "a started build is no longer queued");
+    assert_eq!(client.find_build("app-g", &build_uuid).await.unwrap(), None);
+
+    client.stop_build("app-g", first).await.unwrap();
+    let number = wait_started(&client, queue_id).await;
+    assert_eq!(number, first + 1);
+    assert_eq!(client.find_queued("app-g", &build_uuid).await.unwrap(), None);
+    assert_eq!(client.find_build("app-g", &build_uuid).await.unwrap(), Some(number));
+    assert_eq!(wait_result(&client, "app-g", first).await, JenkinsResult::Aborted);
+    assert_eq!(wait_result(&client, "app-g", number).await, JenkinsResult::Success);
 }

@@ -3,7 +3,10 @@
 //! request into the API Gateway v2 event a Lambda receives.
 
 pub mod event;
+pub mod mapping;
+pub mod poller;
 pub mod routes;
+pub mod schedule;
 pub mod server;
 pub mod stack;
 

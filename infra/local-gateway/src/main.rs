@@ -1,6 +1,11 @@
-//! `make run`: creates the local resources in the AWS emulator and serves the API.
+//! `make run`: creates the local resources in the AWS emulator, starts the Jenkins stand-in
+//! unless `JENKINS_URL` names a Jenkins, and serves the API.
+
+use std::sync::Arc;
 
 use anyhow::Context;
+use jenkins_standin::{StandIn, StandInConfig};
+use local_gateway::poller::{run_poller, PollerTriggers};
 use shuttle_core::Settings;
 use tokio::net::TcpListener;
 
@@ -14,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .context("setting AWS_ENDPOINT_URL is required: the local gateway runs against the local AWS emulator")?;
+    let stand_in = start_jenkins_stand_in().await?;
     let sdk = shuttle_adapters::load_sdk_config().await;
     let prefix = std::env::var("LOCAL_STACK_PREFIX").unwrap_or_else(|_| "shuttle".to_owned());
     let resources = local_gateway::stack::create_resources(&sdk, &prefix)
@@ -21,9 +27,18 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("could not create the local resources in the AWS emulator at {endpoint}"))?;
 
     let base_url = format!("http://127.0.0.1:{port}");
-    let settings = Settings::from_lookup(|name| std::env::var(name).ok().or_else(|| resources.setting(name, &base_url)))?;
+    let settings = Settings::from_lookup(|name| {
+        stand_in
+            .as_ref()
+            .and_then(|stand_in| stand_in_setting(stand_in, name))
+            .or_else(|| std::env::var(name).ok())
+            .or_else(|| resources.setting(name, &base_url))
+            .or_else(|| (name == "POLL_DEAD_LETTER_QUEUE_URL").then(|| resources.queues.dead_letter_url.clone()))
+    })?;
+    let jenkins_url = settings.jenkins.url.to_string();
     let s3_region = std::env::var("S3_LOCATION").ok();
-    let shuttle = shuttle_adapters::shuttle(&sdk, settings, s3_region);
+    let shuttle = shuttle_adapters::shuttle(&sdk, settings.clone(), s3_region.clone())?;
+    let poller = Arc::new(shuttle_adapters::poller(&sdk, settings, s3_region)?);
 
     let listener =
         TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("could not listen on 127.0.0.1:{port} (set PORT)"))?;
@@ -32,16 +47,57 @@ async fn main() -> anyhow::Result<()> {
         "  AWS emulator  {endpoint}  (table {}, bucket {}, queue {})",
         resources.table_name, resources.s3_bucket, resources.queues.queue_url
     );
+    match &stand_in {
+        Some(_) => println!("  jenkins       {jenkins_url}  (stand-in: docker steps simulated)"),
+        None => println!("  jenkins       {jenkins_url}  (JENKINS_URL)"),
+    }
     println!("  health        curl {base_url}/octhc");
     println!(
-        "  create        curl -X POST {base_url}/my-app/1 -H 'Content-Type: application/json' -d '{{\"source\":{{\"url\":\"https://example.com/src.tgz\"}},\"destination\":{{\"url\":\"docker://registry.example.com/org/my-app:1\"}}}}'"
+        "  create        curl -X POST {base_url}/my-app/1 -H 'Content-Type: application/json' -d '{{\"source\":{{\"url\":\"docker://registry.example.com/org/base:1\"}},\"destination\":{{\"url\":\"docker://registry.example.com/org/my-app:1\"}}}}'"
     );
     println!("  status        curl {base_url}/my-app/1/status");
     println!("  Ctrl-C stops everything.");
 
-    tokio::select! {
-        served = local_gateway::serve(listener, shuttle) => served.context("the gateway stopped")?,
-        _ = tokio::signal::ctrl_c() => {}
+    // The poller, fed as in AWS: by the SQS event source mapping and by its schedule.
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let poller_run = run_poller(poller, sqs, resources.queues.queue_url.clone(), PollerTriggers::default());
+    let outcome = tokio::select! {
+        () = poller_run => Ok(()),
+        served = local_gateway::serve(listener, shuttle) => served.context("the gateway stopped"),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    if let Some(stand_in) = stand_in {
+        stand_in.shutdown().await;
     }
-    Ok(())
+    outcome
+}
+
+/// Starts the Jenkins stand-in on `127.0.0.1:${JENKINS_PORT:-8080}`, unless `JENKINS_URL` names
+/// a Jenkins to use instead.
+async fn start_jenkins_stand_in() -> anyhow::Result<Option<StandIn>> {
+    if std::env::var("JENKINS_URL").is_ok_and(|url| !url.trim().is_empty()) {
+        return Ok(None);
+    }
+    let port: u16 = match std::env::var("JENKINS_PORT") {
+        Ok(raw) if !raw.trim().is_empty() => {
+            raw.trim().parse().with_context(|| format!("setting JENKINS_PORT is malformed: '{raw}' is not a port number"))?
+        }
+        _ => 8080,
+    };
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.with_context(|| {
+        format!("could not start the Jenkins stand-in on 127.0.0.1:{port}: set JENKINS_PORT to a free port, or JENKINS_URL to use a running Jenkins")
+    })?;
+    let stand_in = jenkins_standin::start(StandInConfig::default(), listener).await.context("could not start the Jenkins stand-in")?;
+    Ok(Some(stand_in))
+}
+
+/// The Jenkins settings (SPEC §6) that point the shuttle at the stand-in: they win over the
+/// environment, whose `JENKINS_USER` / `JENKINS_TOKEN` would belong to another Jenkins.
+fn stand_in_setting(stand_in: &StandIn, name: &str) -> Option<String> {
+    match name {
+        "JENKINS_URL" => Some(stand_in.base_url().to_owned()),
+        "JENKINS_USER" => Some(stand_in.config().user.clone()),
+        "JENKINS_TOKEN" => Some(stand_in.config().api_token.clone()),
+        _ => None,
+    }
 }

@@ -8,8 +8,8 @@ use shuttle_adapters::sqs::QueueUrls;
 use shuttle_adapters::{DynamoDbBuildStore, KmsSealer, S3SourceStore, SqsPollQueue};
 use shuttle_core::error::ServiceError;
 
-/// The poll queue's visibility timeout (6 × the poller's 60 s timeout, as the template sets).
-pub const POLL_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(360);
+/// The poll queue's visibility timeout (6 × the poller's 90 s timeout, as the template sets).
+pub const POLL_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(540);
 
 #[derive(Clone, Debug)]
 pub struct Resources {

@@ -16,12 +16,16 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use shuttle_core::error::{ServiceError, StoreError};
 use shuttle_core::ports::BuildStore;
-use shuttle_core::record::{ApiKind, BuildRecord};
+use shuttle_core::record::{ApiKind, BuildRecord, Lease, Progress};
 use shuttle_core::state::{BuildState, StopIntent};
 use uuid::Uuid;
 
 pub const BY_APP_INDEX: &str = "by_app";
 pub const BY_NUMBER_INDEX: &str = "by_number";
+pub const BY_ACTIVITY_INDEX: &str = "by_activity";
+/// The value of `active` on every unfinished build; finished builds have no `active`, so the
+/// `by_activity` index holds only the builds the schedule may have to re-drive.
+const ACTIVE: &str = "1";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -41,12 +45,12 @@ impl DynamoDbBuildStore {
         let key = |name: &str, key_type: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(key_type).build();
         let attribute =
             |name: &str, kind: ScalarAttributeType| AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build();
-        let index = |name: &str, partition: &str| {
+        let index = |name: &str, partition: &str, sort: &str, projection: ProjectionType| {
             GlobalSecondaryIndex::builder()
                 .index_name(name)
                 .key_schema(key(partition, KeyType::Hash).map_err(fail)?)
-                .key_schema(key("created_at", KeyType::Range).map_err(fail)?)
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .key_schema(key(sort, KeyType::Range).map_err(fail)?)
+                .projection(Projection::builder().projection_type(projection).build())
                 .build()
                 .map_err(fail)
         };
@@ -59,8 +63,11 @@ impl DynamoDbBuildStore {
             .attribute_definitions(attribute("app_key", ScalarAttributeType::S).map_err(fail)?)
             .attribute_definitions(attribute("app_number", ScalarAttributeType::S).map_err(fail)?)
             .attribute_definitions(attribute("created_at", ScalarAttributeType::N).map_err(fail)?)
-            .global_secondary_indexes(index(BY_APP_INDEX, "app_key")?)
-            .global_secondary_indexes(index(BY_NUMBER_INDEX, "app_number")?)
+            .attribute_definitions(attribute("active", ScalarAttributeType::S).map_err(fail)?)
+            .attribute_definitions(attribute("polled_at", ScalarAttributeType::N).map_err(fail)?)
+            .global_secondary_indexes(index(BY_APP_INDEX, "app_key", "created_at", ProjectionType::All)?)
+            .global_secondary_indexes(index(BY_NUMBER_INDEX, "app_number", "created_at", ProjectionType::All)?)
+            .global_secondary_indexes(index(BY_ACTIVITY_INDEX, "active", "polled_at", ProjectionType::KeysOnly)?)
             .send()
             .await
             .map_err(|e| fail(DisplayErrorContext(e)))?;
@@ -164,6 +171,33 @@ impl BuildStore for DynamoDbBuildStore {
             Err(e) => Err(fail(DisplayErrorContext(e)).into()),
         }
     }
+
+    async fn stale_builds(&self, polled_before_ms: u64, limit: usize) -> Result<Vec<BuildRecord>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_ACTIVITY_INDEX)
+            .key_condition_expression("active = :active AND polled_at < :before")
+            .expression_attribute_values(":active", AttributeValue::S(ACTIVE.to_owned()))
+            .expression_attribute_values(":before", AttributeValue::N(polled_before_ms.to_string()))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| fail(DisplayErrorContext(e)))?;
+        // The index holds keys only and is eventually consistent: each build is read again.
+        let mut stale = Vec::with_capacity(page.items().len());
+        for item in page.items() {
+            let source_id = item.get("source_id").and_then(|v| v.as_s().ok()).and_then(|id| id.parse().ok());
+            let source_id = source_id.ok_or_else(|| fail("an index item without a source_id"))?;
+            if let Some(record) = self.get(source_id).await? {
+                if !record.state.is_terminal() {
+                    stale.push(record);
+                }
+            }
+        }
+        Ok(stale)
+    }
 }
 
 fn app_number(app_key: &str, number: u64) -> String {
@@ -195,6 +229,28 @@ fn to_item(record: &BuildRecord, version: u64) -> Item {
     }
     if let Some(failure) = &record.failure {
         item.insert("failure".to_owned(), s(failure));
+    }
+    let progress = &record.progress;
+    item.insert("round".to_owned(), n(progress.round));
+    item.insert("polled_at".to_owned(), n(progress.polled_at_ms));
+    item.insert("log_cursor".to_owned(), n(progress.log_cursor));
+    item.insert("archive_len".to_owned(), n(progress.archive_len));
+    if !record.state.is_terminal() {
+        item.insert("active".to_owned(), s(ACTIVE));
+    }
+    if let Some(lease) = &progress.lease {
+        item.insert("lease_owner".to_owned(), s(&lease.owner));
+        item.insert("lease_until".to_owned(), n(lease.until_ms));
+    }
+    for (name, value) in [
+        ("triggered_at", progress.triggered_at_ms),
+        ("queue_item", progress.queue_item),
+        ("jenkins_number", progress.jenkins_number),
+        ("started_at", progress.started_at_ms),
+    ] {
+        if let Some(value) = value {
+            item.insert(name.to_owned(), n(value));
+        }
     }
     item
 }
@@ -232,5 +288,19 @@ fn from_item(item: &Item) -> Result<BuildRecord, StoreError> {
         updated_at_ms: required_number("updated_at")?,
         version: required_number("version")?,
         sealed_spec: item.get("spec").and_then(|v| v.as_b().ok()).map(|b| b.as_ref().to_vec()).ok_or_else(|| bad("spec"))?,
+        progress: Progress {
+            round: number("round").unwrap_or(0),
+            lease: match (item.get("lease_owner").and_then(|v| v.as_s().ok()), number("lease_until")) {
+                (Some(owner), Some(until_ms)) => Some(Lease { owner: owner.clone(), until_ms }),
+                _ => None,
+            },
+            polled_at_ms: number("polled_at").unwrap_or(0),
+            triggered_at_ms: number("triggered_at"),
+            queue_item: number("queue_item"),
+            jenkins_number: number("jenkins_number"),
+            started_at_ms: number("started_at"),
+            log_cursor: number("log_cursor").unwrap_or(0),
+            archive_len: number("archive_len").unwrap_or(0),
+        },
     })
 }

@@ -13,6 +13,7 @@ use base64::Engine;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
+use shuttle_core::config::{JenkinsConfig, Secret};
 use shuttle_core::jenkins::{parameters, BuildStatus, Jenkins, JenkinsError, JenkinsResult, LogSink, LogWindow, QueueItem};
 use shuttle_core::redact::redact;
 use url::Url;
@@ -35,11 +36,23 @@ pub struct JenkinsSettings {
     /// `JENKINS_URL`, without credentials.
     pub url: Url,
     pub user: String,
-    pub token: String,
+    pub token: Secret,
     /// Limit of one JSON call.
     pub timeout: Duration,
     /// Limit of one `progressiveText` read.
     pub log_timeout: Duration,
+}
+
+impl From<&JenkinsConfig> for JenkinsSettings {
+    fn from(config: &JenkinsConfig) -> Self {
+        Self {
+            url: config.url.clone(),
+            user: config.user.clone(),
+            token: config.token.clone(),
+            timeout: Duration::from_secs(10),
+            log_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -88,8 +101,11 @@ impl JenkinsClient {
         body: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, JenkinsError> {
         let attempt = |crumb: Option<Crumb>| {
-            let mut request =
-                self.http.request(method.clone(), url.clone()).basic_auth(&self.settings.user, Some(&self.settings.token)).timeout(timeout);
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .basic_auth(&self.settings.user, Some(self.settings.token.expose()))
+                .timeout(timeout);
             if let Some(crumb) = crumb.filter(|_| method != Method::GET) {
                 request = request.header(crumb.field.as_str(), crumb.value.as_str());
                 if let Some(cookie) = crumb.cookie {
@@ -116,7 +132,7 @@ impl JenkinsClient {
         let response = self
             .http
             .get(self.url("crumbIssuer/api/json"))
-            .basic_auth(&self.settings.user, Some(&self.settings.token))
+            .basic_auth(&self.settings.user, Some(self.settings.token.expose()))
             .timeout(self.settings.timeout)
             .send()
             .await
@@ -163,6 +179,12 @@ fn check(response: Response, what: &str) -> Result<Response, JenkinsError> {
         429 | 500..=599 => Err(JenkinsError::Unavailable(format!("{status} for {what}"))),
         _ => Err(JenkinsError::Unexpected(format!("{status} for {what}"))),
     }
+}
+
+/// Whether `actions` (of a build or a queue item) carry the parameter `BUILD_UUID=build_uuid`.
+fn has_build_uuid(actions: &Value, build_uuid: &str) -> bool {
+    let parameters = actions.as_array().into_iter().flatten().filter_map(|a| a["parameters"].as_array()).flatten();
+    parameters.into_iter().any(|p| p["name"].as_str() == Some(parameters::BUILD_UUID) && p["value"].as_str() == Some(build_uuid))
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
@@ -238,14 +260,16 @@ impl Jenkins for JenkinsClient {
         let path = format!("{}api/json?tree=builds[number,actions[parameters[name,value]]]", Self::job_path(job));
         let json = self.get_json(&path, "job builds").await?;
         let builds = json["builds"].as_array().cloned().unwrap_or_default();
-        Ok(builds.iter().find_map(|build| {
-            let actions = build["actions"].as_array()?;
-            let matches = actions
-                .iter()
-                .filter_map(|a| a["parameters"].as_array())
-                .flatten()
-                .any(|p| p["name"].as_str() == Some(parameters::BUILD_UUID) && p["value"].as_str() == Some(build_uuid));
-            matches.then(|| build["number"].as_u64()).flatten()
+        Ok(builds.iter().find_map(|build| has_build_uuid(&build["actions"], build_uuid).then(|| build["number"].as_u64()).flatten()))
+    }
+
+    async fn find_queued(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
+        let json = self.get_json("queue/api/json?tree=items[id,task[name],actions[parameters[name,value]]]", "queue").await?;
+        let items = json["items"].as_array().cloned().unwrap_or_default();
+        Ok(items.iter().find_map(|item| {
+            let same_job = item["task"]["name"].as_str() == Some(job);
+            let same_build = has_build_uuid(&item["actions"], build_uuid);
+            (same_job && same_build).then(|| item["id"].as_u64()).flatten()
         }))
     }
 

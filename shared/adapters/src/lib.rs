@@ -5,6 +5,7 @@
 //! is reached through `AWS_ENDPOINT_URL` and production and local runs are the same code.
 
 pub mod dynamodb;
+pub mod fetch;
 pub mod jenkins;
 pub mod kms;
 pub mod s3;
@@ -13,9 +14,14 @@ pub mod sqs;
 use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use shuttle_core::error::ServiceError;
+use shuttle_core::jenkins::JenkinsError;
+use shuttle_core::poll::Poller;
 use shuttle_core::{Settings, Shuttle};
 
 pub use dynamodb::DynamoDbBuildStore;
+pub use fetch::HttpSourceFetcher;
+pub use jenkins::{JenkinsClient, JenkinsSettings};
 pub use kms::KmsSealer;
 pub use s3::S3SourceStore;
 pub use sqs::SqsPollQueue;
@@ -25,13 +31,26 @@ pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
 
-/// Wires the use cases to DynamoDB, S3, SQS and KMS. Builds clients only: no network call.
-pub fn shuttle(sdk: &SdkConfig, settings: Settings, s3_region: Option<String>) -> Shuttle {
-    Shuttle {
+/// Wires the poller's use cases: the API's, and the download of `http(s)` sources into S3.
+pub fn poller(sdk: &SdkConfig, settings: Settings, s3_region: Option<String>) -> Result<Poller, ServiceError> {
+    let sources = Arc::new(S3SourceStore::new(s3::client(sdk, s3_region.clone()), &settings.s3_bucket));
+    let fetcher = Arc::new(HttpSourceFetcher::new(sources, settings.poller.source_max_bytes)?);
+    let shuttle = shuttle(sdk, settings, s3_region).map_err(|e| ServiceError::new("jenkins", e))?;
+    Ok(Poller::new(shuttle, fetcher))
+}
+
+/// Wires the use cases to DynamoDB, S3, SQS, KMS and Jenkins. Builds clients only: no network call.
+pub fn shuttle(sdk: &SdkConfig, settings: Settings, s3_region: Option<String>) -> Result<Shuttle, JenkinsError> {
+    Ok(Shuttle {
         store: Arc::new(DynamoDbBuildStore::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table_name)),
         sources: Arc::new(S3SourceStore::new(s3::client(sdk, s3_region), &settings.s3_bucket)),
-        queue: Arc::new(SqsPollQueue::new(aws_sdk_sqs::Client::new(sdk), &settings.poll_queue_url)),
+        queue: Arc::new(SqsPollQueue::new(
+            aws_sdk_sqs::Client::new(sdk),
+            &settings.poll_queue_url,
+            settings.poller.dead_letter_queue_url.clone(),
+        )),
         sealer: Arc::new(KmsSealer::new(aws_sdk_kms::Client::new(sdk), &settings.kms_key_id)),
+        jenkins: Arc::new(JenkinsClient::new(JenkinsSettings::from(&settings.jenkins))?),
         settings: Arc::new(settings),
-    }
+    })
 }

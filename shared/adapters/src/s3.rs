@@ -14,7 +14,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use shuttle_core::error::ServiceError;
-use shuttle_core::ports::{LogTail, SourceStore};
+use shuttle_core::ports::{ChunkWrite, LogTail, SourceStore};
 use uuid::Uuid;
 
 /// The S3 client, in `S3_LOCATION`'s region when that is set.
@@ -46,6 +46,17 @@ fn log_prefix(source_id: Uuid) -> String {
 impl S3SourceStore {
     pub fn new(client: Client, bucket: &str) -> Self {
         Self { client, bucket: bucket.to_owned() }
+    }
+
+    /// Caches a build's sources from a file (a streamed download). The first write wins.
+    pub async fn put_source_file(&self, source_id: Uuid, path: &std::path::Path) -> Result<(), ServiceError> {
+        let body = ByteStream::from_path(path).await.map_err(fail)?;
+        let result = self.client.put_object().bucket(&self.bucket).key(source_key(source_id)).if_none_match("*").body(body).send().await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("PreconditionFailed") || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(()),
+            Err(e) => Err(fail(DisplayErrorContext(e))),
+        }
     }
 
     /// Creates the bucket (tests and the local stack).
@@ -115,8 +126,32 @@ impl SourceStore for S3SourceStore {
         Ok(request.uri().to_owned())
     }
 
-    async fn append_log(&self, source_id: Uuid, offset: u64, chunk: Bytes) -> Result<(), ServiceError> {
-        self.put_once(format!("{}{offset:020}", log_prefix(source_id)), chunk).await.map(|_| ())
+    async fn copy_source(&self, from: Uuid, to: Uuid) -> Result<bool, ServiceError> {
+        if self.source_exists(to).await? {
+            return Ok(true);
+        }
+        if !self.source_exists(from).await? {
+            return Ok(false);
+        }
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(format!("{}/{}", self.bucket, source_key(from)))
+            .key(source_key(to))
+            .send()
+            .await
+            .map_err(|e| fail(DisplayErrorContext(e)))?;
+        Ok(true)
+    }
+
+    async fn put_log_chunk(&self, source_id: Uuid, offset: u64, chunk: Bytes) -> Result<ChunkWrite, ServiceError> {
+        let key = format!("{}{offset:020}", log_prefix(source_id));
+        if self.put_once(key.clone(), chunk).await? {
+            return Ok(ChunkWrite::Written);
+        }
+        let existing = self.client.head_object().bucket(&self.bucket).key(key).send().await.map_err(|e| fail(DisplayErrorContext(e)))?;
+        let len = existing.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0);
+        Ok(ChunkWrite::Exists { len })
     }
 
     async fn read_log_tail(&self, source_id: Uuid, max_bytes: u64) -> Result<LogTail, ServiceError> {

@@ -18,6 +18,7 @@ pub const MAX_RECEIVE_COUNT: u32 = 5;
 pub struct SqsPollQueue {
     client: Client,
     queue_url: String,
+    dead_letter_url: Option<String>,
 }
 
 fn fail(error: impl std::fmt::Display) -> ServiceError {
@@ -32,8 +33,8 @@ pub struct QueueUrls {
 }
 
 impl SqsPollQueue {
-    pub fn new(client: Client, queue_url: &str) -> Self {
-        Self { client, queue_url: queue_url.to_owned() }
+    pub fn new(client: Client, queue_url: &str, dead_letter_url: Option<String>) -> Self {
+        Self { client, queue_url: queue_url.to_owned(), dead_letter_url }
     }
 
     /// Creates `name` and `name-dlq`, with the redrive policy the template declares (tests and the local stack).
@@ -76,7 +77,8 @@ impl SqsPollQueue {
 impl PollQueue for SqsPollQueue {
     async fn enqueue(&self, message: &PollMessage, delay: Duration) -> Result<(), ServiceError> {
         let body = serde_json::to_string(message).map_err(fail)?;
-        let delay_seconds = i32::try_from(delay.min(MAX_DELAY).as_secs()).unwrap_or(0);
+        // SQS counts whole seconds: a delay is rounded up, never dropped.
+        let delay_seconds = i32::try_from(delay.min(MAX_DELAY).as_secs() + u64::from(delay.subsec_nanos() > 0)).unwrap_or(0);
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -85,6 +87,12 @@ impl PollQueue for SqsPollQueue {
             .send()
             .await
             .map_err(|e| fail(DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, body: &str) -> Result<(), ServiceError> {
+        let url = self.dead_letter_url.as_deref().ok_or_else(|| fail("no dead-letter queue is configured (POLL_DEAD_LETTER_QUEUE_URL)"))?;
+        self.client.send_message().queue_url(url).message_body(body).send().await.map_err(|e| fail(DisplayErrorContext(e)))?;
         Ok(())
     }
 }

@@ -23,7 +23,60 @@ pub struct Settings {
     pub queue_timeout: Duration,
     /// How long a `GET /{build_uuid}` redirect stays valid.
     pub sources_link_ttl: Duration,
+    pub jenkins: JenkinsConfig,
+    pub poller: PollerConfig,
 }
+
+/// Where Jenkins is and how the shuttle signs in (`JENKINS_URL`, `JENKINS_USER`, `JENKINS_TOKEN`).
+#[derive(Clone, Debug)]
+pub struct JenkinsConfig {
+    /// Without credentials: they come from `JENKINS_USER` / `JENKINS_TOKEN`.
+    pub url: Url,
+    pub user: String,
+    pub token: Secret,
+}
+
+/// How the poller paces itself.
+#[derive(Clone, Debug)]
+pub struct PollerConfig {
+    /// `POLL_INTERVAL`: the delay between two looks at a build waiting in Jenkins' queue, and
+    /// between two log reads of a running build.
+    pub interval: Duration,
+    /// `LOG_WINDOW`: how long one poll tails a running build before handing it to the next
+    /// poll (≤ 60 s: always well inside the poller's own timeout).
+    pub window: Duration,
+    /// `SOURCE_MAX_BYTES`: the largest sources archive downloaded.
+    pub source_max_bytes: u64,
+    /// `POLL_STALE_AFTER`: the schedule re-drives an unfinished build whose last poll is older.
+    /// Longer than a poll's lease (`LOG_WINDOW` + 60 s) to leave running polls alone.
+    pub stale_after: Duration,
+    /// `POLL_DEAD_LETTER_QUEUE_URL`: where a malformed poll message is moved (else it is
+    /// reported failed and SQS moves it after `maxReceiveCount`).
+    pub dead_letter_queue_url: Option<String>,
+}
+
+/// A secret setting: its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// The longest `LOG_WINDOW`: a poll must end well inside the poller's 90 s timeout.
+pub const MAX_LOG_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -47,7 +100,7 @@ impl Settings {
             None => Ok(default),
             Some(raw) => parse_duration(&raw).ok_or_else(|| ConfigError::Malformed {
                 name,
-                reason: format!("'{raw}' is not a duration (seconds, or a number with s, m or h)"),
+                reason: format!("'{raw}' is not a duration (seconds, or a number with ms, s, m or h)"),
             }),
         };
 
@@ -67,7 +120,44 @@ impl Settings {
         if !image_tag_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
             return Err(ConfigError::Malformed { name: "IMAGE_TAG_PREFIX", reason: "must be a docker tag fragment such as 1".into() });
         }
+        let jenkins_url_raw = required("JENKINS_URL")?;
+        let jenkins_url = Url::parse(&jenkins_url_raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| ConfigError::Malformed {
+                name: "JENKINS_URL",
+                reason: "must be an absolute http(s) URL such as https://jenkins.example.com".into(),
+            })?;
+        if !jenkins_url.username().is_empty() || jenkins_url.password().is_some() {
+            return Err(ConfigError::Malformed {
+                name: "JENKINS_URL",
+                reason: "must not carry credentials: set JENKINS_USER and JENKINS_TOKEN".into(),
+            });
+        }
+        let window = duration("LOG_WINDOW", Duration::from_secs(20))?;
+        if window > MAX_LOG_WINDOW {
+            return Err(ConfigError::Malformed { name: "LOG_WINDOW", reason: "must be at most 60 s".into() });
+        }
+        let source_max_bytes = match optional("SOURCE_MAX_BYTES") {
+            None => 512 * 1024 * 1024,
+            Some(raw) => raw.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| ConfigError::Malformed {
+                name: "SOURCE_MAX_BYTES",
+                reason: format!("'{raw}' is not a positive number of bytes"),
+            })?,
+        };
         Ok(Self {
+            jenkins: JenkinsConfig {
+                url: jenkins_url,
+                user: optional("JENKINS_USER").unwrap_or_default(),
+                token: Secret::new(optional("JENKINS_TOKEN").unwrap_or_default()),
+            },
+            poller: PollerConfig {
+                interval: duration("POLL_INTERVAL", Duration::from_secs(2))?,
+                window,
+                source_max_bytes,
+                stale_after: duration("POLL_STALE_AFTER", Duration::from_secs(5 * 60))?,
+                dead_letter_queue_url: optional("POLL_DEAD_LETTER_QUEUE_URL"),
+            },
             table_name: required("TABLE_NAME")?,
             s3_bucket: required("S3_BUCKET")?,
             poll_queue_url: required("POLL_QUEUE_URL")?,
@@ -83,20 +173,21 @@ impl Settings {
     }
 }
 
-/// `90` (seconds), `90s`, `20m`, `2h`.
+/// `90` (seconds), `90s`, `20m`, `2h`, `500ms`.
 fn parse_duration(raw: &str) -> Option<Duration> {
     let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => raw.split_at(i),
         None => (raw, "s"),
     };
     let n: u64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
+    let millis = match unit.trim() {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
         _ => return None,
     };
-    (seconds > 0).then(|| Duration::from_secs(seconds))
+    (millis > 0).then(|| Duration::from_millis(millis))
 }
 
 fn parse_extra_build_args(raw: &str) -> Result<BTreeMap<String, String>, String> {
@@ -124,6 +215,7 @@ mod tests {
             ("POLL_QUEUE_URL", "http://127.0.0.1:5000/123/poll"),
             ("KMS_KEY_ID", "key"),
             ("BUILD_SHUTTLE_HOST", "http://127.0.0.1:3000"),
+            ("JENKINS_URL", "http://127.0.0.1:8080"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
@@ -140,11 +232,21 @@ mod tests {
         assert_eq!(settings.image_tag_prefix, "1");
         assert_eq!(settings.kafka_topic, "alamobuildlogs");
         assert_eq!(settings.build_timeout, Duration::from_secs(1200));
+        assert_eq!((settings.poller.interval, settings.poller.window), (Duration::from_secs(2), Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn the_jenkins_token_never_shows_in_debug() {
+        let mut env = base();
+        env.insert("JENKINS_TOKEN", "canary-token-1234".into());
+        let settings = load(&env).unwrap();
+        assert_eq!(settings.jenkins.token.expose(), "canary-token-1234");
+        assert!(!format!("{settings:?}").contains("canary-token-1234"));
     }
 
     #[test]
     fn each_missing_setting_is_named() {
-        for name in ["TABLE_NAME", "S3_BUCKET", "POLL_QUEUE_URL", "KMS_KEY_ID", "BUILD_SHUTTLE_HOST"] {
+        for name in ["TABLE_NAME", "S3_BUCKET", "POLL_QUEUE_URL", "KMS_KEY_ID", "BUILD_SHUTTLE_HOST", "JENKINS_URL"] {
             let mut env = base();
             env.remove(name);
             let err = load(&env).unwrap_err();
@@ -163,6 +265,11 @@ mod tests {
             ("BUILD_TIMEOUT", "0"),
             ("BUILD_SHUTTLE_HOST", "shuttle.example.com"),
             ("IMAGE_TAG_PREFIX", "a b"),
+            ("JENKINS_URL", "jenkins"),
+            ("JENKINS_URL", "http://admin:token@jenkins.example.com"),
+            ("LOG_WINDOW", "5m"),
+            ("POLL_INTERVAL", "fast"),
+            ("SOURCE_MAX_BYTES", "0"),
         ] {
             let mut env = base();
             env.insert(name, value.to_owned());

@@ -10,9 +10,10 @@ use bytes::Bytes;
 use url::Url;
 use uuid::Uuid;
 
-use crate::config::Settings;
+use crate::config::{JenkinsConfig, PollerConfig, Secret, Settings};
 use crate::error::{ServiceError, StoreError};
-use crate::ports::{BuildStore, LogTail, PollMessage, PollQueue, Sealer, SourceStore};
+use crate::jenkins::{BuildStatus, Jenkins, JenkinsError, LogSink, LogWindow, QueueItem};
+use crate::ports::{BuildStore, ChunkWrite, LogTail, PollMessage, PollQueue, Sealer, SourceStore};
 use crate::record::BuildRecord;
 use crate::shuttle::Shuttle;
 
@@ -58,6 +59,15 @@ impl BuildStore for MemoryStore {
             _ => Err(StoreError::Conflict),
         }
     }
+
+    async fn stale_builds(&self, polled_before_ms: u64, limit: usize) -> Result<Vec<BuildRecord>, StoreError> {
+        let builds = self.builds.lock().unwrap();
+        let mut stale: Vec<_> =
+            builds.values().filter(|b| !b.state.is_terminal() && b.progress.polled_at_ms < polled_before_ms).cloned().collect();
+        stale.sort_by_key(|b| b.progress.polled_at_ms);
+        stale.truncate(limit);
+        Ok(stale)
+    }
 }
 
 #[derive(Default)]
@@ -81,29 +91,60 @@ impl SourceStore for MemorySources {
         Ok(format!("https://sources.invalid/{source_id}?expires={}", ttl.as_secs()))
     }
 
-    async fn append_log(&self, source_id: Uuid, offset: u64, chunk: Bytes) -> Result<(), ServiceError> {
-        self.logs.lock().unwrap().entry(source_id).or_default().push((offset, chunk));
-        Ok(())
+    async fn copy_source(&self, from: Uuid, to: Uuid) -> Result<bool, ServiceError> {
+        let mut objects = self.objects.lock().unwrap();
+        let Some(bytes) = objects.get(&from).cloned() else { return Ok(false) };
+        objects.entry(to).or_insert(bytes);
+        Ok(true)
+    }
+
+    async fn put_log_chunk(&self, source_id: Uuid, offset: u64, chunk: Bytes) -> Result<ChunkWrite, ServiceError> {
+        let mut logs = self.logs.lock().unwrap();
+        let chunks = logs.entry(source_id).or_default();
+        if let Some((_, existing)) = chunks.iter().find(|(at, _)| *at == offset) {
+            return Ok(ChunkWrite::Exists { len: existing.len() as u64 });
+        }
+        chunks.push((offset, chunk));
+        chunks.sort_by_key(|(at, _)| *at);
+        Ok(ChunkWrite::Written)
     }
 
     async fn read_log_tail(&self, source_id: Uuid, max_bytes: u64) -> Result<LogTail, ServiceError> {
-        let logs = self.logs.lock().unwrap();
-        let whole: Vec<u8> = logs.get(&source_id).into_iter().flatten().flat_map(|(_, c)| c.iter().copied()).collect();
+        let whole = self.log(source_id);
         let total_bytes = whole.len() as u64;
         let start = whole.len().saturating_sub(usize::try_from(max_bytes).unwrap_or(usize::MAX));
         Ok(LogTail { text: String::from_utf8_lossy(&whole[start..]).into_owned(), total_bytes, truncated: start > 0 })
     }
 }
 
+impl MemorySources {
+    /// The whole archived log; panics on a gap or an overlap between chunks.
+    pub fn log(&self, source_id: Uuid) -> Vec<u8> {
+        let logs = self.logs.lock().unwrap();
+        let mut whole = Vec::new();
+        for (offset, chunk) in logs.get(&source_id).into_iter().flatten() {
+            assert_eq!(*offset, whole.len() as u64, "the log archive of {source_id} has a gap or an overlap");
+            whole.extend_from_slice(chunk);
+        }
+        whole
+    }
+}
+
 #[derive(Default)]
 pub struct MemoryQueue {
     pub sent: Mutex<Vec<(PollMessage, Duration)>>,
+    pub dead_letters: Mutex<Vec<String>>,
 }
 
 #[async_trait]
 impl PollQueue for MemoryQueue {
     async fn enqueue(&self, message: &PollMessage, delay: Duration) -> Result<(), ServiceError> {
         self.sent.lock().unwrap().push((message.clone(), delay));
+        Ok(())
+    }
+
+    async fn dead_letter(&self, body: &str) -> Result<(), ServiceError> {
+        self.dead_letters.lock().unwrap().push(body.to_owned());
         Ok(())
     }
 }
@@ -129,6 +170,7 @@ pub struct FakeShuttle {
     pub store: Arc<MemoryStore>,
     pub sources: Arc<MemorySources>,
     pub queue: Arc<MemoryQueue>,
+    pub jenkins: Arc<FakeJenkins>,
 }
 
 pub fn test_settings() -> Settings {
@@ -144,17 +186,92 @@ pub fn test_settings() -> Settings {
         build_timeout: Duration::from_secs(1200),
         queue_timeout: Duration::from_secs(1800),
         sources_link_ttl: Duration::from_secs(900),
+        jenkins: JenkinsConfig {
+            url: Url::parse("https://jenkins.example").expect("valid URL"),
+            user: "admin".into(),
+            token: Secret::new("token"),
+        },
+        poller: PollerConfig {
+            interval: Duration::from_secs(2),
+            window: Duration::from_secs(20),
+            source_max_bytes: 1 << 20,
+            stale_after: Duration::from_secs(300),
+            dead_letter_queue_url: None,
+        },
     }
 }
 
 pub fn fake_shuttle() -> FakeShuttle {
     let (store, sources, queue) = (Arc::new(MemoryStore::default()), Arc::new(MemorySources::default()), Arc::new(MemoryQueue::default()));
+    let jenkins = Arc::new(FakeJenkins::default());
     let shuttle = Shuttle {
         store: store.clone(),
         sources: sources.clone(),
         queue: queue.clone(),
         sealer: Arc::new(ReversingSealer),
+        jenkins: jenkins.clone(),
         settings: Arc::new(test_settings()),
     };
-    FakeShuttle { shuttle, store, sources, queue }
+    FakeShuttle { shuttle, store, sources, queue, jenkins }
+}
+
+/// Records the calls that act on Jenkins; the queries answer as for a build that never reached it.
+/// (The poller's behaviour against a Jenkins REST API is tested end to end with the stand-in.)
+#[derive(Default)]
+pub struct FakeJenkins {
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl FakeJenkins {
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+#[async_trait]
+impl Jenkins for FakeJenkins {
+    async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError> {
+        self.record(format!("ensure_job {job}"));
+        Ok(())
+    }
+
+    async fn trigger(&self, job: &str, _parameters: &[(String, String)]) -> Result<u64, JenkinsError> {
+        self.record(format!("trigger {job}"));
+        Ok(1)
+    }
+
+    async fn queue_item(&self, _queue_id: u64) -> Result<QueueItem, JenkinsError> {
+        Ok(QueueItem::Forgotten)
+    }
+
+    async fn find_build(&self, _job: &str, _build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
+        Ok(None)
+    }
+
+    async fn find_queued(&self, _job: &str, _build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
+        Ok(None)
+    }
+
+    async fn build_status(&self, job: &str, number: u64) -> Result<BuildStatus, JenkinsError> {
+        Err(JenkinsError::NotFound(format!("{job} #{number}")))
+    }
+
+    async fn read_log(&self, job: &str, number: u64, _start: u64, _sink: &mut dyn LogSink) -> Result<LogWindow, JenkinsError> {
+        Err(JenkinsError::NotFound(format!("{job} #{number}")))
+    }
+
+    async fn stop_build(&self, job: &str, number: u64) -> Result<(), JenkinsError> {
+        self.record(format!("stop_build {job} {number}"));
+        Ok(())
+    }
+
+    async fn cancel_queue_item(&self, queue_id: u64) -> Result<(), JenkinsError> {
+        self.record(format!("cancel_queue_item {queue_id}"));
+        Ok(())
+    }
+
+    async fn delete_job(&self, job: &str) -> Result<(), JenkinsError> {
+        self.record(format!("delete_job {job}"));
+        Ok(())
+    }
 }

@@ -118,6 +118,9 @@ pub trait Jenkins: Send + Sync {
     async fn queue_item(&self, queue_id: u64) -> Result<QueueItem, JenkinsError>;
     /// The build of `job` whose `BUILD_UUID` parameter is `build_uuid`, if any.
     async fn find_build(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError>;
+    /// The queue item of `job` still waiting whose `BUILD_UUID` parameter is `build_uuid`, if any
+    /// (`GET /queue/api/json`).
+    async fn find_queued(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError>;
     async fn build_status(&self, job: &str, number: u64) -> Result<BuildStatus, JenkinsError>;
     /// Streams the log from `start` into `sink`.
     async fn read_log(&self, job: &str, number: u64, start: u64, sink: &mut dyn LogSink) -> Result<LogWindow, JenkinsError>;

@@ -3,12 +3,14 @@
 //! - [`request`]: the two create request shapes, parsed into one [`request::BuildSpec`].
 //! - [`state`]: the build state machine; [`record`]: a build as stored.
 //! - [`webhook`], [`source`]: webhook targets, sources and images; [`redact`]: credential redaction.
-//! - [`ports`]: what the use cases need from outside; [`shuttle`]: the use cases.
+//! - [`ports`]: what the use cases need from outside; [`shuttle`]: the API's use cases;
+//!   [`poll`]: the poller's.
 
 pub mod config;
 pub mod error;
 pub mod ids;
 pub mod jenkins;
+pub mod poll;
 pub mod ports;
 pub mod record;
 pub mod redact;

@@ -22,6 +22,8 @@ pub trait BuildStore: Send + Sync {
     /// Writes `record` if the stored version still is `record.version`, and returns it as
     /// stored (version + 1). [`StoreError::Conflict`] when someone else wrote first.
     async fn update(&self, record: &BuildRecord) -> Result<BuildRecord, StoreError>;
+    /// Unfinished builds whose last poll was before `polled_before_ms`, stalest first, at most `limit`.
+    async fn stale_builds(&self, polled_before_ms: u64, limit: usize) -> Result<Vec<BuildRecord>, StoreError>;
 }
 
 /// The end of a build log, as the logs endpoints serve it.
@@ -34,6 +36,16 @@ pub struct LogTail {
     pub truncated: bool,
 }
 
+/// What [`SourceStore::put_log_chunk`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkWrite {
+    Written,
+    /// A chunk of this length was already stored at the offset.
+    Exists {
+        len: u64,
+    },
+}
+
 #[async_trait]
 pub trait SourceStore: Send + Sync {
     /// Caches a build's sources. The first write wins: an existing object is left as it is.
@@ -41,21 +53,53 @@ pub trait SourceStore: Send + Sync {
     async fn source_exists(&self, source_id: Uuid) -> Result<bool, ServiceError>;
     /// A presigned GET of the cached sources, valid for `ttl`.
     async fn presign_source(&self, source_id: Uuid, ttl: Duration) -> Result<String, ServiceError>;
-    /// Archives the log bytes that start at `offset` of the whole log (one chunk object each).
-    async fn append_log(&self, source_id: Uuid, offset: u64, chunk: Bytes) -> Result<(), ServiceError>;
+    /// Copies another build's cached sources (a rebuild); `Ok(false)` when it has none.
+    /// An existing copy is left as it is.
+    async fn copy_source(&self, from: Uuid, to: Uuid) -> Result<bool, ServiceError>;
+    /// Writes one chunk of the log archive: the log bytes that start at `offset`. A chunk that
+    /// already starts there (written by an interrupted poll) is kept: its length is returned
+    /// and nothing is written.
+    async fn put_log_chunk(&self, source_id: Uuid, offset: u64, chunk: Bytes) -> Result<ChunkWrite, ServiceError>;
     /// At most the last `max_bytes` of the archived log.
     async fn read_log_tail(&self, source_id: Uuid, max_bytes: u64) -> Result<LogTail, ServiceError>;
 }
 
 /// What the poller is told: a reference to a build, never its contents.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PollMessage {
     pub source_id: Uuid,
+    /// The build's [`crate::record::Progress::round`] this poll is for (0: the first).
+    #[serde(default)]
+    pub round: u64,
+}
+
+/// Why sources could not be cached.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The sources cannot be had (404, too large, too many redirects, not an archive URL): the
+    /// build fails with this reason, already redacted.
+    #[error("{0}")]
+    Failed(String),
+    /// Our own storage failed: worth trying again.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// Downloads `http(s)` sources into the source cache.
+#[async_trait]
+pub trait SourceFetcher: Send + Sync {
+    /// Streams the body at `url` (at most 5 redirects, each re-checked; only a 2xx is taken;
+    /// at most the size cap) into the cache as the sources of `source_id`. Sources already
+    /// cached are left as they are.
+    async fn fetch(&self, url: &str, source_id: Uuid) -> Result<(), FetchError>;
 }
 
 #[async_trait]
 pub trait PollQueue: Send + Sync {
     async fn enqueue(&self, message: &PollMessage, delay: Duration) -> Result<(), ServiceError>;
+    /// Moves a message that is not a poll message to the dead-letter queue, as it came.
+    async fn dead_letter(&self, body: &str) -> Result<(), ServiceError>;
 }
 
 /// Envelope encryption of secrets at rest (a KMS data key per sealed value).

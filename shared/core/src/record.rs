@@ -52,6 +52,45 @@ pub struct BuildRecord {
     pub version: u64,
     /// The [`crate::request::BuildSpec`] as JSON, encrypted by the [`crate::ports::Sealer`].
     pub sealed_spec: Vec<u8>,
+    /// Where the poller is with the build.
+    pub progress: Progress,
+}
+
+/// The poller's positions for one build, each moved by a conditional write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Polls completed. A poll message names the round it was sent for; a message of another
+    /// round is a duplicate and is dropped.
+    pub round: u64,
+    /// The poller invocation working on the build, and until when.
+    pub lease: Option<Lease>,
+    /// When a poll last finished (or the build was created): the schedule re-drives builds
+    /// whose last poll is stale.
+    pub polled_at_ms: u64,
+    /// Set just before `buildWithParameters`: a poll that finds it set but no queue item looks
+    /// the build up in Jenkins by its `BUILD_UUID` instead of triggering it twice.
+    pub triggered_at_ms: Option<u64>,
+    pub queue_item: Option<u64>,
+    /// Jenkins' build number, once the build left the queue.
+    pub jenkins_number: Option<u64>,
+    pub started_at_ms: Option<u64>,
+    /// Jenkins' `X-Text-Size`: where the next `progressiveText` read starts.
+    pub log_cursor: u64,
+    /// Bytes in the S3 log archive (the shuttle's own lines included, so not the cursor).
+    pub archive_len: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub until_ms: u64,
+}
+
+impl Progress {
+    /// Whether someone other than `owner` holds an unexpired lease at `now`.
+    pub fn leased_by_other(&self, owner: &str, now: u64) -> bool {
+        self.lease.as_ref().is_some_and(|lease| lease.owner != owner && lease.until_ms > now)
+    }
 }
 
 pub fn now_ms() -> u64 {

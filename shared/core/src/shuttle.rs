@@ -7,10 +7,11 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::error::{ShuttleError, StoreError};
+use crate::error::{ServiceError, ShuttleError, StoreError};
 use crate::ids::{parse_legacy_job, parse_uuid, path_segment, v2_source_id};
+use crate::jenkins::Jenkins;
 use crate::ports::{BuildStore, LogTail, PollMessage, PollQueue, Sealer, SourceStore};
-use crate::record::{now_ms, ApiKind, BuildRecord};
+use crate::record::{now_ms, ApiKind, BuildRecord, Progress};
 use crate::redact::redact;
 use crate::request::{parse_legacy, parse_v2, Api, BuildSpec, LegacyContext};
 use crate::state::{BuildState, StopIntent};
@@ -32,6 +33,7 @@ pub struct Shuttle {
     pub sources: Arc<dyn SourceStore>,
     pub queue: Arc<dyn PollQueue>,
     pub sealer: Arc<dyn Sealer>,
+    pub jenkins: Arc<dyn Jenkins>,
     pub settings: Arc<Settings>,
 }
 
@@ -67,7 +69,7 @@ impl Shuttle {
             let existing = self.store.get(source_id).await?.ok_or(ShuttleError::Contended)?;
             return self.same_v2_build(&existing, &spec, &build_key).await;
         }
-        self.queue.enqueue(&PollMessage { source_id }, Duration::ZERO).await?;
+        self.queue.enqueue(&PollMessage { source_id, round: 0 }, Duration::ZERO).await?;
         Ok(CreateOutcome::Created)
     }
 
@@ -100,7 +102,7 @@ impl Shuttle {
         if !self.store.insert(&record).await? {
             return Ok(CreateOutcome::AlreadyExists);
         }
-        self.queue.enqueue(&PollMessage { source_id }, Duration::ZERO).await?;
+        self.queue.enqueue(&PollMessage { source_id, round: 0 }, Duration::ZERO).await?;
         Ok(CreateOutcome::Created)
     }
 
@@ -131,6 +133,7 @@ impl Shuttle {
             updated_at_ms: now,
             version: 0,
             sealed_spec,
+            progress: Progress { polled_at_ms: now, ..Progress::default() },
         })
     }
 
@@ -158,9 +161,9 @@ impl Shuttle {
         Ok((kind, self.request_stop(record).await?))
     }
 
-    /// Records the stop with a conditional write. A build that has not reached Jenkins ends
-    /// here and will never be triggered; one that has is stopped in Jenkins by the poller's
-    /// Jenkins client, which acts on the recorded intent.
+    /// Records the stop with a conditional write, then hands it to Jenkins. A build that has
+    /// not reached Jenkins ends here and will never be triggered; one being triggered right now
+    /// is stopped by its poller, which reads the recorded intent after the trigger.
     async fn request_stop(&self, mut record: BuildRecord) -> Result<StopOutcome, ShuttleError> {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             if record.state.is_terminal() {
@@ -177,7 +180,12 @@ impl Shuttle {
                 next.failure = Some("stopped before the build reached Jenkins".to_owned());
             }
             match self.store.update(&next).await {
-                Ok(_) => return Ok(StopOutcome::Stopping),
+                Ok(stored) => {
+                    if !stored.state.is_terminal() {
+                        self.halt_in_jenkins(&stored).await;
+                    }
+                    return Ok(StopOutcome::Stopping);
+                }
                 Err(StoreError::Conflict) => {
                     record = self.store.get(record.source_id).await?.ok_or(ShuttleError::NotFound)?;
                 }
@@ -187,8 +195,8 @@ impl Shuttle {
         Err(ShuttleError::Contended)
     }
 
-    /// `DELETE /{app}`: stops every unfinished build of the app. The app's Jenkins job is
-    /// deleted after them by the Jenkins client.
+    /// `DELETE /{app}`: stops every unfinished build of the app, then deletes its Jenkins job
+    /// (a job already gone is fine). The pollers end the stopped builds as `stopped`.
     pub async fn delete_app(&self, app: &str) -> Result<(), ShuttleError> {
         let app = path_segment("app", app)?;
         for record in self.store.list_by_app(app).await? {
@@ -196,7 +204,7 @@ impl Shuttle {
                 self.request_stop(record).await?;
             }
         }
-        Ok(())
+        self.jenkins.delete_job(app).await.map_err(|e| ShuttleError::Unavailable(ServiceError::new("jenkins", e)))
     }
 
     /// `GET /{app_id}/{build_id}/logs`: the build and the end of its archived log.

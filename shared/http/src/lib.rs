@@ -5,6 +5,7 @@ use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
 use shuttle_core::error::ShuttleError;
+use shuttle_core::poll::Poller;
 use shuttle_core::{Settings, Shuttle};
 
 /// Builds the use cases from the environment, once per cold start. A missing or malformed
@@ -13,7 +14,15 @@ pub async fn shuttle_from_env() -> Result<Shuttle, lambda_http::Error> {
     let settings = Settings::from_env().map_err(|error| StartupError(error.to_string()))?;
     let sdk = shuttle_adapters::load_sdk_config().await;
     let s3_region = std::env::var("S3_LOCATION").ok().filter(|r| !r.trim().is_empty());
-    Ok(shuttle_adapters::shuttle(&sdk, settings, s3_region))
+    shuttle_adapters::shuttle(&sdk, settings, s3_region).map_err(|error| StartupError(error.to_string()).into())
+}
+
+/// Builds the poller's use cases from the environment, once per cold start.
+pub async fn poller_from_env() -> Result<Poller, lambda_http::Error> {
+    let settings = Settings::from_env().map_err(|error| StartupError(error.to_string()))?;
+    let sdk = shuttle_adapters::load_sdk_config().await;
+    let s3_region = std::env::var("S3_LOCATION").ok().filter(|r| !r.trim().is_empty());
+    shuttle_adapters::poller(&sdk, settings, s3_region).map_err(|error| StartupError(error.to_string()).into())
 }
 
 /// A start-up failure. Its `Debug` is its message, so that the `Error: …` line a binary's

@@ -37,7 +37,7 @@ async fn create_stores_one_build_and_enqueues_one_reference() {
     assert_eq!(record.state, BuildState::Accepted);
     assert_eq!(record.source_id, v2_source_id("app", "1"));
     let sent = fake.queue.sent.lock().unwrap().clone();
-    assert_eq!(sent, vec![(PollMessage { source_id: record.source_id }, Duration::ZERO)]);
+    assert_eq!(sent, vec![(PollMessage { source_id: record.source_id, round: 0 }, Duration::ZERO)]);
     let sealed = String::from_utf8_lossy(&record.sealed_spec);
     assert!(!sealed.contains("user:pw") && !sealed.contains("token@"), "the spec is sealed");
 }
@@ -105,16 +105,21 @@ async fn stop_before_jenkins_ends_the_build() {
 }
 
 #[tokio::test]
-async fn stop_of_a_build_in_jenkins_records_the_intent_only() {
+async fn stop_of_a_build_in_jenkins_records_the_intent_then_stops_it_there() {
     let fake = fake_shuttle();
     fake.shuttle.create_v2("app", "1", &v2_body()).await.unwrap();
-    let id = v2_source_id("app", "1");
-    let mut record = fake.store.builds.lock().unwrap()[&id].clone();
-    record.state = BuildState::Building;
-    fake.store.builds.lock().unwrap().insert(id, record);
-    assert_eq!(fake.shuttle.stop("app", "1").await.unwrap().1, StopOutcome::Stopping);
-    let record = fake.shuttle.find("app", "1").await.unwrap();
-    assert_eq!((record.state, record.stop), (BuildState::Building, Some(StopIntent::Stop)));
+    fake.shuttle.create_v2("app", "2", &v2_body()).await.unwrap();
+    for (build, state, queue_item, number) in [("1", BuildState::Building, Some(7), Some(3)), ("2", BuildState::Queued, Some(8), None)] {
+        let id = v2_source_id("app", build);
+        let mut record = fake.store.builds.lock().unwrap()[&id].clone();
+        record.state = state;
+        (record.progress.queue_item, record.progress.jenkins_number) = (queue_item, number);
+        fake.store.builds.lock().unwrap().insert(id, record);
+        assert_eq!(fake.shuttle.stop("app", build).await.unwrap().1, StopOutcome::Stopping);
+        let record = fake.shuttle.find("app", build).await.unwrap();
+        assert_eq!((record.state, record.stop), (state, Some(StopIntent::Stop)), "the poller ends it when Jenkins has");
+    }
+    assert_eq!(*fake.jenkins.calls.lock().unwrap(), ["stop_build app 3", "cancel_queue_item 8"]);
 }
 
 #[tokio::test]
@@ -133,6 +138,7 @@ async fn delete_app_stops_every_unfinished_build() {
     assert_eq!(fake.shuttle.find("app", "1").await.unwrap().state, BuildState::Stopped);
     assert_eq!(fake.shuttle.find("app", "2").await.unwrap().state, BuildState::Stopped);
     assert_eq!(fake.shuttle.find("other", "1").await.unwrap().state, BuildState::Accepted);
+    assert_eq!(*fake.jenkins.calls.lock().unwrap(), ["delete_job app"], "the job goes after its builds");
 }
 
 #[tokio::test]

@@ -1,0 +1,127 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::*;
+use crate::fakes::{fake_shuttle, FakeShuttle, MemorySources};
+use crate::ids::v2_source_id;
+use crate::ports::BuildStore;
+
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl SourceFetcher for Unreachable {
+    async fn fetch(&self, url: &str, _source_id: Uuid) -> Result<(), FetchError> {
+        Err(FetchError::Failed(format!("the sources at {} answered 404 Not Found", redact(url))))
+    }
+}
+
+fn poller() -> (Poller, FakeShuttle) {
+    let fake = fake_shuttle();
+    (Poller::new(fake.shuttle.clone(), Arc::new(Unreachable)), fake)
+}
+
+fn v2_body(source: &str) -> Vec<u8> {
+    json!({"source": {"url": source}, "destination": {"url": "docker://registry.example/org/app:1"}}).to_string().into_bytes()
+}
+
+async fn written(sink: &mut ArchiveSink<'_>, parts: &[&'static [u8]]) -> u64 {
+    for part in parts {
+        sink.write(Bytes::from_static(part)).await.unwrap();
+    }
+    sink.finish().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_archive_keeps_what_an_interrupted_poll_wrote_and_adds_only_the_rest() {
+    let sources = MemorySources::default();
+    let id = Uuid::new_v4();
+    // An interrupted poll archived the first 6 bytes of the log, then died before saving.
+    assert_eq!(written(&mut ArchiveSink::new(&sources, id, 0), &[b"line1\n"]).await, 6);
+    // The next poll reads from the same cursor and gets more.
+    let mut sink = ArchiveSink::new(&sources, id, 0);
+    assert_eq!(written(&mut sink, &[b"line1\nline2\n"]).await, 12);
+    assert_eq!(sink.skip, 0);
+    assert_eq!(sources.log(id), b"line1\nline2\n");
+}
+
+#[tokio::test]
+async fn a_longer_chunk_already_archived_moves_the_cursor_past_it() {
+    let sources = MemorySources::default();
+    let id = Uuid::new_v4();
+    assert_eq!(written(&mut ArchiveSink::new(&sources, id, 0), &[b"line1\nline2\nline3\n"]).await, 18);
+    // A poll that read less from the same cursor (the log was shorter for it).
+    let mut sink = ArchiveSink::new(&sources, id, 0);
+    assert_eq!(written(&mut sink, &[b"line1\n"]).await, 18);
+    assert_eq!(sink.skip, 12, "the next 12 bytes from Jenkins are archived already");
+    assert_eq!(sources.log(id), b"line1\nline2\nline3\n", "no byte archived twice");
+}
+
+#[tokio::test]
+async fn sources_that_cannot_be_cached_fail_the_build_with_the_reason_in_its_log() {
+    let (poller, fake) = poller();
+    let id = v2_source_id("app", "1");
+    fake.shuttle.create_v2("app", "1", &v2_body("https://user:secret@src.example/a.tgz")).await.unwrap();
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
+    assert_eq!(polled, Polled::Moved { state: BuildState::Failed, next: None });
+    let record = fake.store.get(id).await.unwrap().unwrap();
+    let log = String::from_utf8(fake.sources.log(id)).unwrap();
+    assert_eq!(
+        log,
+        "[build shuttle] the sources could not be cached: the sources at https://user:***@src.example/a.tgz answered 404 Not Found\n"
+    );
+    assert_eq!(record.progress.archive_len, log.len() as u64);
+    assert!(record.progress.lease.is_none());
+    assert!(fake.jenkins.calls.lock().unwrap().is_empty(), "nothing was triggered");
+}
+
+#[tokio::test]
+async fn a_build_stopped_while_pending_is_never_triggered() {
+    let (poller, fake) = poller();
+    let id = v2_source_id("app", "1");
+    fake.shuttle.create_v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    let mut record = fake.store.get(id).await.unwrap().unwrap();
+    (record.state, record.stop) = (BuildState::Pending, Some(StopIntent::Stop));
+    fake.store.builds.lock().unwrap().insert(id, record);
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
+    assert_eq!(polled, Polled::Moved { state: BuildState::Stopped, next: None });
+    assert!(fake.jenkins.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn messages_of_another_round_or_for_a_leased_build_are_dropped() {
+    let (poller, fake) = poller();
+    let id = v2_source_id("app", "1");
+    fake.shuttle.create_v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    assert!(matches!(poller.poll(&PollMessage { source_id: id, round: 1 }).await.unwrap(), Polled::Dropped(_)));
+    let mut record = fake.store.get(id).await.unwrap().unwrap();
+    record.progress.lease = Some(Lease { owner: "another poll".into(), until_ms: now_ms() + 60_000 });
+    fake.store.builds.lock().unwrap().insert(id, record);
+    assert!(matches!(poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap(), Polled::Dropped(_)));
+    assert_eq!(fake.store.get(id).await.unwrap().unwrap().state, BuildState::Accepted, "untouched");
+}
+
+#[tokio::test]
+async fn the_schedule_requeues_stale_builds_with_their_round_and_fails_stuck_ones() {
+    let (poller, fake) = poller();
+    fake.shuttle.create_v2("app", "stale", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    fake.shuttle.create_v2("app", "stuck", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    fake.shuttle.create_v2("app", "fresh", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    let (stale, stuck) = (v2_source_id("app", "stale"), v2_source_id("app", "stuck"));
+    let now = now_ms();
+    {
+        let mut builds = fake.store.builds.lock().unwrap();
+        let record = builds.get_mut(&stale).unwrap();
+        (record.progress.round, record.progress.polled_at_ms) = (4, now - 600_000);
+        let record = builds.get_mut(&stuck).unwrap();
+        (record.created_at_ms, record.progress.polled_at_ms) = (now - 10 * 3_600_000, now - 600_000);
+    }
+    fake.queue.sent.lock().unwrap().clear();
+    let redriven = poller.redrive(Duration::from_secs(300)).await.unwrap();
+    assert_eq!(redriven, Redriven { requeued: vec![stale], failed: vec![stuck] });
+    assert_eq!(*fake.queue.sent.lock().unwrap(), vec![(PollMessage { source_id: stale, round: 4 }, Duration::ZERO)]);
+    let stuck = fake.store.get(stuck).await.unwrap().unwrap();
+    assert_eq!(stuck.state, BuildState::Failed);
+    assert!(stuck.failure.unwrap().contains("gave up"));
+}

@@ -1,0 +1,232 @@
+//! Builds end to end: through the local gateway, the poller on the queue and the schedule, the
+//! AWS emulator and the Jenkins stand-in, whose builds run the real source-preparation script.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::json;
+use shuttle_core::ports::PollMessage;
+use shuttle_tests::{archive, json_of, spawn_app, spawn_app_with, AppOptions, FileServer, Reply, TestApp};
+
+const DOCKERFILE: &str = "FROM alpine:3\nRUN echo hello\n";
+const ENOUGH: Duration = Duration::from_secs(60);
+
+fn v2_body(source: &str) -> String {
+    json!({"source": {"url": source}, "destination": {"url": "docker://registry.example/org/app:1"}, "metadata": "ns/app"}).to_string()
+}
+
+async fn create(app: &TestApp, path: &str, source: &str) {
+    let response = app.post(path, v2_body(source)).await;
+    assert_eq!(response.status(), 200, "create {path}: {}", response.text().await.unwrap_or_default());
+}
+
+fn legacy_body(build_uuid: &str, sources: &str) -> String {
+    json!({
+        "app": "myapp", "space": "default", "app_uuid": APP_UUID, "build_uuid": build_uuid, "build_number": 7,
+        "sources": sources, "gm_registry_host": "registry.example", "gm_registry_repo": "org",
+    })
+    .to_string()
+}
+
+const APP_UUID: &str = "7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f";
+const LEGACY_JOB: &str = "myapp-7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f";
+
+/// Every buildWithParameters the stand-in took (not those a fault answered).
+async fn triggers(app: &TestApp) -> usize {
+    let requests = app.jenkins_requests().await;
+    requests.iter().filter(|(method, path, status)| method == "POST" && path.ends_with("/buildWithParameters") && *status == 201).count()
+}
+
+/// Waits until Jenkins runs build `number` of `job`.
+async fn wait_running(app: &TestApp, path: &str) {
+    app.status_until(path, ENOUGH, |status| status["building"] == true).await;
+}
+
+#[tokio::test]
+async fn an_archive_build_succeeds_and_its_whole_log_is_archived_once() {
+    let app = spawn_app().await;
+    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive(DOCKERFILE)))]).await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
+    let status = app.finished("/app/1", ENOUGH).await;
+    assert_eq!((status["status"].as_str(), status["building"].as_bool()), (Some("succeeded"), Some(false)), "{status}");
+    let console = app.console_text("app", 1).await;
+    assert!(console.ends_with("Finished: SUCCESS\n"), "{console}");
+    assert_eq!(app.logs("/app/1").await, console, "the archive holds the Jenkins log byte for byte");
+    assert_eq!(triggers(&app).await, 1);
+}
+
+#[tokio::test]
+async fn a_dockerfile_without_from_fails_the_build() {
+    let app = spawn_app().await;
+    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive("RUN echo no base image\n")))]).await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
+    assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");
+    let log = app.logs("/app/1").await;
+    assert!(log.contains("FROM") && log.ends_with("Finished: FAILURE\n"), "{log}");
+}
+
+#[tokio::test]
+async fn an_image_source_is_retagged() {
+    let app = spawn_app().await;
+    create(&app, "/app/1", "docker://user:canary-registry-pw@registry.example/org/base:3").await;
+    assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded");
+    let log = app.logs("/app/1").await;
+    assert!(log.contains("registry.example/org/base:3"), "{log}");
+    assert!(!log.contains("canary-registry-pw"), "the registry password is never in the log");
+}
+
+#[tokio::test]
+async fn inline_sources_in_both_data_uri_forms_build() {
+    let app = spawn_app().await;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(archive(DOCKERFILE));
+    let forms = [format!("data:base64,{encoded}"), format!("data:application/gzip;base64,{encoded}")];
+    let uuids = ["0b9e8c2a-6c84-4a3f-9a55-6d6a4c1b2e10", "0b9e8c2a-6c84-4a3f-9a55-6d6a4c1b2e11"];
+    for (uuid, sources) in uuids.iter().zip(&forms) {
+        let (code, body) = json_of(app.post("/", legacy_body(uuid, sources)).await).await;
+        assert_eq!((code, body), (200, json!({"status": "ok"})));
+        let status = app.legacy_finished(&format!("/{LEGACY_JOB}/7"), ENOUGH).await;
+        assert_eq!(status, json!({"id": 7, "building": false, "status": "succeeded", "type": "jenkins"}), "{sources:.40}");
+    }
+    assert_eq!(triggers(&app).await, 2);
+}
+
+#[tokio::test]
+async fn an_http_source_behind_redirects_is_followed() {
+    let app = spawn_app().await;
+    let files = FileServer::start(vec![
+        ("/a", Reply::Redirect("/b".into())),
+        ("/b", Reply::Redirect("/c".into())),
+        ("/c", Reply::Redirect("/src.tgz".into())),
+        ("/src.tgz", Reply::Body(archive(DOCKERFILE))),
+    ])
+    .await;
+    create(&app, "/app/1", &files.url("/a")).await;
+    assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_missing_source_fails_the_build_with_the_reason_in_its_log() {
+    let app = spawn_app().await;
+    let files = FileServer::start(vec![]).await;
+    let url = files.url("/missing.tgz").replace("http://", "http://user:canary-source-pw@");
+    create(&app, "/app/1", &url).await;
+    assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");
+    let log = app.logs("/app/1").await;
+    assert!(log.contains("404") && log.contains("user:***@"), "{log}");
+    assert!(!log.contains("canary-source-pw"));
+    assert_eq!(triggers(&app).await, 0, "never reached Jenkins");
+}
+
+#[tokio::test]
+async fn a_build_stopped_while_queued_is_cancelled_and_stopped() {
+    let app = spawn_app().await;
+    let files = FileServer::start(vec![("/long.tgz", Reply::Body(archive("FROM alpine:3\nRUN sleep 30\n")))]).await;
+    create(&app, "/app/1", &files.url("/long.tgz")).await;
+    wait_running(&app, "/app/1").await;
+    // Concurrent builds of one job are disabled: the second waits in Jenkins' queue.
+    create(&app, "/app/2", &files.url("/long.tgz")).await;
+    app.status_until("/app/2", ENOUGH, |status| status["status"] == "queued").await;
+    let (code, body) = json_of(app.delete("/app/2").await).await;
+    assert_eq!((code, body), (200, json!({"status": "OK"})));
+    assert_eq!(app.finished("/app/2", ENOUGH).await["status"], "failed", "a stopped v2 build reports failed");
+    let record = app.poller.shuttle.find("app", "2").await.unwrap();
+    assert_eq!(record.state.as_str(), "stopped");
+    assert!(app.jenkins_requests().await.iter().any(|(m, p, _)| m == "POST" && p.ends_with("/queue/cancelItem")));
+}
+
+#[tokio::test]
+async fn a_build_stopped_while_running_is_aborted_and_stopped() {
+    let app = spawn_app().await;
+    let files = FileServer::start(vec![("/long.tgz", Reply::Body(archive("FROM alpine:3\nRUN sleep 30\n")))]).await;
+    create(&app, "/app/1", &files.url("/long.tgz")).await;
+    wait_running(&app, "/app/1").await;
+    let (code, _) = json_of(app.delete("/app/1").await).await;
+    assert_eq!(code, 200);
+    assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");
+    assert_eq!(app.poller.shuttle.find("app", "1").await.unwrap().state.as_str(), "stopped");
+    let log = app.logs("/app/1").await;
+    assert!(log.ends_with("Finished: ABORTED\n"), "{log}");
+    let (code, body) = json_of(app.delete("/app/1").await).await;
+    assert_eq!((code, body), (422, json!({"status": "The build is not running"})));
+}
+
+#[tokio::test]
+async fn a_build_running_past_the_build_timeout_is_timed_out() {
+    let options = AppOptions { settings: vec![("BUILD_TIMEOUT", "2s".into())], ..AppOptions::default() };
+    let app = spawn_app_with(options).await;
+    let files = FileServer::start(vec![("/long.tgz", Reply::Body(archive("FROM alpine:3\nRUN sleep 30\n")))]).await;
+    create(&app, "/app/1", &files.url("/long.tgz")).await;
+    assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "timedout");
+    assert!(app.logs("/app/1").await.ends_with("Finished: ABORTED\n"));
+}
+
+#[tokio::test]
+async fn deleting_an_app_stops_its_running_build_and_deletes_the_job() {
+    let app = spawn_app().await;
+    let files = FileServer::start(vec![("/long.tgz", Reply::Body(archive("FROM alpine:3\nRUN sleep 30\n")))]).await;
+    create(&app, "/app/1", &files.url("/long.tgz")).await;
+    wait_running(&app, "/app/1").await;
+    let (code, body) = json_of(app.delete("/app").await).await;
+    assert_eq!((code, body), (200, json!({"status": "ok"})));
+    assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");
+    assert_eq!(app.poller.shuttle.find("app", "1").await.unwrap().state.as_str(), "stopped");
+    assert!(app.jenkins_requests().await.iter().any(|(m, p, _)| m == "POST" && p == "/job/app/doDelete"));
+    let (code, _) = json_of(app.delete("/app").await).await;
+    assert_eq!(code, 200, "a job already gone is fine");
+}
+
+#[tokio::test]
+async fn a_rebuild_copies_the_old_builds_sources() {
+    let app = spawn_app().await;
+    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive(DOCKERFILE)))]).await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
+    let first = app.finished("/app/1", ENOUGH).await;
+    assert_eq!(first["status"], "succeeded");
+    let rebuild = format!("{}/{}", app.address, first["source_id"].as_str().unwrap());
+    create(&app, "/app/2", &rebuild).await;
+    assert_eq!(app.finished("/app/2", ENOUGH).await["status"], "succeeded");
+    let keys = app.stack.object_keys().await;
+    assert_eq!(keys.iter().filter(|k| k.starts_with("sources/")).count(), 2, "{keys:?}");
+}
+
+#[tokio::test]
+async fn duplicated_messages_and_racing_pollers_give_one_build_and_one_copy_of_the_log() {
+    let app = spawn_app_with(AppOptions { poller: false, ..AppOptions::default() }).await;
+    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive("FROM alpine:3\nRUN sleep 2\nRUN echo done\n")))]).await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
+    let record = app.poller.shuttle.find("app", "1").await.unwrap();
+    let message = PollMessage { source_id: record.source_id, round: 0 };
+    // SQS delivers the first message three times; and two pollers race on the build directly.
+    for _ in 0..2 {
+        app.poller.shuttle.queue.enqueue(&message, Duration::ZERO).await.unwrap();
+    }
+    let (a, b) = tokio::join!(app.poller.poll(&message), app.poller.poll(&message));
+    assert!(a.is_ok() && b.is_ok());
+    app.start_poller();
+    assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded");
+    assert_eq!(triggers(&app).await, 1, "triggered once");
+    assert_eq!(app.logs("/app/1").await, app.console_text("app", 1).await, "every log byte archived once");
+}
+
+#[tokio::test]
+async fn a_build_whose_poll_message_is_lost_is_redriven_by_the_schedule() {
+    let app = spawn_app_with(AppOptions { poller: false, ..AppOptions::default() }).await;
+    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive(DOCKERFILE)))]).await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
+    app.stack.sqs.purge_queue().queue_url(&app.stack.resources.queues.queue_url).send().await.unwrap();
+    assert!(app.stack.queued().await.is_empty(), "the message is lost");
+    app.start_poller();
+    assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn jenkins_answering_500_then_stalling_still_ends_the_build_right() {
+    let app = spawn_app().await;
+    app.jenkins_fault(json!({"status": 500, "count": 6})).await;
+    app.jenkins_fault(json!({"stall_ms": 12_000, "count": 2})).await;
+    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive(DOCKERFILE)))]).await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
+    assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded");
+    assert_eq!(triggers(&app).await, 1);
+    assert_eq!(app.logs("/app/1").await, app.console_text("app", 1).await);
+}

@@ -1,0 +1,400 @@
+//! The sources download (`HttpSourceFetcher`) against real HTTP servers in the test process,
+//! caching into the S3 of the local AWS emulator. Each test has its own bucket and servers.
+//!
+//! The servers write their HTTP/1.1 answers by hand, so a test can send what a well-behaved
+//! server would not: a body that never ends, a `Content-Length` that nothing follows.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use shuttle_adapters::s3::source_key;
+use shuttle_adapters::{HttpSourceFetcher, S3SourceStore};
+use shuttle_core::ports::{FetchError, SourceFetcher, SourceStore};
+use shuttle_tests::Stack;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use uuid::Uuid;
+
+const MAX_BYTES: u64 = 1024 * 1024;
+/// Longer than any of these downloads takes, shorter than the fetcher's own read timeout: a
+/// test that hits it shows the fetcher waiting for bytes it should not have waited for.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// One request, as a test server saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    authorization: Option<String>,
+}
+
+/// What a test server answers.
+enum Answer {
+    /// A whole response with a `Content-Length`.
+    Full { status: &'static str, location: Option<String>, body: Vec<u8> },
+    /// `200` announcing `Content-Length: n`, then nothing while the connection stays open.
+    Announced(u64),
+    /// `200` without a `Content-Length`, then a body that never ends.
+    Endless,
+}
+
+impl Answer {
+    fn ok(body: &[u8]) -> Self {
+        Answer::Full { status: "200 OK", location: None, body: body.to_vec() }
+    }
+
+    fn status(status: &'static str) -> Self {
+        Answer::Full { status, location: None, body: b"nothing here".to_vec() }
+    }
+
+    fn redirect(status: &'static str, location: impl Into<String>) -> Self {
+        Answer::Full { status, location: Some(location.into()), body: Vec::new() }
+    }
+}
+
+/// An HTTP server on `127.0.0.1:0` that answers every request with `answer(base, path)` and
+/// remembers what it was asked.
+struct TestServer {
+    base: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl TestServer {
+    async fn start(answer: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+        let base = format!("http://{}", listener.local_addr().expect("a bound address"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (answer, origin, log) = (Arc::new(answer), base.clone(), seen.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (answer, origin, log) = (answer.clone(), origin.clone(), log.clone());
+                // A broken connection only ends that request, never the server.
+                tokio::spawn(async move { serve(stream, |path| answer(&origin, path), &log).await });
+            }
+        });
+        Self { base, seen }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The URL of `path` with `userinfo@` in front of the host.
+    fn url_with_userinfo(&self, userinfo: &str, path: &str) -> String {
+        self.url(path).replacen("http://", &format!("http://{userinfo}@"), 1)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("the request log").clone()
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.seen().into_iter().map(|s| s.path).collect()
+    }
+}
+
+async fn serve(mut stream: TcpStream, answer: impl Fn(&str) -> Answer, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
+    let Some(seen) = read_request(&mut stream).await? else { return Ok(()) };
+    let reply = answer(&seen.path);
+    log.lock().expect("the request log").push(seen);
+    match reply {
+        Answer::Full { status, location, body } => {
+            let location = location.map(|l| format!("Location: {l}\r\n")).unwrap_or_default();
+            let head = format!("HTTP/1.1 {status}\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body).await?;
+        }
+        Answer::Announced(length) => {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
+            stream.write_all(head.as_bytes()).await?;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        Answer::Endless => {
+            stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").await?;
+            let block = vec![b'x'; 64 * 1024];
+            // Ends when the client hangs up.
+            loop {
+                stream.write_all(&block).await?;
+            }
+        }
+    }
+    stream.shutdown().await
+}
+
+/// The path and `Authorization` of a GET (no body), `None` when the client hung up first.
+async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Seen>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let mut lines = head.lines();
+    let path = lines.next().and_then(|line| line.split(' ').nth(1)).unwrap_or("/").to_owned();
+    let authorization = lines
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .map(|(_, value)| value.trim().to_owned());
+    Ok(Some(Seen { path, authorization }))
+}
+
+fn sources(stack: &Stack) -> Arc<S3SourceStore> {
+    Arc::new(S3SourceStore::new(stack.s3.clone(), &stack.resources.s3_bucket))
+}
+
+fn fetcher(stack: &Stack) -> HttpSourceFetcher {
+    HttpSourceFetcher::new(sources(stack), MAX_BYTES).expect("the fetcher's HTTP client")
+}
+
+/// Fetches, failing the test if the fetcher waits for bytes that will never come.
+async fn fetch(fetcher: &HttpSourceFetcher, url: &str, source_id: Uuid) -> Result<(), FetchError> {
+    tokio::time::timeout(PATIENCE, fetcher.fetch(url, source_id)).await.expect("the fetch ends without waiting for more bytes")
+}
+
+/// The reason the build fails with.
+fn failure(result: Result<(), FetchError>) -> String {
+    match result {
+        Err(FetchError::Failed(reason)) => reason,
+        other => panic!("expected the build to fail, got {other:?}"),
+    }
+}
+
+/// The cached sources, read back the way Jenkins does: through a presigned link.
+async fn cached(stack: &Stack, source_id: Uuid) -> Vec<u8> {
+    let link = sources(stack).presign_source(source_id, Duration::from_secs(60)).await.expect("presign");
+    let response = reqwest::get(&link).await.expect("GET the presigned link");
+    assert_eq!(response.status().as_u16(), 200, "the sources are cached");
+    response.bytes().await.expect("the cached body").to_vec()
+}
+
+async fn assert_not_cached(stack: &Stack, source_id: Uuid) {
+    let keys = stack.object_keys().await;
+    assert!(!keys.contains(&source_key(source_id)), "nothing is cached under sources/{source_id}: {keys:?}");
+}
+
+fn basic(user_and_password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_and_password))
+}
+
+/// `/r/<n>` redirects to `/r/<n-1>`, cycling through the redirect statuses and three kinds of
+/// `Location`: an absolute URL, an absolute path and a relative path. `/r/0` is the archive.
+fn redirect_chain(archive: &'static [u8]) -> impl Fn(&str, &str) -> Answer + Send + Sync + 'static {
+    const STATUSES: [&str; 5] = ["301 Moved Permanently", "302 Found", "303 See Other", "307 Temporary Redirect", "308 Permanent Redirect"];
+    move |base, path| {
+        let Some(n) = path.strip_prefix("/r/").and_then(|n| n.parse::<usize>().ok()) else { return Answer::status("404 Not Found") };
+        if n == 0 {
+            return Answer::ok(archive);
+        }
+        let next = n - 1;
+        let location = match n % 3 {
+            0 => format!("{base}/r/{next}"),
+            1 => format!("/r/{next}"),
+            _ => next.to_string(),
+        };
+        Answer::redirect(STATUSES[n % STATUSES.len()], location)
+    }
+}
+
+#[tokio::test]
+async fn a_300_kb_body_arrives_byte_exact() {
+    let stack = Stack::new().await;
+    let archive: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let served = archive.clone();
+    let server = TestServer::start(move |_, _| Answer::ok(&served)).await;
+    let source_id = Uuid::new_v4();
+
+    fetch(&fetcher(&stack), &server.url("/app.tgz"), source_id).await.expect("the download is cached");
+
+    assert!(cached(&stack, source_id).await == archive, "the cached sources are the served bytes");
+    assert_eq!(server.paths(), ["/app.tgz"]);
+}
+
+#[tokio::test]
+async fn five_redirects_mixing_relative_and_absolute_locations_are_followed() {
+    let stack = Stack::new().await;
+    let server = TestServer::start(redirect_chain(b"the archive")).await;
+    let source_id = Uuid::new_v4();
+
+    fetch(&fetcher(&stack), &server.url("/r/5"), source_id).await.expect("five redirects are followed");
+
+    assert_eq!(cached(&stack, source_id).await, b"the archive");
+    assert_eq!(server.paths(), ["/r/5", "/r/4", "/r/3", "/r/2", "/r/1", "/r/0"]);
+}
+
+#[tokio::test]
+async fn a_sixth_redirect_fails_the_build() {
+    let stack = Stack::new().await;
+    let server = TestServer::start(redirect_chain(b"the archive")).await;
+    let source_id = Uuid::new_v4();
+    let url = server.url_with_userinfo("user:canarypw", "/r/6");
+
+    let reason = failure(fetch(&fetcher(&stack), &url, source_id).await);
+
+    assert_eq!(reason, format!("the sources at {} redirected more than 5 times", server.url_with_userinfo("user:***", "/r/6")));
+    assert_eq!(server.paths(), ["/r/6", "/r/5", "/r/4", "/r/3", "/r/2", "/r/1"], "the sixth redirect is not followed");
+    assert_not_cached(&stack, source_id).await;
+}
+
+#[tokio::test]
+async fn a_404_fails_naming_the_status_with_the_password_redacted() {
+    let stack = Stack::new().await;
+    let server = TestServer::start(|_, _| Answer::status("404 Not Found")).await;
+    let source_id = Uuid::new_v4();
+    let url = server.url_with_userinfo("user:canarypw", "/x.tgz");
+
+    let reason = failure(fetch(&fetcher(&stack), &url, source_id).await);
+
+    assert_eq!(reason, format!("the sources at {} answered 404 Not Found", server.url_with_userinfo("user:***", "/x.tgz")));
+    assert!(!reason.contains("canarypw"), "{reason}");
+    assert_not_cached(&stack, source_id).await;
+}
+
+#[tokio::test]
+async fn a_server_error_fails_the_build_too() {
+    let stack = Stack::new().await;
+    let server = TestServer::start(|_, _| Answer::status("503 Service Unavailable")).await;
+
+    let reason = failure(fetch(&fetcher(&stack), &server.url("/x.tgz"), Uuid::new_v4()).await);
+
+    assert!(reason.ends_with("answered 503 Service Unavailable"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_cap_fails_as_soon_as_it_passes_the_cap() {
+    let stack = Stack::new().await;
+    // No Content-Length and no end: only counting the bytes as they arrive can stop this.
+    let server = TestServer::start(|_, _| Answer::Endless).await;
+    let source_id = Uuid::new_v4();
+
+    let reason = failure(fetch(&fetcher(&stack), &server.url("/huge.tgz"), source_id).await);
+
+    assert_eq!(reason, format!("the sources at {} are larger than {MAX_BYTES} bytes", server.url("/huge.tgz")));
+    assert_not_cached(&stack, source_id).await;
+}
+
+#[tokio::test]
+async fn a_content_length_over_the_cap_is_refused_before_the_body() {
+    let stack = Stack::new().await;
+    // The announced body never comes: waiting for it would run into the test's patience.
+    let server = TestServer::start(|_, _| Answer::Announced(MAX_BYTES + 1)).await;
+    let source_id = Uuid::new_v4();
+
+    let reason = failure(fetch(&fetcher(&stack), &server.url("/huge.tgz"), source_id).await);
+
+    assert!(reason.ends_with(&format!("are larger than {MAX_BYTES} bytes")), "{reason}");
+    assert_not_cached(&stack, source_id).await;
+}
+
+#[tokio::test]
+async fn a_body_exactly_at_the_cap_is_taken() {
+    let stack = Stack::new().await;
+    let server = TestServer::start(|_, _| Answer::ok(&vec![7u8; MAX_BYTES as usize])).await;
+    let source_id = Uuid::new_v4();
+
+    fetch(&fetcher(&stack), &server.url("/just-fits.tgz"), source_id).await.expect("a body of exactly the cap is cached");
+
+    assert_eq!(cached(&stack, source_id).await.len() as u64, MAX_BYTES);
+}
+
+#[tokio::test]
+async fn an_empty_body_fails_the_build() {
+    let stack = Stack::new().await;
+    let server = TestServer::start(|_, _| Answer::ok(b"")).await;
+    let source_id = Uuid::new_v4();
+
+    let reason = failure(fetch(&fetcher(&stack), &server.url("/empty.tgz"), source_id).await);
+
+    assert_eq!(reason, format!("the sources at {} sent no data", server.url("/empty.tgz")));
+    assert_not_cached(&stack, source_id).await;
+}
+
+#[tokio::test]
+async fn userinfo_arrives_as_basic_auth_and_leaves_the_url() {
+    let stack = Stack::new().await;
+    let server = TestServer::start(|_, _| Answer::ok(b"private archive")).await;
+    let fetcher = fetcher(&stack);
+
+    fetch(&fetcher, &server.url_with_userinfo("bot:p%40ss%3Aw0rd", "/a.tgz"), Uuid::new_v4()).await.expect("user and password");
+    fetch(&fetcher, &server.url_with_userinfo("tok3n", "/b.tgz"), Uuid::new_v4()).await.expect("a lone token");
+
+    let seen = server.seen();
+    assert_eq!(seen[0].authorization, Some(basic("bot:p@ss:w0rd")), "user and password, percent-decoded");
+    assert_eq!(seen[1].authorization, Some(basic("tok3n:")), "a lone token is the user, with an empty password");
+    assert_eq!(server.paths(), ["/a.tgz", "/b.tgz"]);
+}
+
+#[tokio::test]
+async fn credentials_follow_redirects_within_their_origin_only() {
+    let stack = Stack::new().await;
+    let elsewhere = TestServer::start(|_, _| Answer::ok(b"the archive")).await;
+    let cdn = elsewhere.url("/a.tgz");
+    let origin = TestServer::start(move |_, path| match path {
+        "/start" => Answer::redirect("302 Found", "/moved"),
+        _ => Answer::redirect("307 Temporary Redirect", cdn.clone()),
+    })
+    .await;
+    let source_id = Uuid::new_v4();
+
+    fetch(&fetcher(&stack), &origin.url_with_userinfo("user:canarypw", "/start"), source_id).await.expect("the redirects are followed");
+
+    let expected = Some(basic("user:canarypw"));
+    assert_eq!(origin.seen().iter().map(|s| s.authorization.clone()).collect::<Vec<_>>(), [expected.clone(), expected]);
+    assert_eq!(elsewhere.seen()[0].authorization, None, "another origin (another port) never sees the credentials");
+    assert_eq!(cached(&stack, source_id).await, b"the archive");
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_scheme_is_refused() {
+    let stack = Stack::new().await;
+    let server = TestServer::start(|_, _| Answer::redirect("302 Found", "file:///etc/passwd")).await;
+    let source_id = Uuid::new_v4();
+
+    let reason = failure(fetch(&fetcher(&stack), &server.url("/a.tgz"), source_id).await);
+
+    assert!(reason.contains("file:///etc/passwd") && reason.contains("not an http or https URL"), "{reason}");
+    assert_not_cached(&stack, source_id).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_the_build_with_a_redacted_reason() {
+    let stack = Stack::new().await;
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind a port").local_addr().expect("a bound address");
+    let url = format!("http://user:canarypw@{closed}/a.tgz");
+    let source_id = Uuid::new_v4();
+
+    let reason = failure(fetch(&fetcher(&stack), &url, source_id).await);
+
+    assert!(reason.starts_with(&format!("the sources at http://user:***@{closed}/a.tgz could not be downloaded: ")), "{reason}");
+    assert!(!reason.contains("canarypw"), "{reason}");
+    assert_not_cached(&stack, source_id).await;
+}
+
+#[tokio::test]
+async fn only_http_and_https_sources_are_fetched() {
+    let stack = Stack::new().await;
+    let source_id = Uuid::new_v4();
+
+    for url in ["ftp://user:canarypw@127.0.0.1/a.tgz", "file:///etc/passwd", "not a url"] {
+        let reason = failure(fetch(&fetcher(&stack), url, source_id).await);
+        assert!(!reason.contains("canarypw"), "{reason}");
+    }
+    assert_not_cached(&stack, source_id).await;
+}
+
+#[tokio::test]
+async fn sources_already_cached_are_left_as_they_are() {
+    let stack = Stack::new().await;
+    let source_id = Uuid::new_v4();
+    sources(&stack).put_source(source_id, Bytes::from_static(b"first")).await.expect("cache the first sources");
+    let server = TestServer::start(|_, _| Answer::ok(b"second")).await;
+
+    fetch(&fetcher(&stack), &server.url("/a.tgz"), source_id).await.expect("cached sources are a success");
+
+    assert_eq!(cached(&stack, source_id).await, b"first");
+    assert!(server.seen().is_empty(), "nothing is downloaded again");
+}
