@@ -739,6 +739,71 @@ mod tests {
         assert_eq!(call(&shared, Method::GET, "queue/api/json?tree=items[id", As::Token, "").await.0, StatusCode::BAD_REQUEST);
     }
 
+    /// A `progressiveText` read: the body, `X-Text-Size`, `X-More-Data`.
+    async fn progressive(shared: &Arc<Shared>, job: &str, start: u64) -> (Vec<u8>, u64, bool) {
+        let target = format!("job/{job}/1/logText/progressiveText?start={start}");
+        let reply = handle(shared, request(shared, Method::GET, &target, As::Token, "")).await;
+        assert_eq!(reply.status(), StatusCode::OK);
+        let size = reply.headers()["x-text-size"].to_str().expect("size").parse().expect("number");
+        let more = reply.headers().contains_key("x-more-data");
+        (reply.into_body().collect().await.expect("body").to_bytes().to_vec(), size, more)
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+        haystack.windows(needle.len()).position(|w| w == needle)
+    }
+
+    #[tokio::test]
+    async fn logs_are_served_without_their_console_notes_at_raw_offsets() {
+        use crate::console;
+        let shared = shared();
+        let (status, body) = call(&shared, Method::POST, "createItem?name=app", As::Token, PIPELINE_XML).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let id = trigger(&shared, "app", "BUILD_UUID=u1").await;
+        let build = quiet_period_over(&shared, id).pop().expect("#1 runs (no pipeline here: the test writes the log)");
+        build.log_noted_line("Started by user ", &console::hyperlink("/user/admin", "admin"), "admin");
+        build.log_noted_line("", &console::new_node(), "[Pipeline] Start of Pipeline");
+
+        let (first, first_end, more) = progressive(&shared, "app", 0).await;
+        assert_eq!(String::from_utf8_lossy(&first), "Started by user admin\n[Pipeline] Start of Pipeline\n");
+        assert_eq!(first_end, build.raw_log().len() as u64, "X-Text-Size is the raw offset, notes counted");
+        assert!(first_end > first.len() as u64 + 400, "two notes: {first_end}");
+        assert!(more);
+
+        // Reading on from X-Text-Size: only what came since, without its notes.
+        build.log_line("plain text");
+        build.log_noted_line("", &console::new_node(), "[Pipeline] sh");
+        let (second, second_end, _) = progressive(&shared, "app", first_end).await;
+        assert_eq!(String::from_utf8_lossy(&second), "plain text\n[Pipeline] sh\n");
+        assert_eq!(second_end, build.raw_log().len() as u64);
+        build.request_stop("admin");
+        build.finish(BuildResult::Aborted);
+        let (third, third_end, more) = progressive(&shared, "app", second_end).await;
+        assert_eq!(String::from_utf8_lossy(&third), "Aborted by admin\nFinished: ABORTED\n");
+        assert!(!more);
+
+        let raw = build.raw_log();
+        assert_eq!(third_end, raw.len() as u64);
+        let (status, console_text) = call(&shared, Method::GET, "job/app/1/consoleText", As::Token, "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(console_text.as_bytes(), [first, second, third].concat(), "the reads make consoleText");
+        let (whole, whole_end, _) = progressive(&shared, "app", 0).await;
+        assert_eq!(whole, console_text.as_bytes());
+        assert_eq!(whole_end, raw.len() as u64);
+        assert!(contains(&raw, console::PREAMBLE).is_some() && contains(console_text.as_bytes(), b"\x1b[8m").is_none());
+        // At the end: nothing; beyond the raw end: from 0 again.
+        assert_eq!(progressive(&shared, "app", whole_end).await, (Vec::new(), whole_end, false));
+        assert_eq!(progressive(&shared, "app", whole_end + 1).await.0, console_text.as_bytes());
+
+        // A start inside a note: what is left of it is served as it is.
+        let at = contains(&raw, console::PREAMBLE).expect("a note");
+        let note_end = at + contains(&raw[at..], console::POSTAMBLE).expect("its end") + console::POSTAMBLE.len();
+        let (cut, cut_end, _) = progressive(&shared, "app", at as u64 + 3).await;
+        assert_eq!(cut, [&raw[at + 3..note_end], &console_text.as_bytes()["Started by user ".len()..]].concat());
+        assert!(cut.starts_with(b"mha:////4"), "{}", String::from_utf8_lossy(&cut));
+        assert_eq!(cut_end, raw.len() as u64);
+    }
+
     #[test]
     fn job_names_are_checked_like_jenkins() {
         assert!(check_good_name("my-app_1.0").is_ok());

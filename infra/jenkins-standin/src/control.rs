@@ -10,8 +10,9 @@
 //! - `GET /__standin/requests`: every Jenkins request seen, oldest first, as
 //!   `{"method", "path", "query", "status"}` (values of password parameters in the query are
 //!   `****`). `DELETE /__standin/requests` clears the list.
-//! - `POST /job/N/<b>/__standin/append` with a text body: appends those bytes to the log of a
-//!   running build (204; 409 when the build is over; 404 when there is no such build).
+//! - `POST /job/N/<b>/__standin/append` with a text body: appends exactly those bytes (no console
+//!   note is added) to the log of a running build (204; 409 when the build is over; 404 when
+//!   there is no such build).
 
 use std::time::Duration;
 

@@ -40,6 +40,14 @@
 //!   beyond the end restarts at 0, chunked body), `consoleText`, `POST …/stop` → 302 (ABORTED
 //!   after [`StandInConfig::abort_delay`]). `POST /job/N/doDelete` aborts the running builds,
 //!   waits for them (≤ 15 s), removes the job → 302 to the root.
+//! - Console notes (see [`console`]): the raw log holds Jenkins' hidden annotations
+//!   (`ESC[8mha:` + base64 + `ESC[0m`) where Jenkins writes them: before the user in `Started by
+//!   user …` and `Aborted by …`, before the node in `Running on …`, at the start of every
+//!   `[Pipeline] …` line. `progressiveText` serves the raw bytes from `start` with the notes
+//!   removed (`PlainTextConsoleOutputStream`) while `X-Text-Size` is the raw offset reached, notes
+//!   counted, so the body is shorter than `X-Text-Size - start` when notes were in the range;
+//!   `consoleText` is the whole log without notes. A `start` inside a note serves the note's end
+//!   as it is, as Jenkins does (offsets from `X-Text-Size` never fall inside one).
 //! - Also `GET /api/json`; anything else → 404; GET on a POST-only action → 405.
 //!
 //! # Not imitated
@@ -47,12 +55,17 @@
 //! and Python APIs, `depth=`, `delay=` and the `token=` trigger, copying jobs, file and
 //! multipart parameters, the pipeline script of `config.xml` (the stand-in always runs the
 //! pipeline of `infra/jenkins/README.md`), build discarders, persistence across restarts.
+//! `logText/progressiveHtml` and `X-ConsoleAnnotator`: the console notes are framed and sized as
+//! Jenkins' but hold random bytes, nothing renders them. While a build runs, Jenkins' `LargeText`
+//! serves only up to the last line end (and at most 10,000 lines at a time); the stand-in serves
+//! everything written, a line cut short by the test-control `append` included.
 //!
 //! # Test control (not Jenkins)
 //! See [`control`]: `/__standin/faults`, `/__standin/requests`, `/job/N/<b>/__standin/append`.
 
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod dockerfile;
 pub mod job_config;

@@ -10,7 +10,9 @@
 //!
 //! A stop interrupts the running step at once (the script's process group gets SIGTERM); the
 //! build becomes ABORTED when the abort delay has passed since the stop. Password parameters
-//! (and the values of `BUILD_ARGS`) are never written to the log.
+//! (and the values of `BUILD_ARGS`) are never written to the log. The log gets console notes
+//! where Jenkins writes them (see [`crate::console`]): `Started by user`, `Running on`, and every
+//! `[Pipeline] …` line.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -21,6 +23,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use crate::console;
 use crate::dockerfile::{self, RunEffect};
 use crate::state::{Build, BuildResult, Shared};
 
@@ -129,6 +132,11 @@ impl Runner<'_> {
         self.build.log_line(line);
     }
 
+    /// A `[Pipeline] …` line, which Pipeline starts with a `NewNodeConsoleNote`.
+    fn step(&self, step: &str) {
+        self.build.log_noted_line("", &console::new_node(), &format!("[Pipeline] {step}"));
+    }
+
     fn parameter(&self, name: &str) -> String {
         self.build.parameter(name).unwrap_or_default().to_owned()
     }
@@ -153,29 +161,33 @@ impl Runner<'_> {
     }
 
     fn stage_begin(&self, name: &str) {
-        self.log("[Pipeline] stage");
-        self.log(&format!("[Pipeline] {{ ({name})"));
+        self.step("stage");
+        self.step(&format!("{{ ({name})"));
     }
 
     fn stage_end(&self) {
-        self.log("[Pipeline] }");
-        self.log("[Pipeline] // stage");
+        self.step("}");
+        self.step("// stage");
     }
 
     async fn pipeline(&mut self) -> Step {
-        self.log(&format!("Started by user {}", self.build.cause_user));
-        self.log("[Pipeline] Start of Pipeline");
-        self.log("[Pipeline] node");
-        self.log(&format!("Running on Jenkins in /var/jenkins_home/workspace/{}", self.build.job_name));
-        self.log("[Pipeline] {");
+        // `Cause.UserIdCause.print`: the user is a `ModelHyperlinkNote` to `/user/<id>`.
+        let user = &self.build.cause_user;
+        self.build.log_noted_line("Started by user ", &console::hyperlink(&format!("/user/{user}"), user), user);
+        self.step("Start of Pipeline");
+        self.step("node");
+        // `node`: "Running on " + the node as a `ModelHyperlinkNote` + " in " + the workspace.
+        let workspace = format!("Jenkins in /var/jenkins_home/workspace/{}", self.build.job_name);
+        self.build.log_noted_line("Running on ", &console::hyperlink("/computer/(built-in)/", "Jenkins"), &workspace);
+        self.step("{");
         let outcome = match self.simulated_operation().await {
             Ok(()) if !self.parameter("SOURCE_IMAGE").is_empty() => self.image_pipeline().await,
             Ok(()) => self.archive_pipeline().await,
             Err(stop) => Err(stop),
         };
-        self.log("[Pipeline] }");
-        self.log("[Pipeline] // node");
-        self.log("[Pipeline] End of Pipeline");
+        self.step("}");
+        self.step("// node");
+        self.step("End of Pipeline");
         outcome
     }
 
@@ -193,7 +205,7 @@ impl Runner<'_> {
     }
 
     async fn pull_and_tag(&mut self, source: &str, destination: &str) -> Step {
-        self.log("[Pipeline] sh");
+        self.step("sh");
         let Some(image) = ImageRef::parse(source) else {
             self.log(&format!("+ docker pull {source}"));
             self.log("invalid reference format");
@@ -226,7 +238,7 @@ impl Runner<'_> {
 
     /// Pushes the destination, and `:latest` of its repository when `DESTINATION_LATEST=true`.
     async fn push_all(&mut self, destination: &str) -> Step {
-        self.log("[Pipeline] sh");
+        self.step("sh");
         let Some(image) = ImageRef::parse(destination) else {
             self.log(&format!("+ docker push {destination}"));
             self.log("invalid reference format");
@@ -286,7 +298,7 @@ impl Runner<'_> {
 
     /// `prepare-sources.sh <SOURCES_URL> <workdir> <names…>`, its output appended as it comes.
     async fn prepare_sources(&mut self, scratch: &Path, workdir: &Path, arg_names: &[String]) -> Step {
-        self.log("[Pipeline] sh");
+        self.step("sh");
         let script = &self.shared.config.prepare_script;
         let mut command = if is_executable(script) {
             Command::new(script)
@@ -364,7 +376,7 @@ impl Runner<'_> {
 
     /// A simulated `docker build` of the prepared Dockerfile.
     async fn docker_build(&mut self, workdir: &Path, destination: &str, arg_names: &[String]) -> Step {
-        self.log("[Pipeline] sh");
+        self.step("sh");
         let flags: String = arg_names.iter().map(|name| format!(" --build-arg {name}")).collect();
         self.log(&format!("+ docker build{flags} -t {destination} ."));
         if ImageRef::parse(destination).is_none() {

@@ -10,6 +10,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
 
 use crate::config::StandInConfig;
+use crate::console;
 use crate::job_config::{JobDefinition, JobKind, ParameterValue};
 
 /// Characters kept as they are in a job name used as a URL path segment.
@@ -82,6 +83,7 @@ pub struct Build {
 
 #[derive(Debug)]
 pub struct Progress {
+    /// The raw log: text with console notes (see [`console`]).
     pub log: Vec<u8>,
     pub building: bool,
     pub result: Option<BuildResult>,
@@ -101,17 +103,30 @@ impl Build {
 
     /// Appends one line, with every secret value masked as Jenkins masks password parameters.
     pub fn log_line(&self, line: &str) {
-        let mut line = line.to_owned();
-        for secret in &self.masks {
-            if line.contains(secret.as_str()) {
-                line = line.replace(secret.as_str(), "****");
-            }
-        }
-        line.push('\n');
+        self.log_noted_line(line, &[], "");
+    }
+
+    /// Appends one line with a console note (see [`console`]) between `before` and `after`, just
+    /// before the text it annotates; secret values masked in both.
+    pub fn log_noted_line(&self, before: &str, note: &[u8], after: &str) {
+        let mut line = self.masked(before).into_bytes();
+        line.extend_from_slice(note);
+        line.extend_from_slice(self.masked(after).as_bytes());
+        line.push(b'\n');
         let mut progress = self.progress();
         if progress.building {
-            progress.log.extend_from_slice(line.as_bytes());
+            progress.log.extend_from_slice(&line);
         }
+    }
+
+    fn masked(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.masks {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "****");
+            }
+        }
+        text
     }
 
     /// Appends raw bytes (the test-control `append`); false when the build is over.
@@ -123,13 +138,20 @@ impl Build {
         progress.building
     }
 
-    /// The log from `start` (from 0 when `start` is beyond the end, as Jenkins does), the
-    /// absolute end offset, and whether more may come.
+    /// The log from the raw offset `start` (from 0 when `start` is beyond the end, as Jenkins
+    /// does) with its console notes removed, the raw end offset (notes counted: the next
+    /// `start`), and whether more may come. As `AnnotatedLargeText.writeLogTo`: the body is
+    /// shorter than `end - start` when notes were in the range.
     pub fn log_from(&self, start: u64) -> (Bytes, u64, bool) {
         let progress = self.progress();
         let length = progress.log.len() as u64;
         let start = if start > length { 0 } else { start };
-        (Bytes::copy_from_slice(&progress.log[start as usize..]), length, progress.building)
+        (Bytes::from(console::strip_notes(&progress.log[start as usize..])), length, progress.building)
+    }
+
+    /// The raw log, console notes included, as Jenkins stores it (`log` of the build directory).
+    pub fn raw_log(&self) -> Vec<u8> {
+        self.progress().log.clone()
     }
 
     pub fn is_building(&self) -> bool {
@@ -143,7 +165,9 @@ impl Build {
         if !progress.building {
             return false;
         }
-        progress.log.extend_from_slice(format!("Aborted by {user}\n").as_bytes());
+        // `CauseOfInterruption.UserInterruption`: the user name is a hyperlink.
+        let line = [b"Aborted by ".as_slice(), &console::hyperlink(&format!("/user/{user}"), user), user.as_bytes(), b"\n"].concat();
+        progress.log.extend_from_slice(&line);
         progress.stopped_at.get_or_insert_with(Instant::now);
         drop(progress);
         self.abort.send_replace(true);

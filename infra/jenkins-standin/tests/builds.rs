@@ -1,5 +1,6 @@
 //! Builds doing their work: the real `prepare-sources.sh` on a real archive, the simulated
-//! Docker steps, the growing log read with `progressiveText`, stop, failures, and secrets.
+//! Docker steps, the growing log read with `progressiveText` (console notes stripped, raw
+//! offsets), stop, failures, and secrets.
 
 mod common;
 
@@ -55,7 +56,9 @@ async fn progressive_text_follows_the_cursor_to_the_whole_log() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let chunk = progressive(&jenkins, &job, number, cursor).await;
-        assert_eq!(chunk.text_size, cursor + chunk.text.len() as u64, "X-Text-Size is the absolute end offset");
+        // X-Text-Size is the raw end offset: console notes count there, not in the body.
+        assert!(chunk.text_size >= cursor + chunk.text.len() as u64, "{} < {cursor} + {}", chunk.text_size, chunk.text.len());
+        assert_no_notes(&chunk.text);
         collected.push_str(&chunk.text);
         cursor = chunk.text_size;
         if !chunk.more_data {
@@ -72,6 +75,8 @@ async fn progressive_text_follows_the_cursor_to_the_whole_log() {
 
     let console = jenkins.console(&job, number).await;
     assert_eq!(collected, console, "the chunks make the whole log");
+    assert_no_notes(&console);
+    assert!(cursor > console.len() as u64, "the raw log has notes: {cursor} bytes raw, {} served", console.len());
     assert!(console.ends_with("Finished: SUCCESS\n"), "{console}");
     for line in [
         "Started by user admin\n",
@@ -100,7 +105,41 @@ async fn progressive_text_follows_the_cursor_to_the_whole_log() {
     assert_eq!((end.text.as_str(), end.text_size, end.more_data), ("", cursor, false));
     let beyond = progressive(&jenkins, &job, number, cursor + 1000).await;
     assert_eq!(beyond.text, console);
-    assert_eq!(beyond.text_size, console.len() as u64);
+    assert_eq!(beyond.text_size, cursor);
+}
+
+/// No console note (nor a part of one) in text Jenkins serves as plain text.
+fn assert_no_notes(text: &str) {
+    assert!(!text.contains("\x1b[8m") && !text.contains("\x1b[0m") && !text.contains("ha:////"), "a console note was served: {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progressive_text_of_a_finished_build_is_console_text_at_the_raw_length() {
+    let jenkins = spawn().await;
+    let (job, number) = archive_build(&jenkins, "FROM alpine:3.20\nRUN echo hello\n", &[]).await;
+    let build = jenkins.wait_finished(&job, number).await;
+    assert_eq!(build["result"], "SUCCESS");
+    let console = jenkins.console(&job, number).await;
+    assert_no_notes(&console);
+    assert!(
+        console.starts_with("Started by user admin\n[Pipeline] Start of Pipeline\n[Pipeline] node\nRunning on Jenkins in "),
+        "{console}"
+    );
+    assert!(console.contains("\n[Pipeline] sh\n") && console.contains("\n[Pipeline] // stage\n"), "{console}");
+
+    let whole = progressive(&jenkins, &job, number, 0).await;
+    assert_eq!(whole.text, console, "progressiveText from 0 is consoleText, byte for byte");
+    assert!(!whole.more_data);
+    let raw_length = whole.text_size;
+    let pipeline_lines = console.lines().filter(|line| line.starts_with("[Pipeline] ")).count() as u64;
+    assert!(pipeline_lines >= 10, "{console}");
+    // Every `[Pipeline]` line and the user and node links carry a note of 200 bytes or more.
+    assert!(raw_length >= console.len() as u64 + 200 * (pipeline_lines + 2), "{raw_length} raw bytes for {} served", console.len());
+    // X-Text-Size is exactly the raw length: from there nothing, beyond it from 0 again.
+    let at_end = progressive(&jenkins, &job, number, raw_length).await;
+    assert_eq!((at_end.text.as_str(), at_end.text_size), ("", raw_length));
+    let beyond = progressive(&jenkins, &job, number, raw_length + 1).await;
+    assert_eq!((beyond.text.as_str(), beyond.text_size), (console.as_str(), raw_length));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,6 +163,7 @@ async fn stop_aborts_a_running_build_shortly_after_and_interrupts_its_sleep() {
     assert!(took < Duration::from_secs(10), "the sleep was not interrupted: {took:?}");
     let console = jenkins.console(&job, number).await;
     assert!(console.contains("Aborted by admin\n"), "{console}");
+    assert_no_notes(&console);
     assert!(!console.contains("RUN echo never"), "{console}");
     assert!(console.ends_with("Finished: ABORTED\n"), "{console}");
 
@@ -257,6 +297,7 @@ async fn appended_text_shows_in_the_log_of_a_running_build() {
     assert_eq!(appended.status(), StatusCode::NO_CONTENT);
     let after = progressive(&jenkins, &job, number, before.text_size).await;
     assert_eq!(after.text, "marker 1234\n");
+    assert_eq!(after.text_size, before.text_size + 12, "appended as given, without a note");
     assert!(after.more_data);
 
     jenkins.post(&format!("job/{job}/{number}/stop")).send().await.expect("stop");
