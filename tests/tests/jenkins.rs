@@ -113,7 +113,8 @@ async fn tail_log(jenkins: &dyn Jenkins, job: &str, number: u64) -> (Vec<u8>, us
         assert_eq!(window.start, cursor);
         cursor = window.next_start;
         reads += 1;
-        assert_eq!(sink.0.len() as u64, cursor, "the cursor is the length of what was received");
+        // Jenkins counts the console notes it strips from plain text in `X-Text-Size`.
+        assert!(sink.0.len() as u64 <= cursor, "the cursor counts at least what was received");
         if !window.more_data {
             return (sink.0, reads);
         }

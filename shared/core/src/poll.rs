@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::{ServiceError, ShuttleError, StoreError};
-use crate::jenkins::{parameters, JenkinsError, LogSink, LogWindow, QueueItem};
+use crate::jenkins::{parameters, JenkinsError, JenkinsResult, LogSink, LogWindow, QueueItem};
 use crate::ports::{ChunkWrite, FetchError, PollMessage, SourceFetcher, SourceStore};
 use crate::record::{now_ms, ApiKind, BuildRecord, Lease};
 use crate::redact::redact;
@@ -35,6 +35,9 @@ pub const STUCK_MARGIN: Duration = Duration::from_secs(15 * 60);
 const REDRIVE_BATCH: usize = 100;
 
 const MAX_WRITE_ATTEMPTS: usize = 8;
+
+/// The poller function's timeout (`template.yaml`): no poll outlives it.
+pub const POLLER_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub struct Poller {
     pub shuttle: Shuttle,
@@ -131,9 +134,9 @@ impl Poller {
         Err(ShuttleError::Contended)
     }
 
-    /// Longer than any poll: one log window and a few Jenkins calls with their timeouts.
+    /// Longer than any poll can last: the poller's 90 s timeout ends it first.
     fn lease_time(&self) -> Duration {
-        self.shuttle.settings.poller.window + Duration::from_secs(60)
+        (self.shuttle.settings.poller.window + Duration::from_secs(60)).max(POLLER_TIMEOUT + Duration::from_secs(30))
     }
 
     /// The scheduled run: builds whose last poll is older than `stale_after` are polled again
@@ -269,14 +272,11 @@ impl Build<'_> {
         Err(ShuttleError::Contended.into())
     }
 
-    /// Moves the build to `state` (when the state machine allows it) and keeps `failure`.
-    async fn move_to(&mut self, state: BuildState, failure: Option<String>) -> Result<(), StepError> {
+    /// Moves the build on to `state` when the state machine allows it.
+    async fn move_to(&mut self, state: BuildState) -> Result<(), StepError> {
         self.save(|r| {
             if r.state.can_move_to(state) {
                 r.state = state;
-                if failure.is_some() {
-                    r.failure.clone_from(&failure);
-                }
             }
         })
         .await
@@ -290,19 +290,39 @@ impl Build<'_> {
         sink.write(line).await?;
         let end = sink.finish().await?;
         self.save(|r| r.progress.archive_len = r.progress.archive_len.max(end)).await?;
-        self.move_to(BuildState::Failed, Some(reason)).await?;
+        self.end(None, &reason).await
+    }
+
+    /// Ends the build: by Jenkins' `result` when there is one, else by the recorded intent
+    /// (`otherwise` being the failure when nothing was recorded). The intent is read from the
+    /// record as written, so a stop recorded meanwhile is never lost.
+    async fn end(&mut self, result: Option<JenkinsResult>, otherwise: &str) -> Result<Next, StepError> {
+        self.save(|r| {
+            let state = match &result {
+                Some(result) => result.terminal_state(r.stop),
+                None => match r.stop {
+                    Some(StopIntent::Stop) => BuildState::Stopped,
+                    Some(StopIntent::Timeout) => BuildState::TimedOut,
+                    None => BuildState::Failed,
+                },
+            };
+            if r.state.can_move_to(state) {
+                r.state = state;
+                if state == BuildState::Failed {
+                    r.failure = Some(match &result {
+                        Some(result) => format!("Jenkins ended the build: {result:?}"),
+                        None => otherwise.to_owned(),
+                    });
+                }
+            }
+        })
+        .await?;
         Ok(Next::Done)
     }
 
     /// The terminal state of a build that ended without a Jenkins result, by the recorded intent.
     async fn end_by_intent(&mut self, otherwise: &str) -> Result<Next, StepError> {
-        let (state, failure) = match self.record.stop {
-            Some(StopIntent::Stop) => (BuildState::Stopped, None),
-            Some(StopIntent::Timeout) => (BuildState::TimedOut, None),
-            None => (BuildState::Failed, Some(otherwise.to_owned())),
-        };
-        self.move_to(state, failure).await?;
-        Ok(Next::Done)
+        self.end(None, otherwise).await
     }
 
     async fn spec(&mut self) -> Result<BuildSpec, StepError> {
@@ -310,8 +330,13 @@ impl Build<'_> {
             return Ok(spec.clone());
         }
         let plaintext = self.shuttle().sealer.open(&self.record.sealed_spec).await?;
-        let spec: BuildSpec = serde_json::from_slice(&plaintext)
-            .map_err(|e| ServiceError::new("build store", format!("the sealed build spec does not parse: {e}")))?;
+        // serde's message may quote a value (a secret): name only where it failed.
+        let spec: BuildSpec = serde_json::from_slice(&plaintext).map_err(|e| {
+            ServiceError::new(
+                "build store",
+                format!("the sealed build spec does not parse ({:?} at line {}, column {})", e.classify(), e.line(), e.column()),
+            )
+        })?;
         self.spec = Some(spec.clone());
         Ok(spec)
     }
@@ -326,16 +351,18 @@ impl Build<'_> {
             return self.fail_early(reason.clone()).await;
         }
         if self.record.state == BuildState::Accepted {
-            self.move_to(BuildState::Pending, None).await?;
+            self.move_to(BuildState::Pending).await?;
+        }
+        if self.record.progress.triggered_at_ms.is_some() {
+            // A trigger may have reached Jenkins: find it first, even when stopped meanwhile,
+            // so that the queue item is cancelled or the build stopped.
+            if let Some(next) = self.recover_trigger().await? {
+                return Ok(next);
+            }
         }
         if self.record.stop.is_some() {
             // Stopped before it reached Jenkins: it is never triggered.
             return self.end_by_intent("stopped").await;
-        }
-        if self.record.progress.triggered_at_ms.is_some() {
-            if let Some(next) = self.recover_trigger().await? {
-                return Ok(next);
-            }
         }
         let interval = self.shuttle().settings.poller.interval;
         match self.cache_sources(&spec).await {
@@ -347,7 +374,8 @@ impl Build<'_> {
         if let Err(error) = self.shuttle().jenkins.ensure_job(&job).await {
             return self.jenkins_trouble(error, "could not create the Jenkins job").await;
         }
-        self.save(|r| r.progress.triggered_at_ms = Some(now_ms())).await?;
+        // The first attempt starts the `QUEUE_TIMEOUT` clock; retries keep it.
+        self.save(|r| r.progress.triggered_at_ms = r.progress.triggered_at_ms.or(Some(now_ms()))).await?;
         if self.record.stop.is_some() {
             return self.end_by_intent("stopped").await;
         }
@@ -550,11 +578,10 @@ impl Build<'_> {
                     Ok(status) if !status.building => {
                         if let Some(result) = status.result {
                             // The log may have grown between the read and the status.
-                            self.read_log(&job, number).await.map_err(|e| self.jenkins_step_error(e))?;
-                            let state = result.terminal_state(self.record.stop);
-                            let failure = (state == BuildState::Failed).then(|| format!("Jenkins ended the build: {result:?}"));
-                            self.move_to(state, failure).await?;
-                            return Ok(Next::Done);
+                            let last = self.read_log(&job, number).await.map_err(|e| self.jenkins_step_error(e))?;
+                            if !last.more_data {
+                                return self.end(Some(result), "").await;
+                            }
                         }
                     }
                     Ok(_) => {}
@@ -586,8 +613,13 @@ impl Build<'_> {
         let mut sink = ArchiveSink::new(self.shuttle().sources.as_ref(), self.record.source_id, progress.archive_len);
         let window = self.shuttle().jenkins.read_log(job, number, progress.log_cursor, &mut sink).await?;
         let end = sink.finish().await?;
-        // Bytes an interrupted poll had archived past this read are Jenkins' next bytes too.
-        let cursor = window.next_start + sink.skip;
+        if sink.skip > 0 {
+            // An interrupted poll archived more than Jenkins gave this read (from the same
+            // cursor). Its cursor is unknown (Jenkins counts bytes it strips from plain text),
+            // so keep both positions: a later read covers those chunks and moves past them.
+            return Ok(LogWindow { more_data: true, ..window });
+        }
+        let cursor = window.next_start;
         if (cursor, end) != (progress.log_cursor, progress.archive_len) {
             self.save(|r| {
                 r.progress.log_cursor = cursor;
