@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: run test lint fmt clean
+.PHONY: run test lint deploy-check fmt clean
 
 ## make run: the whole function set locally (AWS emulator + local gateway on 127.0.0.1:3000).
 run:
@@ -13,6 +13,11 @@ test:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+## make deploy-check: the template checked offline (sam validate --lint, cfn-lint) and the
+## release Lambda artefacts built with cargo lambda (one bootstrap.zip per function).
+deploy-check:
+	bash infra/deploy/check.sh
 
 fmt:
 	cargo fmt --all
