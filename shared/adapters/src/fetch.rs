@@ -29,7 +29,10 @@ use crate::s3::S3SourceStore;
 const MAX_REDIRECTS: usize = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest the source server may stay silent, while answering or while sending the body.
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a whole download may take: it must end well inside the poller's 90 s timeout,
+/// or every retry would be cut off the same way and the build would only end by the give-up bound.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Caches a build's `http(s)` sources in S3 under its source id.
 pub struct HttpSourceFetcher {
@@ -113,11 +116,16 @@ impl SourceFetcher for HttpSourceFetcher {
             return Ok(());
         }
         let source = SourceUrl::parse(url)?;
-        let response = self.follow_redirects(&source).await?;
-        if !response.status().is_success() {
-            return Err(source.failed(format!("answered {}", response.status())));
-        }
-        let file = self.download(&source, response).await?;
+        let download = async {
+            let response = self.follow_redirects(&source).await?;
+            if !response.status().is_success() {
+                return Err(source.failed(format!("answered {}", response.status())));
+            }
+            self.download(&source, response).await
+        };
+        let file = tokio::time::timeout(DOWNLOAD_TIMEOUT, download)
+            .await
+            .map_err(|_| source.failed(format!("did not arrive within {} s", DOWNLOAD_TIMEOUT.as_secs())))??;
         self.sources.put_source_file(source_id, file.path()).await?;
         Ok(())
     }
