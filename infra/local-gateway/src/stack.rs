@@ -49,3 +49,38 @@ pub async fn create_resources(sdk: &SdkConfig, prefix: &str) -> Result<Resources
     let kms_key_id = KmsSealer::create_key(&aws_sdk_kms::Client::new(sdk)).await?;
     Ok(Resources { table_name, s3_bucket, queues, kms_key_id })
 }
+
+#[cfg(test)]
+mod tests {
+    use shuttle_adapters::dynamodb::{BY_ACTIVITY_INDEX, BY_APP_INDEX, BY_NUMBER_INDEX};
+
+    use super::*;
+
+    fn template() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml")).expect("template.yaml")
+    }
+
+    /// Whether a line of the template, less indentation and a list dash, starts with `start`
+    /// and ends right there or with a space.
+    fn has_line(template: &str, start: &str) -> bool {
+        template.lines().map(|l| l.trim_start().trim_start_matches("- ")).any(|l| l == start || l.starts_with(&format!("{start} ")))
+    }
+
+    /// The local stack is created by code, AWS's by the template: both must declare the same.
+    #[test]
+    fn the_template_declares_the_indexes_settings_and_queue_timing_the_code_uses() {
+        let template = template();
+        for index in [BY_APP_INDEX, BY_NUMBER_INDEX, BY_ACTIVITY_INDEX] {
+            assert!(has_line(&template, &format!("IndexName: {index}")), "template.yaml lacks the index {index}");
+        }
+        let provided = ["TABLE_NAME", "S3_BUCKET", "POLL_QUEUE_URL", "KMS_KEY_ID", "BUILD_SHUTTLE_HOST", "JENKINS_URL"];
+        for name in provided.into_iter().chain(["JENKINS_USER", "JENKINS_TOKEN", "POLL_DEAD_LETTER_QUEUE_URL"]) {
+            assert!(has_line(&template, &format!("{name}:")), "template.yaml does not set {name} for the functions");
+        }
+        let visibility = format!("VisibilityTimeout: {}", POLL_VISIBILITY_TIMEOUT.as_secs());
+        assert!(has_line(&template, &visibility), "the poll queue's visibility timeout differs from {visibility}");
+        let timeout = format!("Timeout: {}", shuttle_core::poll::POLLER_TIMEOUT.as_secs());
+        assert!(has_line(&template, &timeout), "the poller's timeout differs from {timeout}");
+        assert_eq!(POLL_VISIBILITY_TIMEOUT, shuttle_core::poll::POLLER_TIMEOUT * 6, "AWS advises 6 × the function timeout");
+    }
+}
