@@ -29,24 +29,23 @@ pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body
     Ok(response)
 }
 
+/// The status webhook's body, and for v2 the fields only the endpoint shows.
 fn status_body(record: &BuildRecord) -> serde_json::Value {
     match record.kind {
-        ApiKind::V2 => json!({
-            "id": record.metadata,
-            "type": "build system",
-            "building": record.state.building(),
-            "status": record.state.v2_status(),
-            "human_readable_info": record.human_readable_info,
-            "source_id": record.source_id,
-            "created_at": rfc3339_ms(record.created_at_ms),
-            "updated_at": rfc3339_ms(record.updated_at_ms),
-        }),
-        ApiKind::Legacy => json!({
-            "id": record.number,
-            "building": record.state.building(),
-            "status": record.state.legacy_status(),
-            "type": "jenkins",
-        }),
+        ApiKind::V2 => {
+            let mut body = record.v2_status_body();
+            let extra = json!({
+                "human_readable_info": record.human_readable_info,
+                "source_id": record.source_id,
+                "created_at": rfc3339_ms(record.created_at_ms),
+                "updated_at": rfc3339_ms(record.updated_at_ms),
+            });
+            if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+                body.extend(extra);
+            }
+            body
+        }
+        ApiKind::Legacy => record.legacy_status_body(),
     }
 }
 

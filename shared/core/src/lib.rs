@@ -7,6 +7,7 @@
 //!   [`poll`]: the poller's.
 
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod ids;
 pub mod jenkins;

@@ -93,6 +93,28 @@ impl Progress {
     }
 }
 
+impl BuildRecord {
+    /// The v2 status webhook body (SPEC §2); the status endpoint answers it with more fields.
+    pub fn v2_status_body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.metadata,
+            "type": "build system",
+            "building": self.state.building(),
+            "status": self.state.v2_status(),
+        })
+    }
+
+    /// The legacy callback body, also the legacy status endpoint's answer (SPEC §3).
+    pub fn legacy_status_body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.number,
+            "type": "jenkins",
+            "building": self.state.building(),
+            "status": self.state.legacy_status(),
+        })
+    }
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
