@@ -12,6 +12,7 @@ use local_gateway::poller::{run_poller, PollerTriggers};
 use local_gateway::stack::{create_resources, Resources};
 use shuttle_core::poll::Poller;
 use shuttle_core::{Settings, Shuttle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// The SDK configuration for the local AWS emulator that `make test` starts.
@@ -197,9 +198,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         }
     };
     let settings = Settings::from_lookup(lookup).expect("test settings are complete");
-    let shuttle = shuttle_adapters::shuttle(&stack.sdk, settings.clone(), None).expect("the shuttle's clients");
     let poller = Arc::new(shuttle_adapters::poller(&stack.sdk, settings, None).expect("the poller's clients"));
-    tokio::spawn(local_gateway::serve(listener, shuttle));
+    tokio::spawn(local_gateway::serve(listener, poller.shuttle.clone()));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
     let app = TestApp { address, client, stack, jenkins, poller, schedule_every: options.schedule_every, poller_task: Mutex::new(None) };
     if options.poller {
@@ -324,58 +324,133 @@ pub fn archive(dockerfile: &str) -> Vec<u8> {
     bytes
 }
 
-/// What a [`FileServer`] answers for one path.
+// The test servers write their HTTP/1.1 answers by hand, so a test can send what a
+// well-behaved server would not: a body that never ends, a `Content-Length` nothing follows.
+
+/// One request, as a test server saw it.
 #[derive(Clone, Debug)]
-pub enum Reply {
-    Body(Vec<u8>),
-    /// `302` to this location (relative or absolute).
-    Redirect(String),
-    Status(u16),
+pub struct Seen {
+    pub path: String,
+    pub authorization: Option<String>,
 }
 
-/// A plain HTTP/1.1 file server on loopback: the source server of a controller's archives.
-pub struct FileServer {
+/// What a test server answers.
+#[derive(Clone)]
+pub enum Answer {
+    /// A whole response with a `Content-Length`.
+    Full { status: &'static str, location: Option<String>, body: Vec<u8> },
+    /// `200` announcing `Content-Length: n`, then nothing while the connection stays open.
+    Announced(u64),
+    /// `200` without a `Content-Length`, then a body that never ends.
+    Endless,
+}
+
+impl Answer {
+    pub fn ok(body: &[u8]) -> Self {
+        Answer::Full { status: "200 OK", location: None, body: body.to_vec() }
+    }
+
+    pub fn status(status: &'static str) -> Self {
+        Answer::Full { status, location: None, body: b"nothing here".to_vec() }
+    }
+
+    pub fn redirect(status: &'static str, location: impl Into<String>) -> Self {
+        Answer::Full { status, location: Some(location.into()), body: Vec::new() }
+    }
+}
+
+/// An HTTP server on `127.0.0.1:0` that answers every request with `answer(base, path)` and
+/// remembers what it was asked.
+pub struct TestServer {
     pub base: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
-impl FileServer {
-    pub async fn start(routes: Vec<(&str, Reply)>) -> Self {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let routes: Arc<HashMap<String, Reply>> = Arc::new(routes.into_iter().map(|(p, r)| (p.to_owned(), r)).collect());
+impl TestServer {
+    /// A server of fixed answers by path; `404 Not Found` for any other path.
+    pub async fn files(routes: Vec<(&str, Answer)>) -> Self {
+        let routes: HashMap<String, Answer> = routes.into_iter().map(|(path, answer)| (path.to_owned(), answer)).collect();
+        Self::start(move |_, path| routes.get(path).cloned().unwrap_or_else(|| Answer::status("404 Not Found"))).await
+    }
+
+    pub async fn start(answer: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
         let base = format!("http://{}", listener.local_addr().expect("a bound address"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (answer, origin, log) = (Arc::new(answer), base.clone(), seen.clone());
         tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let routes = routes.clone();
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
-                    let head = String::from_utf8_lossy(&head);
-                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    let (status, extra, body) = match routes.get(&path) {
-                        Some(Reply::Body(body)) => ("200 OK", String::new(), body.clone()),
-                        Some(Reply::Redirect(to)) => ("302 Found", format!("Location: {to}\r\n"), Vec::new()),
-                        Some(Reply::Status(code)) => {
-                            (if *code == 500 { "500 Internal Server Error" } else { "404 Not Found" }, String::new(), Vec::new())
-                        }
-                        None => ("404 Not Found", String::new(), Vec::new()),
-                    };
-                    let answer = format!("HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                    let _ = stream.write_all(answer.as_bytes()).await;
-                    let _ = stream.write_all(&body).await;
-                });
+            while let Ok((stream, _)) = listener.accept().await {
+                let (answer, origin, log) = (answer.clone(), origin.clone(), log.clone());
+                // A broken connection only ends that request, never the server.
+                tokio::spawn(async move { serve(stream, |path| answer(&origin, path), &log).await });
             }
         });
-        Self { base }
+        Self { base, seen }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// The URL of `path` with `userinfo@` in front of the host.
+    pub fn url_with_userinfo(&self, userinfo: &str, path: &str) -> String {
+        self.url(path).replacen("http://", &format!("http://{userinfo}@"), 1)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("the request log").clone()
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.seen().into_iter().map(|s| s.path).collect()
+    }
+}
+
+async fn serve(mut stream: tokio::net::TcpStream, answer: impl Fn(&str) -> Answer, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
+    let Some(seen) = read_request(&mut stream).await? else { return Ok(()) };
+    let reply = answer(&seen.path);
+    log.lock().expect("the request log").push(seen);
+    match reply {
+        Answer::Full { status, location, body } => {
+            let location = location.map(|l| format!("Location: {l}\r\n")).unwrap_or_default();
+            let head = format!("HTTP/1.1 {status}\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body).await?;
+        }
+        Answer::Announced(length) => {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
+            stream.write_all(head.as_bytes()).await?;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        Answer::Endless => {
+            stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").await?;
+            let block = vec![b'x'; 64 * 1024];
+            // Ends when the client hangs up.
+            loop {
+                stream.write_all(&block).await?;
+            }
+        }
+    }
+    stream.shutdown().await
+}
+
+/// The path and `Authorization` of a GET (no body), `None` when the client hung up first.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> std::io::Result<Option<Seen>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let mut lines = head.lines();
+    let path = lines.next().and_then(|line| line.split(' ').nth(1)).unwrap_or("/").to_owned();
+    let authorization = lines
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .map(|(_, value)| value.trim().to_owned());
+    Ok(Some(Seen { path, authorization }))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::json;
 use shuttle_core::ports::PollMessage;
-use shuttle_tests::{archive, json_of, spawn_app, spawn_app_with, AppOptions, FileServer, Reply, TestApp};
+use shuttle_tests::{archive, json_of, spawn_app, spawn_app_with, Answer, AppOptions, TestApp, TestServer};
 
 const DOCKERFILE: &str = "FROM alpine:3\nRUN echo hello\n";
 const ENOUGH: Duration = Duration::from_secs(60);
@@ -31,6 +31,11 @@ fn legacy_body(build_uuid: &str, sources: &str) -> String {
 const APP_UUID: &str = "7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f";
 const LEGACY_JOB: &str = "myapp-7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f";
 
+/// A source server with one archive, at `/src.tgz`, holding `dockerfile`.
+async fn serve_sources(dockerfile: &str) -> TestServer {
+    TestServer::files(vec![("/src.tgz", Answer::ok(&archive(dockerfile)))]).await
+}
+
 /// Every buildWithParameters the stand-in took (not those a fault answered).
 async fn triggers(app: &TestApp) -> usize {
     let requests = app.jenkins_requests().await;
@@ -45,7 +50,7 @@ async fn wait_running(app: &TestApp, path: &str) {
 #[tokio::test]
 async fn an_archive_build_succeeds_and_its_whole_log_is_archived_once() {
     let app = spawn_app().await;
-    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive(DOCKERFILE)))]).await;
+    let files = serve_sources(DOCKERFILE).await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
     let status = app.finished("/app/1", ENOUGH).await;
     assert_eq!((status["status"].as_str(), status["building"].as_bool()), (Some("succeeded"), Some(false)), "{status}");
@@ -58,7 +63,7 @@ async fn an_archive_build_succeeds_and_its_whole_log_is_archived_once() {
 #[tokio::test]
 async fn a_dockerfile_without_from_fails_the_build() {
     let app = spawn_app().await;
-    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive("RUN echo no base image\n")))]).await;
+    let files = serve_sources("RUN echo no base image\n").await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");
     let log = app.logs("/app/1").await;
@@ -93,11 +98,11 @@ async fn inline_sources_in_both_data_uri_forms_build() {
 #[tokio::test]
 async fn an_http_source_behind_redirects_is_followed() {
     let app = spawn_app().await;
-    let files = FileServer::start(vec![
-        ("/a", Reply::Redirect("/b".into())),
-        ("/b", Reply::Redirect("/c".into())),
-        ("/c", Reply::Redirect("/src.tgz".into())),
-        ("/src.tgz", Reply::Body(archive(DOCKERFILE))),
+    let files = TestServer::files(vec![
+        ("/a", Answer::redirect("302 Found", "/b")),
+        ("/b", Answer::redirect("302 Found", "/c")),
+        ("/c", Answer::redirect("302 Found", "/src.tgz")),
+        ("/src.tgz", Answer::ok(&archive(DOCKERFILE))),
     ])
     .await;
     create(&app, "/app/1", &files.url("/a")).await;
@@ -107,7 +112,7 @@ async fn an_http_source_behind_redirects_is_followed() {
 #[tokio::test]
 async fn a_missing_source_fails_the_build_with_the_reason_in_its_log() {
     let app = spawn_app().await;
-    let files = FileServer::start(vec![]).await;
+    let files = TestServer::files(vec![]).await;
     let url = files.url("/missing.tgz").replace("http://", "http://user:canary-source-pw@");
     create(&app, "/app/1", &url).await;
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");
@@ -120,11 +125,11 @@ async fn a_missing_source_fails_the_build_with_the_reason_in_its_log() {
 #[tokio::test]
 async fn a_build_stopped_while_queued_is_cancelled_and_stopped() {
     let app = spawn_app().await;
-    let files = FileServer::start(vec![("/long.tgz", Reply::Body(archive("FROM alpine:3\nRUN sleep 30\n")))]).await;
-    create(&app, "/app/1", &files.url("/long.tgz")).await;
+    let files = serve_sources("FROM alpine:3\nRUN sleep 30\n").await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
     wait_running(&app, "/app/1").await;
     // Concurrent builds of one job are disabled: the second waits in Jenkins' queue.
-    create(&app, "/app/2", &files.url("/long.tgz")).await;
+    create(&app, "/app/2", &files.url("/src.tgz")).await;
     app.status_until("/app/2", ENOUGH, |status| status["status"] == "queued").await;
     let (code, body) = json_of(app.delete("/app/2").await).await;
     assert_eq!((code, body), (200, json!({"status": "OK"})));
@@ -137,8 +142,8 @@ async fn a_build_stopped_while_queued_is_cancelled_and_stopped() {
 #[tokio::test]
 async fn a_build_stopped_while_running_is_aborted_and_stopped() {
     let app = spawn_app().await;
-    let files = FileServer::start(vec![("/long.tgz", Reply::Body(archive("FROM alpine:3\nRUN sleep 30\n")))]).await;
-    create(&app, "/app/1", &files.url("/long.tgz")).await;
+    let files = serve_sources("FROM alpine:3\nRUN sleep 30\n").await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
     wait_running(&app, "/app/1").await;
     let (code, _) = json_of(app.delete("/app/1").await).await;
     assert_eq!(code, 200);
@@ -154,8 +159,8 @@ async fn a_build_stopped_while_running_is_aborted_and_stopped() {
 async fn a_build_running_past_the_build_timeout_is_timed_out() {
     let options = AppOptions { settings: vec![("BUILD_TIMEOUT", "2s".into())], ..AppOptions::default() };
     let app = spawn_app_with(options).await;
-    let files = FileServer::start(vec![("/long.tgz", Reply::Body(archive("FROM alpine:3\nRUN sleep 30\n")))]).await;
-    create(&app, "/app/1", &files.url("/long.tgz")).await;
+    let files = serve_sources("FROM alpine:3\nRUN sleep 30\n").await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "timedout");
     assert!(app.logs("/app/1").await.ends_with("Finished: ABORTED\n"));
 }
@@ -163,8 +168,8 @@ async fn a_build_running_past_the_build_timeout_is_timed_out() {
 #[tokio::test]
 async fn deleting_an_app_stops_its_running_build_and_deletes_the_job() {
     let app = spawn_app().await;
-    let files = FileServer::start(vec![("/long.tgz", Reply::Body(archive("FROM alpine:3\nRUN sleep 30\n")))]).await;
-    create(&app, "/app/1", &files.url("/long.tgz")).await;
+    let files = serve_sources("FROM alpine:3\nRUN sleep 30\n").await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
     wait_running(&app, "/app/1").await;
     let (code, body) = json_of(app.delete("/app").await).await;
     assert_eq!((code, body), (200, json!({"status": "ok"})));
@@ -178,7 +183,7 @@ async fn deleting_an_app_stops_its_running_build_and_deletes_the_job() {
 #[tokio::test]
 async fn a_rebuild_copies_the_old_builds_sources() {
     let app = spawn_app().await;
-    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive(DOCKERFILE)))]).await;
+    let files = serve_sources(DOCKERFILE).await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
     let first = app.finished("/app/1", ENOUGH).await;
     assert_eq!(first["status"], "succeeded");
@@ -192,7 +197,7 @@ async fn a_rebuild_copies_the_old_builds_sources() {
 #[tokio::test]
 async fn duplicated_messages_and_racing_pollers_give_one_build_and_one_copy_of_the_log() {
     let app = spawn_app_with(AppOptions { poller: false, ..AppOptions::default() }).await;
-    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive("FROM alpine:3\nRUN sleep 2\nRUN echo done\n")))]).await;
+    let files = serve_sources("FROM alpine:3\nRUN sleep 2\nRUN echo done\n").await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
     let record = app.poller.shuttle.find("app", "1").await.unwrap();
     let message = PollMessage { source_id: record.source_id, round: 0 };
@@ -211,7 +216,7 @@ async fn duplicated_messages_and_racing_pollers_give_one_build_and_one_copy_of_t
 #[tokio::test]
 async fn a_build_whose_poll_message_is_lost_is_redriven_by_the_schedule() {
     let app = spawn_app_with(AppOptions { poller: false, ..AppOptions::default() }).await;
-    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive(DOCKERFILE)))]).await;
+    let files = serve_sources(DOCKERFILE).await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
     app.stack.sqs.purge_queue().queue_url(&app.stack.resources.queues.queue_url).send().await.unwrap();
     assert!(app.stack.queued().await.is_empty(), "the message is lost");
@@ -224,7 +229,7 @@ async fn jenkins_answering_500_then_stalling_still_ends_the_build_right() {
     let app = spawn_app().await;
     app.jenkins_fault(json!({"status": 500, "count": 6})).await;
     app.jenkins_fault(json!({"stall_ms": 12_000, "count": 2})).await;
-    let files = FileServer::start(vec![("/src.tgz", Reply::Body(archive(DOCKERFILE)))]).await;
+    let files = serve_sources(DOCKERFILE).await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded");
     assert_eq!(triggers(&app).await, 1);

@@ -4,7 +4,7 @@
 //! The servers write their HTTP/1.1 answers by hand, so a test can send what a well-behaved
 //! server would not: a body that never ends, a `Content-Length` that nothing follows.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -12,136 +12,14 @@ use bytes::Bytes;
 use shuttle_adapters::s3::source_key;
 use shuttle_adapters::{HttpSourceFetcher, S3SourceStore};
 use shuttle_core::ports::{FetchError, SourceFetcher, SourceStore};
-use shuttle_tests::Stack;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use shuttle_tests::{Answer, Stack, TestServer};
+use tokio::net::TcpListener;
 use uuid::Uuid;
 
 const MAX_BYTES: u64 = 1024 * 1024;
 /// Longer than any of these downloads takes, shorter than the fetcher's own read timeout: a
 /// test that hits it shows the fetcher waiting for bytes it should not have waited for.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// One request, as a test server saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    authorization: Option<String>,
-}
-
-/// What a test server answers.
-enum Answer {
-    /// A whole response with a `Content-Length`.
-    Full { status: &'static str, location: Option<String>, body: Vec<u8> },
-    /// `200` announcing `Content-Length: n`, then nothing while the connection stays open.
-    Announced(u64),
-    /// `200` without a `Content-Length`, then a body that never ends.
-    Endless,
-}
-
-impl Answer {
-    fn ok(body: &[u8]) -> Self {
-        Answer::Full { status: "200 OK", location: None, body: body.to_vec() }
-    }
-
-    fn status(status: &'static str) -> Self {
-        Answer::Full { status, location: None, body: b"nothing here".to_vec() }
-    }
-
-    fn redirect(status: &'static str, location: impl Into<String>) -> Self {
-        Answer::Full { status, location: Some(location.into()), body: Vec::new() }
-    }
-}
-
-/// An HTTP server on `127.0.0.1:0` that answers every request with `answer(base, path)` and
-/// remembers what it was asked.
-struct TestServer {
-    base: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl TestServer {
-    async fn start(answer: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
-        let base = format!("http://{}", listener.local_addr().expect("a bound address"));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (answer, origin, log) = (Arc::new(answer), base.clone(), seen.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (answer, origin, log) = (answer.clone(), origin.clone(), log.clone());
-                // A broken connection only ends that request, never the server.
-                tokio::spawn(async move { serve(stream, |path| answer(&origin, path), &log).await });
-            }
-        });
-        Self { base, seen }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// The URL of `path` with `userinfo@` in front of the host.
-    fn url_with_userinfo(&self, userinfo: &str, path: &str) -> String {
-        self.url(path).replacen("http://", &format!("http://{userinfo}@"), 1)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("the request log").clone()
-    }
-
-    fn paths(&self) -> Vec<String> {
-        self.seen().into_iter().map(|s| s.path).collect()
-    }
-}
-
-async fn serve(mut stream: TcpStream, answer: impl Fn(&str) -> Answer, log: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
-    let Some(seen) = read_request(&mut stream).await? else { return Ok(()) };
-    let reply = answer(&seen.path);
-    log.lock().expect("the request log").push(seen);
-    match reply {
-        Answer::Full { status, location, body } => {
-            let location = location.map(|l| format!("Location: {l}\r\n")).unwrap_or_default();
-            let head = format!("HTTP/1.1 {status}\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            stream.write_all(head.as_bytes()).await?;
-            stream.write_all(&body).await?;
-        }
-        Answer::Announced(length) => {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
-            stream.write_all(head.as_bytes()).await?;
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-        Answer::Endless => {
-            stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").await?;
-            let block = vec![b'x'; 64 * 1024];
-            // Ends when the client hangs up.
-            loop {
-                stream.write_all(&block).await?;
-            }
-        }
-    }
-    stream.shutdown().await
-}
-
-/// The path and `Authorization` of a GET (no body), `None` when the client hung up first.
-async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Seen>> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    let mut lines = head.lines();
-    let path = lines.next().and_then(|line| line.split(' ').nth(1)).unwrap_or("/").to_owned();
-    let authorization = lines
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-        .map(|(_, value)| value.trim().to_owned());
-    Ok(Some(Seen { path, authorization }))
-}
 
 fn sources(stack: &Stack) -> Arc<S3SourceStore> {
     Arc::new(S3SourceStore::new(stack.s3.clone(), &stack.resources.s3_bucket))
