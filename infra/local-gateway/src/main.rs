@@ -37,8 +37,9 @@ async fn main() -> anyhow::Result<()> {
     })?;
     let jenkins_url = settings.jenkins.url.to_string();
     let s3_region = std::env::var("S3_LOCATION").ok();
-    let shuttle = shuttle_adapters::shuttle(&sdk, settings.clone(), s3_region.clone())?;
+    // The API functions and the poller share one set of clients here, as one process.
     let poller = Arc::new(shuttle_adapters::poller(&sdk, settings, s3_region)?);
+    let shuttle = poller.shuttle.clone();
 
     let listener =
         TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("could not listen on 127.0.0.1:{port} (set PORT)"))?;

@@ -31,19 +31,25 @@ pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
 
-/// Wires the poller's use cases: the API's, and the download of `http(s)` sources into S3.
+/// Wires the poller's use cases: the API's, and the download of `http(s)` sources into S3,
+/// both writing through one S3 source store.
 pub fn poller(sdk: &SdkConfig, settings: Settings, s3_region: Option<String>) -> Result<Poller, ServiceError> {
-    let sources = Arc::new(S3SourceStore::new(s3::client(sdk, s3_region.clone()), &settings.s3_bucket));
-    let fetcher = Arc::new(HttpSourceFetcher::new(sources, settings.poller.source_max_bytes)?);
-    let shuttle = shuttle(sdk, settings, s3_region).map_err(|e| ServiceError::new("jenkins", e))?;
+    let sources = Arc::new(S3SourceStore::new(s3::client(sdk, s3_region), &settings.s3_bucket));
+    let fetcher = Arc::new(HttpSourceFetcher::new(sources.clone(), settings.poller.source_max_bytes)?);
+    let shuttle = shuttle_with_sources(sdk, settings, sources).map_err(|e| ServiceError::new("jenkins", e))?;
     Ok(Poller::new(shuttle, fetcher))
 }
 
 /// Wires the use cases to DynamoDB, S3, SQS, KMS and Jenkins. Builds clients only: no network call.
 pub fn shuttle(sdk: &SdkConfig, settings: Settings, s3_region: Option<String>) -> Result<Shuttle, JenkinsError> {
+    let sources = Arc::new(S3SourceStore::new(s3::client(sdk, s3_region), &settings.s3_bucket));
+    shuttle_with_sources(sdk, settings, sources)
+}
+
+fn shuttle_with_sources(sdk: &SdkConfig, settings: Settings, sources: Arc<S3SourceStore>) -> Result<Shuttle, JenkinsError> {
     Ok(Shuttle {
         store: Arc::new(DynamoDbBuildStore::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table_name)),
-        sources: Arc::new(S3SourceStore::new(s3::client(sdk, s3_region), &settings.s3_bucket)),
+        sources,
         queue: Arc::new(SqsPollQueue::new(
             aws_sdk_sqs::Client::new(sdk),
             &settings.poll_queue_url,

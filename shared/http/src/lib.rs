@@ -1,6 +1,7 @@
 //! HTTP glue shared by the API functions: wiring from the environment, request extraction,
 //! and the one place where an error becomes a status code.
 
+use aws_config::SdkConfig;
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
@@ -11,18 +12,22 @@ use shuttle_core::{Settings, Shuttle};
 /// Builds the use cases from the environment, once per cold start. A missing or malformed
 /// setting stops the function with a message naming it; no network call is made here.
 pub async fn shuttle_from_env() -> Result<Shuttle, lambda_http::Error> {
-    let settings = Settings::from_env().map_err(|error| StartupError(error.to_string()))?;
-    let sdk = shuttle_adapters::load_sdk_config().await;
-    let s3_region = std::env::var("S3_LOCATION").ok().filter(|r| !r.trim().is_empty());
+    let (sdk, settings, s3_region) = from_env().await?;
     shuttle_adapters::shuttle(&sdk, settings, s3_region).map_err(|error| StartupError(error.to_string()).into())
 }
 
 /// Builds the poller's use cases from the environment, once per cold start.
 pub async fn poller_from_env() -> Result<Poller, lambda_http::Error> {
+    let (sdk, settings, s3_region) = from_env().await?;
+    shuttle_adapters::poller(&sdk, settings, s3_region).map_err(|error| StartupError(error.to_string()).into())
+}
+
+/// The SDK configuration, the settings and `S3_LOCATION`, as every function reads them.
+async fn from_env() -> Result<(SdkConfig, Settings, Option<String>), StartupError> {
     let settings = Settings::from_env().map_err(|error| StartupError(error.to_string()))?;
     let sdk = shuttle_adapters::load_sdk_config().await;
     let s3_region = std::env::var("S3_LOCATION").ok().filter(|r| !r.trim().is_empty());
-    shuttle_adapters::poller(&sdk, settings, s3_region).map_err(|error| StartupError(error.to_string()).into())
+    Ok((sdk, settings, s3_region))
 }
 
 /// A start-up failure. Its `Debug` is its message, so that the `Error: …` line a binary's
