@@ -104,14 +104,15 @@ impl Settings {
             }),
         };
 
-        let shuttle_host_raw = required("BUILD_SHUTTLE_HOST")?;
-        let shuttle_host = Url::parse(&shuttle_host_raw)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            .ok_or_else(|| ConfigError::Malformed {
-                name: "BUILD_SHUTTLE_HOST",
-                reason: "must be an absolute http(s) URL such as https://shuttle.example.com".into(),
-            })?;
+        let http_url = |name: &'static str, example: &str| {
+            let raw = required(name)?;
+            Url::parse(&raw)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                .ok_or_else(|| ConfigError::Malformed { name, reason: format!("must be an absolute http(s) URL such as {example}") })
+        };
+
+        let shuttle_host = http_url("BUILD_SHUTTLE_HOST", "https://shuttle.example.com")?;
         let extra_build_args = match optional("EXTRA_BUILD_ARGS") {
             None => BTreeMap::new(),
             Some(raw) => parse_extra_build_args(&raw).map_err(|reason| ConfigError::Malformed { name: "EXTRA_BUILD_ARGS", reason })?,
@@ -120,14 +121,7 @@ impl Settings {
         if !image_tag_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
             return Err(ConfigError::Malformed { name: "IMAGE_TAG_PREFIX", reason: "must be a docker tag fragment such as 1".into() });
         }
-        let jenkins_url_raw = required("JENKINS_URL")?;
-        let jenkins_url = Url::parse(&jenkins_url_raw)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            .ok_or_else(|| ConfigError::Malformed {
-                name: "JENKINS_URL",
-                reason: "must be an absolute http(s) URL such as https://jenkins.example.com".into(),
-            })?;
+        let jenkins_url = http_url("JENKINS_URL", "https://jenkins.example.com")?;
         if !jenkins_url.username().is_empty() || jenkins_url.password().is_some() {
             return Err(ConfigError::Malformed {
                 name: "JENKINS_URL",

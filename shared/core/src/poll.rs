@@ -219,10 +219,6 @@ impl Build<'_> {
 
     /// Ends the poll: a finished build keeps no lease; another is handed to the next poll.
     async fn hand_over(&mut self, next: Next) -> Result<Polled, ShuttleError> {
-        let delay = match next {
-            Next::Wait(delay) if !self.record.state.is_terminal() => Some(delay),
-            _ => None,
-        };
         let saved = self
             .save(|r| {
                 r.progress.lease = None;
@@ -235,8 +231,13 @@ impl Build<'_> {
             Err(StepError::LostLease) => return Ok(Polled::Dropped("another poll took over the build")),
             Err(StepError::Shuttle(e)) => return Err(e),
         }
+        // Judged on the record as saved: only an unfinished build is polled again.
         let state = self.record.state;
-        if let Some(delay) = delay.filter(|_| !state.is_terminal()) {
+        let delay = match next {
+            Next::Wait(delay) if !state.is_terminal() => Some(delay),
+            _ => None,
+        };
+        if let Some(delay) = delay {
             let message = PollMessage { source_id: self.record.source_id, round: self.record.progress.round };
             if let Err(error) = self.shuttle().queue.enqueue(&message, delay).await {
                 // The round is saved: a retry of this message would be dropped as late. The
@@ -244,7 +245,7 @@ impl Build<'_> {
                 tracing::error!(build = %self.record.source_id, %error, "could not enqueue the next poll; the schedule will re-drive the build");
             }
         }
-        Ok(Polled::Moved { state, next: delay.filter(|_| !state.is_terminal()) })
+        Ok(Polled::Moved { state, next: delay })
     }
 
     /// Writes `change` applied to the latest record. A concurrent write (a stop being recorded)
