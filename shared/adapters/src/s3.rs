@@ -156,11 +156,28 @@ impl SourceStore for S3SourceStore {
 
     async fn read_log_tail(&self, source_id: Uuid, max_bytes: u64) -> Result<LogTail, ServiceError> {
         let chunks = self.log_chunks(source_id).await?;
-        let total_bytes = chunks.iter().map(|(offset, length, _)| offset + length).max().unwrap_or(0);
+        let total_bytes = log_end(&chunks);
         let start = total_bytes.saturating_sub(max_bytes);
-        let mut tail = Vec::with_capacity(usize::try_from(total_bytes - start).unwrap_or(0));
-        for (offset, length, key) in chunks.iter().filter(|(offset, length, _)| offset + length > start) {
-            let covered = start + tail.len() as u64;
+        let tail = self.read_chunks(source_id, &chunks, start, total_bytes).await?;
+        Ok(LogTail { text: String::from_utf8_lossy(&tail).into_owned(), total_bytes, truncated: start > 0 })
+    }
+
+    async fn read_log_range(&self, source_id: Uuid, from: u64, max_bytes: u64) -> Result<Bytes, ServiceError> {
+        let chunks = self.log_chunks(source_id).await?;
+        let end = log_end(&chunks).min(from.saturating_add(max_bytes));
+        if from >= end {
+            return Ok(Bytes::new());
+        }
+        Ok(self.read_chunks(source_id, &chunks, from, end).await?.into())
+    }
+}
+
+impl S3SourceStore {
+    /// The archived log's bytes `[start, end)`, read from the chunks that hold them.
+    async fn read_chunks(&self, source_id: Uuid, chunks: &[(u64, u64, String)], start: u64, end: u64) -> Result<Vec<u8>, ServiceError> {
+        let mut text = Vec::with_capacity(usize::try_from(end.saturating_sub(start)).unwrap_or(0));
+        for (offset, length, key) in chunks.iter().filter(|(offset, length, _)| offset + length > start && *offset < end) {
+            let covered = start + text.len() as u64;
             if offset + length <= covered {
                 continue;
             }
@@ -169,8 +186,14 @@ impl SourceStore for S3SourceStore {
             }
             let bytes = self.get(key).await?;
             let skip = usize::try_from(covered - offset).unwrap_or(usize::MAX).min(bytes.len());
-            tail.extend_from_slice(&bytes[skip..]);
+            let take = usize::try_from(end - offset).unwrap_or(usize::MAX).min(bytes.len());
+            text.extend_from_slice(&bytes[skip..take]);
         }
-        Ok(LogTail { text: String::from_utf8_lossy(&tail).into_owned(), total_bytes, truncated: start > 0 })
+        Ok(text)
     }
+}
+
+/// The length of the log the chunks `(offset, length, key)` hold.
+fn log_end(chunks: &[(u64, u64, String)]) -> u64 {
+    chunks.iter().map(|(offset, length, _)| offset + length).max().unwrap_or(0)
 }

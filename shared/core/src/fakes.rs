@@ -115,6 +115,13 @@ impl SourceStore for MemorySources {
         let start = whole.len().saturating_sub(usize::try_from(max_bytes).unwrap_or(usize::MAX));
         Ok(LogTail { text: String::from_utf8_lossy(&whole[start..]).into_owned(), total_bytes, truncated: start > 0 })
     }
+
+    async fn read_log_range(&self, source_id: Uuid, from: u64, max_bytes: u64) -> Result<Bytes, ServiceError> {
+        let whole = self.log(source_id);
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(whole.len());
+        let end = start.saturating_add(usize::try_from(max_bytes).unwrap_or(usize::MAX)).min(whole.len());
+        Ok(Bytes::copy_from_slice(&whole[start..end]))
+    }
 }
 
 impl MemorySources {

@@ -62,6 +62,8 @@ pub trait SourceStore: Send + Sync {
     async fn put_log_chunk(&self, source_id: Uuid, offset: u64, chunk: Bytes) -> Result<ChunkWrite, ServiceError>;
     /// At most the last `max_bytes` of the archived log.
     async fn read_log_tail(&self, source_id: Uuid, max_bytes: u64) -> Result<LogTail, ServiceError>;
+    /// The archived log from byte `from`, at most `max_bytes` of it (empty at or past the end).
+    async fn read_log_range(&self, source_id: Uuid, from: u64, max_bytes: u64) -> Result<Bytes, ServiceError>;
 }
 
 /// What the poller is told: a reference to a build, never its contents.
@@ -107,4 +109,53 @@ pub trait PollQueue: Send + Sync {
 pub trait Sealer: Send + Sync {
     async fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, ServiceError>;
     async fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, ServiceError>;
+}
+
+/// An HTTP receiver's answer to a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// The `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
+}
+
+/// A delivery that got no answer (connection refused or broken, timed out, a broker unreachable):
+/// worth trying again. The message never shows credentials.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SendError(pub String);
+
+/// A log stream being sent: a chunked `POST` whose body is what is written to `body`.
+pub struct LogStream {
+    /// Body frames, sent as they are written; dropping the sender ends the body.
+    pub body: tokio::sync::mpsc::Sender<Bytes>,
+    /// The receiver's answer, once the body has ended (or the request failed).
+    pub answer: tokio::sync::oneshot::Receiver<Result<Answer, SendError>>,
+}
+
+/// Sends webhooks over `http(s)`. Userinfo in a URL is sent as HTTP Basic auth (unless the
+/// headers carry an `Authorization`); redirects are never followed.
+#[async_trait]
+pub trait WebhookClient: Send + Sync {
+    /// One JSON `POST`, within the client's per-request timeout.
+    async fn post_json(&self, url: &str, headers: Vec<(String, String)>, body: Bytes) -> Result<Answer, SendError>;
+    /// Opens a streamed `text/plain; charset=utf-8` `POST` (`Transfer-Encoding: chunked`).
+    fn stream(&self, url: &str, headers: Vec<(String, String)>) -> LogStream;
+}
+
+/// One Kafka record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaMessage {
+    pub key: String,
+    pub payload: Bytes,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Produces to Kafka through producers kept across invocations (one per bootstrap list).
+#[async_trait]
+pub trait KafkaClient: Send + Sync {
+    /// Produces `messages`, in order, to `topic` through a producer bootstrapped from every one
+    /// of `brokers`, and awaits their delivery reports. `Ok(())` when all were delivered; else
+    /// how many of the first messages were (every one before the first that was not) and why.
+    async fn produce(&self, brokers: &[String], topic: &str, messages: Vec<KafkaMessage>) -> Result<(), (usize, SendError)>;
 }
