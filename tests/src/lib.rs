@@ -1,6 +1,9 @@
 //! The harness of the integration and end-to-end tests: real local services, a fresh set of
 //! randomly named resources per test, and the local gateway on a random port.
 
+pub mod kafka;
+pub mod receiver;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

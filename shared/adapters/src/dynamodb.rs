@@ -16,15 +16,16 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use shuttle_core::error::{ServiceError, StoreError};
 use shuttle_core::ports::BuildStore;
-use shuttle_core::record::{ApiKind, BuildRecord, Lease, Progress};
+use shuttle_core::record::{ApiKind, BuildRecord, Deliveries, Lease, Progress};
 use shuttle_core::state::{BuildState, StopIntent};
 use uuid::Uuid;
 
 pub const BY_APP_INDEX: &str = "by_app";
 pub const BY_NUMBER_INDEX: &str = "by_number";
 pub const BY_ACTIVITY_INDEX: &str = "by_activity";
-/// The value of `active` on every unfinished build; finished builds have no `active`, so the
-/// `by_activity` index holds only the builds the schedule may have to re-drive.
+/// The value of `active` on every build the poller still has work for (unfinished, or a webhook
+/// target not yet told everything); other builds have no `active`, so the `by_activity` index
+/// holds only the builds the schedule may have to re-drive.
 const ACTIVE: &str = "1";
 
 type Item = HashMap<String, AttributeValue>;
@@ -191,7 +192,7 @@ impl BuildStore for DynamoDbBuildStore {
             let source_id = item.get("source_id").and_then(|v| v.as_s().ok()).and_then(|id| id.parse().ok());
             let source_id = source_id.ok_or_else(|| fail("an index item without a source_id"))?;
             if let Some(record) = self.get(source_id).await? {
-                if !record.state.is_terminal() {
+                if record.needs_polling() {
                     stale.push(record);
                 }
             }
@@ -235,8 +236,12 @@ fn to_item(record: &BuildRecord, version: u64) -> Item {
     item.insert("polled_at".to_owned(), n(progress.polled_at_ms));
     item.insert("log_cursor".to_owned(), n(progress.log_cursor));
     item.insert("archive_len".to_owned(), n(progress.archive_len));
-    if !record.state.is_terminal() {
+    if record.needs_polling() {
         item.insert("active".to_owned(), s(ACTIVE));
+    }
+    if progress.deliveries != Deliveries::default() {
+        let deliveries = serde_json::to_string(&progress.deliveries).expect("delivery positions serialise");
+        item.insert("deliveries".to_owned(), s(&deliveries));
     }
     if let Some(lease) = &progress.lease {
         item.insert("lease_owner".to_owned(), s(&lease.owner));
@@ -301,6 +306,10 @@ fn from_item(item: &Item) -> Result<BuildRecord, StoreError> {
             started_at_ms: number("started_at"),
             log_cursor: number("log_cursor").unwrap_or(0),
             archive_len: number("archive_len").unwrap_or(0),
+            deliveries: match item.get("deliveries").and_then(|v| v.as_s().ok()) {
+                None => Deliveries::default(),
+                Some(raw) => serde_json::from_str(raw).map_err(|_| bad("deliveries"))?,
+            },
         },
     })
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::delivery::SigningSecret;
 use crate::request::is_argument_name;
 
 #[derive(Clone, Debug)]
@@ -19,6 +20,8 @@ pub struct Settings {
     pub extra_build_args: BTreeMap<String, String>,
     pub image_tag_prefix: String,
     pub kafka_topic: String,
+    /// `WEBHOOK_SIGNING_SECRET` (`whsec_…`): status webhooks carry Standard Webhooks signatures.
+    pub webhook_signing_secret: Option<SigningSecret>,
     pub build_timeout: Duration,
     pub queue_timeout: Duration,
     /// How long a `GET /{build_uuid}` redirect stays valid.
@@ -160,6 +163,13 @@ impl Settings {
             extra_build_args,
             image_tag_prefix,
             kafka_topic: optional("KAFKA_TOPIC").unwrap_or_else(|| "alamobuildlogs".to_owned()),
+            webhook_signing_secret: match optional("WEBHOOK_SIGNING_SECRET") {
+                None => None,
+                Some(raw) => Some(SigningSecret::parse(&raw).ok_or_else(|| ConfigError::Malformed {
+                    name: "WEBHOOK_SIGNING_SECRET",
+                    reason: "must be a Standard Webhooks secret: whsec_ followed by base64 (at least one byte)".to_owned(),
+                })?),
+            },
             build_timeout: duration("BUILD_TIMEOUT", Duration::from_secs(20 * 60))?,
             queue_timeout: duration("QUEUE_TIMEOUT", Duration::from_secs(30 * 60))?,
             sources_link_ttl: duration("SOURCES_LINK_TTL", Duration::from_secs(15 * 60))?,

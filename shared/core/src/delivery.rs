@@ -1,11 +1,59 @@
-//! How a webhook delivery is judged and retried (SPEC §5), and how a status webhook is signed
-//! (Standard Webhooks). Pure: the HTTP and Kafka senders of issue 4 use it; nothing sends yet.
+//! Who a build's webhooks go to, how a delivery is judged and retried (SPEC §5), and how a
+//! status webhook is signed (Standard Webhooks). Pure: [`crate::relay`] sends.
 
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+use crate::request::{Api, BuildSpec};
+use crate::webhook::WebhookTarget;
+
+/// Where a build's status changes go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusTarget {
+    /// A v2 target: JSON over `http(s)`, or a Kafka message keyed by the metadata.
+    Webhook(WebhookTarget),
+    /// The legacy `callback`, with `callback_auth` sent verbatim as `Authorization`.
+    Callback { url: String, auth: Option<String> },
+}
+
+/// Where a build's log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    /// A v2 target: streamed over `http(s)`, or one Kafka message per line keyed by the metadata.
+    Webhook(WebhookTarget),
+    /// Legacy `kafka_hosts`: the envelope of SPEC §3 on `KAFKA_TOPIC`, keyed `{app}-{space}`,
+    /// ending with `Build finished`.
+    LegacyKafka { brokers: Vec<String>, topic: String, key: String },
+}
+
+impl BuildSpec {
+    /// The status targets, in the order their positions are kept.
+    pub fn status_targets(&self) -> Vec<StatusTarget> {
+        match &self.api {
+            Api::V2 { .. } => self.status_targets.iter().cloned().map(StatusTarget::Webhook).collect(),
+            Api::Legacy(legacy) => {
+                let callback = legacy.callback.clone().map(|url| StatusTarget::Callback { url, auth: legacy.callback_auth.clone() });
+                callback.into_iter().collect()
+            }
+        }
+    }
+
+    /// The log targets, in the order their positions are kept; legacy Kafka goes to `kafka_topic`.
+    pub fn log_targets(&self, kafka_topic: &str) -> Vec<LogTarget> {
+        match &self.api {
+            Api::V2 { .. } => self.log_targets.iter().cloned().map(LogTarget::Webhook).collect(),
+            Api::Legacy(legacy) if legacy.kafka_hosts.is_empty() => Vec::new(),
+            Api::Legacy(legacy) => vec![LogTarget::LegacyKafka {
+                brokers: legacy.kafka_hosts.clone(),
+                topic: kafka_topic.to_owned(),
+                key: format!("{}-{}", legacy.app, legacy.space),
+            }],
+        }
+    }
+}
 
 /// What a receiver's answer means for the delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,11 @@ use uuid::Uuid;
 use crate::config::{JenkinsConfig, PollerConfig, Secret, Settings};
 use crate::error::{ServiceError, StoreError};
 use crate::jenkins::{BuildStatus, Jenkins, JenkinsError, LogSink, LogWindow, QueueItem};
-use crate::ports::{BuildStore, ChunkWrite, LogTail, PollMessage, PollQueue, Sealer, SourceStore};
+use crate::ports::{
+    Answer, BuildStore, ChunkWrite, KafkaClient, KafkaMessage, LogStream, LogTail, PollMessage, PollQueue, Sealer, SendError, SourceStore,
+    WebhookClient,
+};
+use crate::relay::Webhooks;
 use crate::record::BuildRecord;
 use crate::shuttle::Shuttle;
 
@@ -63,7 +67,7 @@ impl BuildStore for MemoryStore {
     async fn stale_builds(&self, polled_before_ms: u64, limit: usize) -> Result<Vec<BuildRecord>, StoreError> {
         let builds = self.builds.lock().unwrap();
         let mut stale: Vec<_> =
-            builds.values().filter(|b| !b.state.is_terminal() && b.progress.polled_at_ms < polled_before_ms).cloned().collect();
+            builds.values().filter(|b| b.needs_polling() && b.progress.polled_at_ms < polled_before_ms).cloned().collect();
         stale.sort_by_key(|b| b.progress.polled_at_ms);
         stale.truncate(limit);
         Ok(stale)
@@ -190,6 +194,7 @@ pub fn test_settings() -> Settings {
         extra_build_args: Default::default(),
         image_tag_prefix: "1".into(),
         kafka_topic: "alamobuildlogs".into(),
+        webhook_signing_secret: None,
         build_timeout: Duration::from_secs(1200),
         queue_timeout: Duration::from_secs(1800),
         sources_link_ttl: Duration::from_secs(900),
@@ -279,6 +284,62 @@ impl Jenkins for FakeJenkins {
 
     async fn delete_job(&self, job: &str) -> Result<(), JenkinsError> {
         self.record(format!("delete_job {job}"));
+        Ok(())
+    }
+}
+
+/// What a [`RecordingWebhooks`] was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+/// Webhook receivers in memory: every JSON post and every log stream is recorded; posts are
+/// answered by `answers` in turn (then 200), streams with 200; Kafka messages are kept by topic.
+#[derive(Default)]
+pub struct RecordingWebhooks {
+    pub posts: Mutex<Vec<Sent>>,
+    pub answers: Mutex<std::collections::VecDeque<u16>>,
+    pub streams: Arc<Mutex<Vec<Sent>>>,
+    pub kafka: Mutex<Vec<(String, KafkaMessage)>>,
+}
+
+impl RecordingWebhooks {
+    pub fn webhooks(self: &Arc<Self>) -> Webhooks {
+        Webhooks { http: self.clone(), kafka: self.clone() }
+    }
+}
+
+#[async_trait]
+impl WebhookClient for RecordingWebhooks {
+    async fn post_json(&self, url: &str, headers: Vec<(String, String)>, body: Bytes) -> Result<Answer, SendError> {
+        self.posts.lock().unwrap().push(Sent { url: url.to_owned(), headers, body });
+        let status = self.answers.lock().unwrap().pop_front().unwrap_or(200);
+        Ok(Answer { status, retry_after: None })
+    }
+
+    fn stream(&self, url: &str, headers: Vec<(String, String)>) -> LogStream {
+        let (body, mut frames) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let (streams, url) = (self.streams.clone(), url.to_owned());
+        tokio::spawn(async move {
+            let mut received = Vec::new();
+            while let Some(frame) = frames.recv().await {
+                received.extend_from_slice(&frame);
+            }
+            streams.lock().unwrap().push(Sent { url, headers, body: received.into() });
+            let _ = answer.send(Ok(Answer { status: 200, retry_after: None }));
+        });
+        LogStream { body, answer: answered }
+    }
+}
+
+#[async_trait]
+impl KafkaClient for RecordingWebhooks {
+    async fn produce(&self, _brokers: &[String], topic: &str, messages: Vec<KafkaMessage>) -> Result<(), (usize, SendError)> {
+        self.kafka.lock().unwrap().extend(messages.into_iter().map(|m| (topic.to_owned(), m)));
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ pub mod poll;
 pub mod ports;
 pub mod record;
 pub mod redact;
+pub mod relay;
 pub mod request;
 pub mod shuttle;
 pub mod source;

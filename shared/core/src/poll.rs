@@ -19,6 +19,7 @@ use crate::jenkins::{parameters, JenkinsError, JenkinsResult, LogSink, LogWindow
 use crate::ports::{ChunkWrite, FetchError, PollMessage, SourceFetcher, SourceStore};
 use crate::record::{now_ms, ApiKind, BuildRecord, Lease};
 use crate::redact::redact;
+use crate::relay::{Relay, Webhooks};
 use crate::request::{Api, BuildSpec};
 use crate::source::Source;
 use crate::state::{BuildState, StopIntent};
@@ -36,12 +37,19 @@ const REDRIVE_BATCH: usize = 100;
 
 const MAX_WRITE_ATTEMPTS: usize = 8;
 
+/// The longest SQS message delay.
+const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// The least time deliveries in flight get to finish when a poll ends.
+const MIN_GRACE: Duration = Duration::from_secs(1);
+
 /// The poller function's timeout (`template.yaml`): no poll outlives it.
 pub const POLLER_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub struct Poller {
     pub shuttle: Shuttle,
     pub fetcher: Arc<dyn SourceFetcher>,
+    pub webhooks: Webhooks,
 }
 
 /// What became of a poll message.
@@ -92,8 +100,8 @@ impl From<ServiceError> for StepError {
 }
 
 impl Poller {
-    pub fn new(shuttle: Shuttle, fetcher: Arc<dyn SourceFetcher>) -> Self {
-        Self { shuttle, fetcher }
+    pub fn new(shuttle: Shuttle, fetcher: Arc<dyn SourceFetcher>, webhooks: Webhooks) -> Self {
+        Self { shuttle, fetcher, webhooks }
     }
 
     /// Handles one poll message. An error means the message should be retried.
@@ -102,8 +110,33 @@ impl Poller {
         let Some(record) = self.take_lease(message, &owner).await? else {
             return Ok(Polled::Dropped("duplicate, late, or held by another poll"));
         };
-        let mut build = Build { poller: self, record, owner, spec: None };
-        let next = match build.advance().await {
+        let settings = &self.shuttle.settings;
+        let spec = open_spec(&self.shuttle, &record).await?;
+        let grace = settings.poller.interval.max(MIN_GRACE);
+        let relay = Relay::new(
+            &self.webhooks,
+            self.shuttle.sources.as_ref(),
+            settings.webhook_signing_secret.as_ref(),
+            &spec,
+            &settings.kafka_topic,
+            &record,
+            grace,
+        );
+        let window_end = Instant::now() + settings.poller.window;
+        let mut build = Build { poller: self, record, owner, spec, relay: &relay };
+        // The build moves while the relay delivers; a finished build's deliveries get the rest
+        // of the window, an unfinished one's an interval (its next poll comes soon).
+        let (advanced, ()) = tokio::join!(
+            async {
+                let advanced = build.advance().await;
+                let until = if build.record.state.is_terminal() { window_end } else { Instant::now() + settings.poller.interval };
+                relay.settle(until).await;
+                relay.close();
+                advanced
+            },
+            relay.run()
+        );
+        let next = match advanced {
             Ok(next) => next,
             Err(StepError::LostLease) => return Ok(Polled::Dropped("another poll took over the build")),
             Err(StepError::Shuttle(error)) => {
@@ -120,7 +153,7 @@ impl Poller {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let Some(record) = store.get(message.source_id).await? else { return Ok(None) };
             let now = now_ms();
-            if record.state.is_terminal() || record.progress.round != message.round || record.progress.leased_by_other(owner, now) {
+            if !record.needs_polling() || record.progress.round != message.round || record.progress.leased_by_other(owner, now) {
                 return Ok(None);
             }
             let mut leased = record.clone();
@@ -152,7 +185,8 @@ impl Poller {
                 continue;
             }
             let id = record.source_id;
-            if now.saturating_sub(record.created_at_ms) > as_ms(stuck_after) {
+            // A finished build waits here only for its deliveries, which are bounded by themselves.
+            if !record.state.is_terminal() && now.saturating_sub(record.created_at_ms) > as_ms(stuck_after) {
                 let reason = format!("the build did not finish within {} s; the shuttle gave up on it", stuck_after.as_secs());
                 if self.give_up(record, reason).await? {
                     done.failed.push(id);
@@ -168,19 +202,39 @@ impl Poller {
     /// Fails a stuck build (unless someone moved it meanwhile) and stops what Jenkins may still run.
     async fn give_up(&self, record: BuildRecord, reason: String) -> Result<bool, ShuttleError> {
         let mut failed = record.clone();
-        failed.state = BuildState::Failed;
+        failed.move_to(BuildState::Failed);
         failed.failure = Some(reason);
         failed.progress.lease = None;
         failed.progress.round += 1;
         failed.updated_at_ms = now_ms();
-        match self.shuttle.store.update(&failed).await {
-            Ok(_) => {}
+        let failed = match self.shuttle.store.update(&failed).await {
+            Ok(failed) => failed,
             Err(StoreError::Conflict) => return Ok(false),
             Err(e) => return Err(e.into()),
-        }
+        };
         self.shuttle.halt_in_jenkins(&record).await;
+        if failed.needs_polling() {
+            // The targets are told by a poll; should this enqueue fail, the schedule comes back.
+            let message = PollMessage { source_id: failed.source_id, round: failed.progress.round };
+            if let Err(error) = self.shuttle.queue.enqueue(&message, Duration::ZERO).await {
+                tracing::warn!(build = %failed.source_id, %error, "could not enqueue the poll that tells the targets");
+            }
+        }
         Ok(true)
     }
+}
+
+/// The build's spec, unsealed.
+async fn open_spec(shuttle: &Shuttle, record: &BuildRecord) -> Result<BuildSpec, ShuttleError> {
+    let plaintext = shuttle.sealer.open(&record.sealed_spec).await?;
+    // serde's message may quote a value (a secret): name only where it failed.
+    serde_json::from_slice(&plaintext).map_err(|e| {
+        ServiceError::new(
+            "build store",
+            format!("the sealed build spec does not parse ({:?} at line {}, column {})", e.classify(), e.line(), e.column()),
+        )
+        .into()
+    })
 }
 
 /// One build during one poll, with the lease held.
@@ -188,7 +242,8 @@ struct Build<'a> {
     poller: &'a Poller,
     record: BuildRecord,
     owner: String,
-    spec: Option<BuildSpec>,
+    spec: BuildSpec,
+    relay: &'a Relay<'a>,
 }
 
 impl Build<'_> {
@@ -231,10 +286,16 @@ impl Build<'_> {
             Err(StepError::LostLease) => return Ok(Polled::Dropped("another poll took over the build")),
             Err(StepError::Shuttle(e)) => return Err(e),
         }
-        // Judged on the record as saved: only an unfinished build is polled again.
+        // Judged on the record as saved: an unfinished build is polled again, and a finished
+        // one while a target still has something coming.
         let state = self.record.state;
+        let deliveries = &self.record.progress.deliveries;
         let delay = match next {
             Next::Wait(delay) if !state.is_terminal() => Some(delay),
+            _ if self.record.needs_polling() => {
+                let at = deliveries.next_attempt_ms().unwrap_or(0);
+                Some(Duration::from_millis(at.saturating_sub(now_ms())).min(MAX_QUEUE_DELAY))
+            }
             _ => None,
         };
         if let Some(delay) = delay {
@@ -255,9 +316,11 @@ impl Build<'_> {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let mut next = current.clone();
             change(&mut next);
+            self.relay.positions(&mut next.progress.deliveries);
             next.updated_at_ms = now_ms();
             match self.shuttle().store.update(&next).await {
                 Ok(stored) => {
+                    self.relay.publish(&stored);
                     self.record = stored;
                     return Ok(());
                 }
@@ -276,9 +339,7 @@ impl Build<'_> {
     /// Moves the build on to `state` when the state machine allows it.
     async fn move_to(&mut self, state: BuildState) -> Result<(), StepError> {
         self.save(|r| {
-            if r.state.can_move_to(state) {
-                r.state = state;
-            }
+            r.move_to(state);
         })
         .await
     }
@@ -290,6 +351,7 @@ impl Build<'_> {
         let mut sink = ArchiveSink::new(self.shuttle().sources.as_ref(), self.record.source_id, self.record.progress.archive_len);
         sink.write(line).await?;
         let end = sink.finish().await?;
+        sink.feed(self.relay);
         self.save(|r| r.progress.archive_len = r.progress.archive_len.max(end)).await?;
         self.end(None, &reason).await
     }
@@ -307,8 +369,7 @@ impl Build<'_> {
                     None => BuildState::Failed,
                 },
             };
-            if r.state.can_move_to(state) {
-                r.state = state;
+            if r.move_to(state) {
                 if state == BuildState::Failed {
                     r.failure = Some(match &result {
                         Some(result) => format!("Jenkins ended the build: {result:?}"),
@@ -326,25 +387,9 @@ impl Build<'_> {
         self.end(None, otherwise).await
     }
 
-    async fn spec(&mut self) -> Result<BuildSpec, StepError> {
-        if let Some(spec) = &self.spec {
-            return Ok(spec.clone());
-        }
-        let plaintext = self.shuttle().sealer.open(&self.record.sealed_spec).await?;
-        // serde's message may quote a value (a secret): name only where it failed.
-        let spec: BuildSpec = serde_json::from_slice(&plaintext).map_err(|e| {
-            ServiceError::new(
-                "build store",
-                format!("the sealed build spec does not parse ({:?} at line {}, column {})", e.classify(), e.line(), e.column()),
-            )
-        })?;
-        self.spec = Some(spec.clone());
-        Ok(spec)
-    }
-
     /// `accepted`/`pending`: cache the sources, ensure the job, trigger the build.
     async fn prepare(&mut self) -> Result<Next, StepError> {
-        let spec = self.spec().await?;
+        let spec = self.spec.clone();
         if let Some(reason) = spec.rejection.clone() {
             return self.fail_early(reason).await;
         }
@@ -392,9 +437,7 @@ impl Build<'_> {
         };
         self.save(|r| {
             r.progress.queue_item = Some(queue_id);
-            if r.state.can_move_to(BuildState::Queued) {
-                r.state = BuildState::Queued;
-            }
+            r.move_to(BuildState::Queued);
         })
         .await?;
         Ok(Next::Continue)
@@ -415,9 +458,7 @@ impl Build<'_> {
             Ok(Some((queue_item, number))) => {
                 self.save(|r| {
                     r.progress.queue_item = r.progress.queue_item.or(queue_item);
-                    if r.state.can_move_to(BuildState::Queued) {
-                        r.state = BuildState::Queued;
-                    }
+                    r.move_to(BuildState::Queued);
                 })
                 .await?;
                 if let Some(number) = number {
@@ -547,9 +588,7 @@ impl Build<'_> {
             if legacy && r.number.is_none() {
                 r.number = Some(number);
             }
-            if r.state.can_move_to(BuildState::Building) {
-                r.state = BuildState::Building;
-            }
+            r.move_to(BuildState::Building);
         })
         .await
     }
@@ -614,6 +653,7 @@ impl Build<'_> {
         let mut sink = ArchiveSink::new(self.shuttle().sources.as_ref(), self.record.source_id, progress.archive_len);
         let window = self.shuttle().jenkins.read_log(job, number, progress.log_cursor, &mut sink).await?;
         let end = sink.finish().await?;
+        sink.feed(self.relay);
         if sink.skip > 0 {
             // An interrupted poll archived more than Jenkins gave this read (from the same
             // cursor). Its cursor is unknown (Jenkins counts bytes it strips from plain text),
@@ -647,11 +687,13 @@ struct ArchiveSink<'a> {
     /// Bytes still to come that an earlier chunk already holds.
     skip: u64,
     buffer: Vec<u8>,
+    /// What this sink wrote, at its offsets.
+    written: Vec<(u64, Bytes)>,
 }
 
 impl<'a> ArchiveSink<'a> {
     fn new(sources: &'a dyn SourceStore, source_id: Uuid, end: u64) -> Self {
-        Self { sources, source_id, end, skip: 0, buffer: Vec::new() }
+        Self { sources, source_id, end, skip: 0, buffer: Vec::new(), written: Vec::new() }
     }
 
     async fn flush(&mut self) -> Result<(), ServiceError> {
@@ -662,6 +704,7 @@ impl<'a> ArchiveSink<'a> {
         while !bytes.is_empty() {
             match self.sources.put_log_chunk(self.source_id, self.end, bytes.clone()).await? {
                 ChunkWrite::Written => {
+                    self.written.push((self.end, bytes.clone()));
                     self.end += bytes.len() as u64;
                     break;
                 }
@@ -677,6 +720,13 @@ impl<'a> ArchiveSink<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Hands what was written to the relay, for the log targets.
+    fn feed(&mut self, relay: &Relay<'_>) {
+        for (offset, text) in self.written.drain(..) {
+            relay.add_log(offset, &text);
+        }
     }
 
     /// Writes what is buffered; the archive's new length.

@@ -22,7 +22,8 @@ pub trait BuildStore: Send + Sync {
     /// Writes `record` if the stored version still is `record.version`, and returns it as
     /// stored (version + 1). [`StoreError::Conflict`] when someone else wrote first.
     async fn update(&self, record: &BuildRecord) -> Result<BuildRecord, StoreError>;
-    /// Unfinished builds whose last poll was before `polled_before_ms`, stalest first, at most `limit`.
+    /// Builds the poller still has work for ([`BuildRecord::needs_polling`]) whose last poll was
+    /// before `polled_before_ms`, stalest first, at most `limit`.
     async fn stale_builds(&self, polled_before_ms: u64, limit: usize) -> Result<Vec<BuildRecord>, StoreError>;
 }
 

@@ -78,6 +78,96 @@ pub struct Progress {
     pub log_cursor: u64,
     /// Bytes in the S3 log archive (the shuttle's own lines included, so not the cursor).
     pub archive_len: u64,
+    /// What the webhook targets were told so far.
+    pub deliveries: Deliveries,
+}
+
+/// The status changes to report and how far each webhook target is (SPEC §5). The targets
+/// themselves live in the sealed spec (their URLs may hold credentials); these are only
+/// positions, in the order of the spec's targets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deliveries {
+    /// Every status change, in order; an event's index is its sequence number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<StatusEvent>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status: Vec<Delivery>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<Delivery>,
+}
+
+/// A status change: the state entered, and the legacy build number as it was then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusEvent {
+    pub state: BuildState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+}
+
+/// One target's position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Status targets: events delivered (or given up); log targets: the log offset acknowledged.
+    #[serde(default)]
+    pub done: u64,
+    /// A legacy callback: told only `pending` once the number is known, and the end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub callback: bool,
+    /// Failed attempts at what comes next, and when the first of them was.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failing_since_ms: u64,
+    /// Not before this (backoff, `Retry-After`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry_at_ms: u64,
+    /// Nothing more goes to this target: its log was delivered to the end, or it was given up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
+}
+
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+impl Deliveries {
+    /// The positions of new targets: `callback` tells which status targets are legacy callbacks.
+    pub fn for_targets(callbacks: impl IntoIterator<Item = bool>, log_targets: usize) -> Self {
+        Self {
+            events: Vec::new(),
+            status: callbacks.into_iter().map(|callback| Delivery { callback, ..Delivery::default() }).collect(),
+            logs: vec![Delivery::default(); log_targets],
+        }
+    }
+
+    /// The events a status target is told, in order: a legacy callback hears one `pending`
+    /// once the build number is known, then the end; any other target hears every change.
+    pub fn events_for(&self, target: &Delivery) -> Vec<(u64, StatusEvent)> {
+        let all = self.events.iter().enumerate().map(|(seq, event)| (seq as u64, *event));
+        if !target.callback {
+            return all.collect();
+        }
+        let pending = all.clone().find(|(_, e)| !e.state.is_terminal() && e.state != BuildState::Accepted && e.number.is_some());
+        let end = all.clone().find(|(_, e)| e.state.is_terminal());
+        pending.into_iter().chain(end).collect()
+    }
+
+    /// The targets that still have something coming: status targets with events not yet
+    /// told, log targets not closed (a log target is closed once it has the whole log of a
+    /// finished build, or is given up).
+    fn waiting(&self) -> impl Iterator<Item = &Delivery> {
+        let status = self.status.iter().filter(|t| !t.closed && (t.done as usize) < self.events_for(t).len());
+        status.chain(self.logs.iter().filter(|t| !t.closed))
+    }
+
+    pub fn pending(&self) -> bool {
+        self.waiting().next().is_some()
+    }
+
+    /// The earliest time a waiting target may be tried again (`0`: now), if any waits.
+    pub fn next_attempt_ms(&self) -> Option<u64> {
+        self.waiting().map(|t| t.retry_at_ms).min()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +184,41 @@ impl Progress {
 }
 
 impl BuildRecord {
+    /// Moves the build to `state` when the state machine allows it, and records the change
+    /// for the status targets. Whether it moved.
+    pub fn move_to(&mut self, state: BuildState) -> bool {
+        if !self.state.can_move_to(state) {
+            return false;
+        }
+        self.state = state;
+        self.progress.deliveries.events.push(StatusEvent { state, number: self.number });
+        true
+    }
+
+    /// Whether the poller still has work for the build: it is unfinished, or a webhook target
+    /// has not yet been told everything.
+    pub fn needs_polling(&self) -> bool {
+        !self.state.is_terminal() || self.progress.deliveries.pending()
+    }
+
+    /// The status webhook body of `event`: v2 (SPEC §2) or a legacy callback (SPEC §3).
+    pub fn status_body(&self, event: StatusEvent, callback: bool) -> serde_json::Value {
+        match callback {
+            false => serde_json::json!({
+                "id": self.metadata,
+                "type": "build system",
+                "building": event.state.building(),
+                "status": event.state.v2_status(),
+            }),
+            true => serde_json::json!({
+                "id": event.number,
+                "type": "jenkins",
+                "building": event.state.building(),
+                "status": event.state.legacy_status(),
+            }),
+        }
+    }
+
     /// The v2 status webhook body (SPEC §2); the status endpoint answers it with more fields.
     pub fn v2_status_body(&self) -> serde_json::Value {
         serde_json::json!({

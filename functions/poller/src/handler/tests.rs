@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use shuttle_core::fakes::{fake_shuttle, FakeShuttle};
+use shuttle_core::fakes::{fake_shuttle, FakeShuttle, RecordingWebhooks};
 use shuttle_core::poll::Poller;
 use shuttle_core::ports::{FetchError, SourceFetcher};
 use uuid::Uuid;
@@ -19,7 +19,8 @@ impl SourceFetcher for NoDownloads {
 
 fn poller() -> (Poller, FakeShuttle) {
     let fake = fake_shuttle();
-    (Poller::new(fake.shuttle.clone(), Arc::new(NoDownloads)), fake)
+    let webhooks = Arc::new(RecordingWebhooks::default()).webhooks();
+    (Poller::new(fake.shuttle.clone(), Arc::new(NoDownloads), webhooks), fake)
 }
 
 fn sqs_event(bodies: &[(&str, &str)]) -> serde_json::Value {

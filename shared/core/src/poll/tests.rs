@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::*;
-use crate::fakes::{fake_shuttle, FakeShuttle, MemorySources};
+use crate::fakes::{fake_shuttle, FakeShuttle, MemorySources, RecordingWebhooks};
 use crate::ids::v2_source_id;
 use crate::ports::BuildStore;
 
@@ -19,7 +19,8 @@ impl SourceFetcher for Unreachable {
 
 fn poller() -> (Poller, FakeShuttle) {
     let fake = fake_shuttle();
-    (Poller::new(fake.shuttle.clone(), Arc::new(Unreachable)), fake)
+    let webhooks = Arc::new(RecordingWebhooks::default()).webhooks();
+    (Poller::new(fake.shuttle.clone(), Arc::new(Unreachable), webhooks), fake)
 }
 
 fn v2_body(source: &str) -> Vec<u8> {
@@ -124,4 +125,61 @@ async fn the_schedule_requeues_stale_builds_with_their_round_and_fails_stuck_one
     let stuck = fake.store.get(stuck).await.unwrap().unwrap();
     assert_eq!(stuck.state, BuildState::Failed);
     assert!(stuck.failure.unwrap().contains("gave up"));
+}
+
+/// A poller whose webhooks are recorded, and its fakes.
+fn poller_with_webhooks() -> (Poller, FakeShuttle, Arc<RecordingWebhooks>) {
+    let fake = fake_shuttle();
+    let webhooks = Arc::new(RecordingWebhooks::default());
+    (Poller::new(fake.shuttle.clone(), Arc::new(Unreachable), webhooks.webhooks()), fake, webhooks)
+}
+
+#[tokio::test]
+async fn a_status_answered_500_is_resent_by_a_later_poll_with_the_same_id_then_the_rest_in_order() {
+    let (poller, fake, webhooks) = poller_with_webhooks();
+    let id = v2_source_id("app", "1");
+    let body = json!({
+        "source": {"url": "https://src.example/a.tgz"}, "destination": {"url": "docker://registry.example/org/app:1"},
+        "metadata": "meta", "webhooks": {"status": "https://hooks.example/status", "logs": ["https://hooks.example/logs", "kafka://k:9092/logs"]},
+    });
+    fake.shuttle.create_v2("app", "1", body.to_string().as_bytes()).await.unwrap();
+    webhooks.answers.lock().unwrap().push_back(500);
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
+    let Polled::Moved { state: BuildState::Failed, next: Some(delay) } = polled else { panic!("{polled:?}") };
+    assert!(delay >= Duration::from_millis(400), "the retry waits: {delay:?}");
+    let record = fake.store.get(id).await.unwrap().unwrap();
+    assert!(record.needs_polling(), "a finished build is polled while a target waits");
+    assert_eq!(record.progress.deliveries.status[0].done, 0);
+    assert_eq!(record.progress.deliveries.status[0].attempts, 1);
+    let log = fake.sources.log(id);
+    assert_eq!(webhooks.streams.lock().unwrap()[0].body, log, "the log target has the whole log");
+    let lines = webhooks.kafka.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1);
+    assert_eq!((lines[0].0.as_str(), lines[0].1.key.as_str()), ("logs", "meta"));
+    assert_eq!(&lines[0].1.payload[..], &log[..log.len() - 1], "one message per line, without its newline");
+
+    tokio::time::sleep(delay).await;
+    let polled = poller.poll(&PollMessage { source_id: id, round: record.progress.round }).await.unwrap();
+    assert_eq!(polled, Polled::Moved { state: BuildState::Failed, next: None });
+    let posts = webhooks.posts.lock().unwrap().clone();
+    let bodies: Vec<serde_json::Value> = posts.iter().map(|p| serde_json::from_slice(&p.body).unwrap()).collect();
+    let status = |s: &str| json!({"id": "meta", "type": "build system", "building": false, "status": s});
+    assert_eq!(bodies, vec![status("pending"), status("pending"), status("failed")]);
+    assert!(!fake.store.get(id).await.unwrap().unwrap().needs_polling());
+    assert_eq!(webhooks.streams.lock().unwrap().len(), 1, "a log delivered to the end is not sent again");
+}
+
+#[test]
+fn a_legacy_callback_hears_pending_once_the_number_is_known_then_the_end() {
+    let event = |state, number| crate::record::StatusEvent { state, number };
+    let mut deliveries = crate::record::Deliveries::for_targets([true, false], 0);
+    deliveries.events = vec![
+        event(BuildState::Pending, None),
+        event(BuildState::Queued, None),
+        event(BuildState::Building, Some(3)),
+        event(BuildState::Succeeded, Some(3)),
+    ];
+    let seqs = |target| deliveries.events_for(target).into_iter().map(|(seq, _)| seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&deliveries.status[0]), vec![2, 3], "the callback");
+    assert_eq!(seqs(&deliveries.status[1]), vec![0, 1, 2, 3], "a v2 target");
 }

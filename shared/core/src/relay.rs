@@ -1,0 +1,595 @@
+//! Delivering a build's webhooks during one poll (SPEC §5): every status change to every status
+//! target, in order, and the log to every log target from the offset that target acknowledged.
+//!
+//! Each target has its own loop, so a slow, failing or dead target holds back nobody else. The
+//! poll feeds the relay as it goes ([`Relay::publish`] after every write of the build,
+//! [`Relay::add_log`] as log text is archived) and closes it before the handler returns: no new
+//! delivery starts then, and what is in flight gets [`Relay::grace`] to finish. The positions
+//! the loops reached are saved with the build ([`Relay::positions`]); what is left is resumed by
+//! the next poll.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::delivery::{verdict, LogTarget, RetryPolicy, SigningSecret, StatusTarget, Verdict};
+use crate::ports::{Answer, KafkaClient, KafkaMessage, SendError, SourceStore, WebhookClient};
+use crate::record::{now_ms, BuildRecord, Deliveries, Delivery, StatusEvent};
+use crate::redact::redact;
+use crate::request::BuildSpec;
+use crate::webhook::WebhookTarget;
+
+/// The senders: HTTP and Kafka.
+#[derive(Clone)]
+pub struct Webhooks {
+    pub http: Arc<dyn WebhookClient>,
+    pub kafka: Arc<dyn KafkaClient>,
+}
+
+/// The largest body frame of a log stream, and the most log one read from the archive yields.
+const FRAME_BYTES: usize = 64 * 1024;
+const READ_BYTES: u64 = 1024 * 1024;
+/// What the relay keeps of the log archived during the poll; older text is read back from S3.
+const FEED_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// `X-Build-Metadata` is the metadata percent-encoded: controls, non-ASCII and separators.
+const HEADER_VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%').add(b',').add(b';').add(b'\\');
+
+/// What the poll tells the relay, and where the targets are.
+struct Shared {
+    record: BuildRecord,
+    /// Log text archived during this poll, from archive offset `feed_start`.
+    feed_start: u64,
+    feed: Vec<u8>,
+    closing: bool,
+}
+
+pub struct Relay<'a> {
+    webhooks: &'a Webhooks,
+    sources: &'a dyn SourceStore,
+    signing: Option<&'a SigningSecret>,
+    status_targets: Vec<StatusTarget>,
+    log_targets: Vec<LogTarget>,
+    grace: Duration,
+    shared: Mutex<Shared>,
+    changed: watch::Sender<u64>,
+}
+
+impl<'a> Relay<'a> {
+    pub fn new(
+        webhooks: &'a Webhooks,
+        sources: &'a dyn SourceStore,
+        signing: Option<&'a SigningSecret>,
+        spec: &BuildSpec,
+        kafka_topic: &str,
+        record: &BuildRecord,
+        grace: Duration,
+    ) -> Self {
+        let (changed, _) = watch::channel(0);
+        let status_targets = spec.status_targets();
+        let log_targets = spec.log_targets(kafka_topic);
+        let mut record = record.clone();
+        let deliveries = &mut record.progress.deliveries;
+        if deliveries.status.len() != status_targets.len() || deliveries.logs.len() != log_targets.len() {
+            // Positions that do not match the targets (a build stored before they were kept) start over.
+            let fresh = Deliveries::for_targets(status_targets.iter().map(|t| matches!(t, StatusTarget::Callback { .. })), log_targets.len());
+            (deliveries.status, deliveries.logs) = (fresh.status, fresh.logs);
+        }
+        let feed_start = record.progress.archive_len;
+        Self {
+            webhooks,
+            sources,
+            signing,
+            status_targets,
+            log_targets,
+            grace,
+            shared: Mutex::new(Shared { record, feed_start, feed: Vec::new(), closing: false }),
+            changed,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|generation| *generation += 1);
+    }
+
+    /// The build as just written: new status events, the archive's length, whether it ended.
+    /// The targets' positions stay the relay's own.
+    pub fn publish(&self, record: &BuildRecord) {
+        {
+            let mut shared = self.lock();
+            let positions = (shared.record.progress.deliveries.status.clone(), shared.record.progress.deliveries.logs.clone());
+            shared.record = record.clone();
+            (shared.record.progress.deliveries.status, shared.record.progress.deliveries.logs) = positions;
+        }
+        self.notify();
+    }
+
+    /// Log text just archived at `offset`.
+    pub fn add_log(&self, offset: u64, text: &[u8]) {
+        if text.is_empty() {
+            return;
+        }
+        let mut shared = self.lock();
+        if offset != shared.feed_start + shared.feed.len() as u64 {
+            shared.feed.clear();
+            shared.feed_start = offset;
+        }
+        shared.feed.extend_from_slice(text);
+        if shared.feed.len() > FEED_MAX_BYTES {
+            let drop = shared.feed.len() - FEED_MAX_BYTES / 2;
+            shared.feed.drain(..drop);
+            shared.feed_start += drop as u64;
+        }
+    }
+
+    /// The targets' positions, to be saved with the build.
+    pub fn positions(&self, into: &mut Deliveries) {
+        let shared = self.lock();
+        let ours = &shared.record.progress.deliveries;
+        into.status.clone_from(&ours.status);
+        into.logs.clone_from(&ours.logs);
+    }
+
+    /// Whether a target could be sent something now (or is sending).
+    pub fn busy(&self) -> bool {
+        let shared = self.lock();
+        let now = now_ms();
+        let record = &shared.record;
+        let deliveries = &record.progress.deliveries;
+        let status = deliveries.status.iter().any(|t| !t.closed && t.retry_at_ms <= now && (t.done as usize) < deliveries.events_for(t).len());
+        let logs = deliveries.logs.iter().any(|t| !t.closed && t.retry_at_ms <= now && (t.done < record.progress.archive_len || record.state.is_terminal()));
+        status || logs
+    }
+
+    /// Waits until no target has anything to send now, or `deadline`.
+    pub async fn settle(&self, deadline: Instant) {
+        let mut changes = self.changed.subscribe();
+        while self.busy() && Instant::now() < deadline {
+            let _ = tokio::time::timeout_at(deadline.min(Instant::now() + Duration::from_millis(100)), changes.changed()).await;
+        }
+    }
+
+    /// No delivery starts from now on; those in flight get the grace period.
+    pub fn close(&self) {
+        self.lock().closing = true;
+        self.notify();
+    }
+
+    /// Runs every target's loop until the relay is closed and each has stopped.
+    pub async fn run(&self) {
+        let status = (0..self.status_targets.len()).map(|i| self.status_loop(i));
+        let logs = (0..self.log_targets.len()).map(|i| self.log_loop(i));
+        let (_, _) = tokio::join!(join_all(status), join_all(logs));
+    }
+
+    /// Resolves `grace` after the relay was closed: work still in flight then is abandoned (and
+    /// resumed by the next poll; a delivery cut short counts as not delivered).
+    async fn cut_off(&self) {
+        let mut changes = self.changed.subscribe();
+        while !self.lock().closing {
+            if changes.changed().await.is_err() {
+                break;
+            }
+        }
+        tokio::time::sleep(self.grace).await;
+    }
+
+    /// Waits for a change, until `until` at most; false once the relay is closed.
+    async fn wait(&self, changes: &mut watch::Receiver<u64>, until: Option<Instant>) -> bool {
+        if self.lock().closing {
+            return false;
+        }
+        match until {
+            Some(until) => {
+                let _ = tokio::time::timeout_at(until, changes.changed()).await;
+            }
+            None => {
+                let _ = changes.changed().await;
+            }
+        }
+        !self.lock().closing
+    }
+
+    fn update_status(&self, index: usize, change: impl FnOnce(&mut Delivery)) {
+        change(&mut self.lock().record.progress.deliveries.status[index]);
+        self.notify();
+    }
+
+    fn update_log(&self, index: usize, change: impl FnOnce(&mut Delivery)) {
+        change(&mut self.lock().record.progress.deliveries.logs[index]);
+        self.notify();
+    }
+
+    /// Tells status target `index` every event it has not been told, in order.
+    async fn status_loop(&self, index: usize) {
+        let mut changes = self.changed.subscribe();
+        changes.mark_changed();
+        let target = &self.status_targets[index];
+        loop {
+            let next = {
+                let shared = self.lock();
+                let deliveries = &shared.record.progress.deliveries;
+                let Some(position) = deliveries.status.get(index).copied() else { return };
+                let event = deliveries.events_for(&position).get(position.done as usize).copied();
+                (position, event, shared.record.clone())
+            };
+            let (position, Some((seq, event)), record) = next else {
+                if self.wait(&mut changes, None).await {
+                    continue;
+                }
+                return;
+            };
+            if position.closed {
+                return;
+            }
+            if let Some(until) = not_before(position.retry_at_ms) {
+                if self.wait(&mut changes, Some(until)).await {
+                    continue;
+                }
+                return;
+            }
+            if self.lock().closing {
+                return;
+            }
+            let sent = tokio::select! {
+                sent = self.send_status(target, &record, seq, event) => sent,
+                () = self.cut_off() => return,
+            };
+            let callback = matches!(target, StatusTarget::Callback { .. });
+            let policy = if callback { RetryPolicy::LEGACY } else { RetryPolicy::V2 };
+            // A legacy callback's bound runs from the build's creation: `callback_auth` expires.
+            let since = if callback { record.created_at_ms } else { position.failing_since_ms };
+            let outcome = judge(sent, position, policy, since);
+            match &outcome {
+                Outcome::Delivered => {}
+                Outcome::Retry(problem) => tracing::info!(build = %record.source_id, target = %target_name(target), %problem, "status webhook failed; will retry"),
+                Outcome::GiveUp(problem) => tracing::warn!(build = %record.source_id, target = %target_name(target), %problem, "status webhook given up"),
+            }
+            self.update_status(index, |t| match outcome {
+                Outcome::Delivered | Outcome::GiveUp(_) => *t = Delivery { done: t.done + 1, callback: t.callback, ..Delivery::default() },
+                Outcome::Retry(_) => *t = retried(*t, policy, since),
+            });
+        }
+    }
+
+    async fn send_status(&self, target: &StatusTarget, record: &BuildRecord, seq: u64, event: StatusEvent) -> Result<Answer, SendError> {
+        let callback = matches!(target, StatusTarget::Callback { .. });
+        let body = Bytes::from(record.status_body(event, callback).to_string());
+        let id = format!("{}:{seq}", record.source_id);
+        match target {
+            StatusTarget::Webhook(WebhookTarget::Kafka { brokers, topic }) => {
+                let message = KafkaMessage { key: record.metadata.clone(), payload: body, headers: vec![("webhook-id".to_owned(), id)] };
+                self.webhooks.kafka.produce(brokers, topic, vec![message]).await.map(|()| Answer { status: 200, retry_after: None }).map_err(|(_, e)| e)
+            }
+            StatusTarget::Webhook(WebhookTarget::Http { url }) => self.webhooks.http.post_json(url, self.signature(&id, &body), body).await,
+            StatusTarget::Callback { url, auth } => {
+                let mut headers = self.signature(&id, &body);
+                if let Some(auth) = auth {
+                    headers.push(("Authorization".to_owned(), auth.clone()));
+                }
+                self.webhooks.http.post_json(url, headers, body).await
+            }
+        }
+    }
+
+    /// Standard Webhooks headers, when a signing secret is configured.
+    fn signature(&self, id: &str, body: &[u8]) -> Vec<(String, String)> {
+        let Some(secret) = self.signing else { return Vec::new() };
+        let timestamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        vec![
+            ("webhook-id".to_owned(), id.to_owned()),
+            ("webhook-timestamp".to_owned(), timestamp.to_string()),
+            ("webhook-signature".to_owned(), secret.sign(id, timestamp, body)),
+        ]
+    }
+
+    /// Sends log target `index` the log from the offset it acknowledged, as it grows.
+    async fn log_loop(&self, index: usize) {
+        let mut changes = self.changed.subscribe();
+        changes.mark_changed();
+        loop {
+            let (position, end, finished) = {
+                let shared = self.lock();
+                let Some(position) = shared.record.progress.deliveries.logs.get(index).copied() else { return };
+                (position, shared.record.progress.archive_len, shared.record.state.is_terminal())
+            };
+            if position.closed {
+                return;
+            }
+            if position.done >= end && !finished {
+                if self.wait(&mut changes, None).await {
+                    continue;
+                }
+                return;
+            }
+            if let Some(until) = not_before(position.retry_at_ms) {
+                if self.wait(&mut changes, Some(until)).await {
+                    continue;
+                }
+                return;
+            }
+            if self.lock().closing {
+                return;
+            }
+            let source_id = self.lock().record.source_id;
+            let target = &self.log_targets[index];
+            let sent = tokio::select! {
+                sent = self.send_log(target, position.done, &mut changes) => sent,
+                () = self.cut_off() => return,
+            };
+            let (reached, result) = sent;
+            let outcome = match result {
+                Ok(LogSent::Finished) => {
+                    self.update_log(index, |t| *t = Delivery { done: reached, closed: true, ..Delivery::default() });
+                    return;
+                }
+                Ok(LogSent::Delivered) => Outcome::Delivered,
+                Err(problem) => judge(Err(problem), position, RetryPolicy::V2, position.failing_since_ms),
+            };
+            match &outcome {
+                Outcome::Delivered => {}
+                Outcome::Retry(problem) => tracing::info!(build = %source_id, target = %log_target_name(target), %problem, "log delivery failed; will resend from byte {reached}"),
+                Outcome::GiveUp(problem) => tracing::warn!(build = %source_id, target = %log_target_name(target), %problem, "log delivery given up"),
+            }
+            self.update_log(index, |t| match outcome {
+                Outcome::Delivered => *t = Delivery { done: reached, ..Delivery::default() },
+                Outcome::Retry(_) => *t = Delivery { done: reached.max(t.done), ..retried(*t, RetryPolicy::V2, t.failing_since_ms) },
+                Outcome::GiveUp(_) => *t = Delivery { done: reached.max(t.done), closed: true, ..*t },
+            });
+        }
+    }
+
+    /// The archived log from `from`, at most [`READ_BYTES`]: from the feed when it holds it,
+    /// else read back from the archive. Empty when there is nothing past `from` yet.
+    async fn log_from(&self, from: u64) -> Result<Bytes, SendError> {
+        let (end, feed_start, slice) = {
+            let shared = self.lock();
+            let end = shared.record.progress.archive_len;
+            let feed_end = shared.feed_start + shared.feed.len() as u64;
+            let slice = (from >= shared.feed_start && from < feed_end.min(end)).then(|| {
+                let start = usize::try_from(from - shared.feed_start).unwrap_or(usize::MAX);
+                let stop = usize::try_from(feed_end.min(end).min(from + READ_BYTES) - shared.feed_start).unwrap_or(usize::MAX);
+                Bytes::copy_from_slice(&shared.feed[start..stop])
+            });
+            (end, shared.feed_start, slice)
+        };
+        if let Some(slice) = slice {
+            return Ok(slice);
+        }
+        if from >= end {
+            return Ok(Bytes::new());
+        }
+        let until = if from < feed_start { feed_start.min(end) } else { end };
+        let source_id = self.lock().record.source_id;
+        self.sources
+            .read_log_range(source_id, from, (until - from).min(READ_BYTES))
+            .await
+            .map_err(|e| SendError(format!("could not read the log archive: {e}")))
+    }
+
+    /// One delivery of the log from `from`: a stream (HTTP) or a run of lines (Kafka). Returns
+    /// how far the target has acknowledged, and whether it is done with the whole log.
+    async fn send_log(&self, target: &LogTarget, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, SendError>) {
+        match target {
+            LogTarget::Webhook(WebhookTarget::Http { url }) => self.stream_log(url, from, changes).await,
+            LogTarget::Webhook(WebhookTarget::Kafka { brokers, topic }) => self.produce_lines(brokers, topic, None, from).await,
+            LogTarget::LegacyKafka { brokers, topic, key } => self.produce_lines(brokers, topic, Some(key), from).await,
+        }
+    }
+
+    /// One chunked `POST` of the log from `from`, held open while the log grows, until the
+    /// relay closes or the build's whole log is sent.
+    async fn stream_log(&self, url: &str, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, SendError>) {
+        let metadata = self.lock().record.metadata.clone();
+        let headers = vec![
+            ("X-Build-Metadata".to_owned(), utf8_percent_encode(&metadata, HEADER_VALUE).to_string()),
+            ("X-Log-Offset".to_owned(), from.to_string()),
+        ];
+        let stream = self.webhooks.http.stream(url, headers);
+        let mut sent = from;
+        let whole = loop {
+            let text = match self.log_from(sent).await {
+                Ok(text) => text,
+                Err(problem) => return (from, Err(problem)),
+            };
+            if text.is_empty() {
+                let (end, finished) = {
+                    let shared = self.lock();
+                    (shared.record.progress.archive_len, shared.record.state.is_terminal())
+                };
+                if finished && sent >= end {
+                    break true;
+                }
+                if !self.wait(changes, None).await {
+                    break false;
+                }
+                continue;
+            }
+            for frame in text.chunks(FRAME_BYTES) {
+                if stream.body.send(Bytes::copy_from_slice(frame)).await.is_err() {
+                    // The request ended early: its answer says why.
+                    let problem = match stream.answer.await {
+                        Ok(Ok(answer)) => Ok(answer),
+                        Ok(Err(problem)) => Err(problem),
+                        Err(_) => Err(SendError("the stream ended without an answer".to_owned())),
+                    };
+                    return (from, problem.and_then(|answer| Err(answer_problem(&answer))));
+                }
+            }
+            sent += text.len() as u64;
+        };
+        drop(stream.body);
+        let answer = match stream.answer.await {
+            Ok(answer) => answer,
+            Err(_) => Err(SendError("the stream ended without an answer".to_owned())),
+        };
+        match answer {
+            Ok(answer) if (200..300).contains(&answer.status) => (sent, Ok(if whole { LogSent::Finished } else { LogSent::Delivered })),
+            Ok(answer) => (from, Err(answer_problem(&answer))),
+            Err(problem) => (from, Err(problem)),
+        }
+    }
+
+    /// The complete lines from `from` (the last one too, once the build's log is whole), one
+    /// message each, their delivery reports awaited. `legacy`: the key of SPEC §3's envelope.
+    async fn produce_lines(&self, brokers: &[String], topic: &str, legacy: Option<&String>, from: u64) -> (u64, Result<LogSent, SendError>) {
+        let text = match self.log_from(from).await {
+            Ok(text) => text,
+            Err(problem) => return (from, Err(problem)),
+        };
+        let (end, finished, metadata, number) = {
+            let shared = self.lock();
+            let record = &shared.record;
+            (record.progress.archive_len, record.state.is_terminal(), record.metadata.clone(), record.number)
+        };
+        let whole = finished && from + text.len() as u64 >= end;
+        let mut lines = Vec::new();
+        let mut offset = from;
+        for line in text.split_inclusive(|b| *b == b'\n') {
+            if !line.ends_with(b"\n") && !whole {
+                break;
+            }
+            lines.push((offset, line));
+            offset += line.len() as u64;
+        }
+        let mut messages: Vec<KafkaMessage> = lines
+            .iter()
+            .map(|(offset, line)| match legacy {
+                None => KafkaMessage {
+                    key: metadata.clone(),
+                    payload: Bytes::copy_from_slice(line.strip_suffix(b"\n").unwrap_or(line)),
+                    headers: vec![("log-offset".to_owned(), offset.to_string())],
+                },
+                Some(key) => legacy_message(key, number, line),
+            })
+            .collect();
+        if whole {
+            if let Some(key) = legacy {
+                messages.push(legacy_message(key, number, b"Build finished"));
+            }
+        }
+        if messages.is_empty() {
+            return (from, Ok(LogSent::Delivered));
+        }
+        let ends: Vec<u64> = lines.iter().map(|(offset, line)| offset + line.len() as u64).collect();
+        match self.webhooks.kafka.produce(brokers, topic, messages).await {
+            Ok(()) if whole => (offset, Ok(LogSent::Finished)),
+            Ok(()) => (offset, Ok(LogSent::Delivered)),
+            Err((delivered, problem)) => (delivered.checked_sub(1).and_then(|i| ends.get(i).copied()).unwrap_or(from).max(from), Err(problem)),
+        }
+    }
+}
+
+/// What a log delivery achieved.
+enum LogSent {
+    /// Delivered up to where it reached; more may come.
+    Delivered,
+    /// The build is finished and the target has its whole log.
+    Finished,
+}
+
+enum Outcome {
+    Delivered,
+    Retry(String),
+    GiveUp(String),
+}
+
+/// The outcome of an attempt for a target at `position`, under `policy`, failing since `since`.
+fn judge(sent: Result<Answer, SendError>, position: Delivery, policy: RetryPolicy, since: u64) -> Outcome {
+    let answer = match sent {
+        Ok(answer) => answer,
+        Err(problem) => return retry_or_give_up(problem.0, position, policy, since, None),
+    };
+    match verdict(answer.status, answer.retry_after.as_deref(), SystemTime::now()) {
+        Verdict::Delivered => Outcome::Delivered,
+        Verdict::Final { status } => Outcome::GiveUp(format!("answered {status}, which is final")),
+        Verdict::Retry { after } => retry_or_give_up(format!("answered {}", answer.status), position, policy, since, after),
+    }
+}
+
+fn retry_or_give_up(problem: String, position: Delivery, policy: RetryPolicy, since: u64, after: Option<Duration>) -> Outcome {
+    let now = now_ms();
+    let since = if since == 0 { now } else { since };
+    match policy.next_delay(position.attempts + 1, Duration::from_millis(now.saturating_sub(since)), after, jitter()) {
+        Some(_) => Outcome::Retry(problem),
+        None => Outcome::GiveUp(format!("{problem}; {} attempts", position.attempts + 1)),
+    }
+}
+
+/// The position after one more failed attempt: when to try again.
+fn retried(position: Delivery, policy: RetryPolicy, since: u64) -> Delivery {
+    let now = now_ms();
+    let since = if since == 0 { now } else { since };
+    let attempts = position.attempts + 1;
+    let delay = policy.next_delay(attempts, Duration::from_millis(now.saturating_sub(since)), None, jitter()).unwrap_or(policy.max_delay);
+    Delivery {
+        attempts,
+        failing_since_ms: if position.failing_since_ms == 0 { now } else { position.failing_since_ms },
+        retry_at_ms: now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        ..position
+    }
+}
+
+/// A number in `[0, 1)` that differs between pollers and attempts.
+fn jitter() -> f64 {
+    (Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0
+}
+
+/// When a retry time `at_ms` (epoch ms) is still to come, that moment.
+fn not_before(at_ms: u64) -> Option<Instant> {
+    let now = now_ms();
+    (at_ms > now).then(|| Instant::now() + Duration::from_millis(at_ms - now))
+}
+
+fn answer_problem(answer: &Answer) -> SendError {
+    SendError(format!("answered {}", answer.status))
+}
+
+/// SPEC §3: `{"metadata":"{app}-{space}","build":n,"job":"n","message":"<line>"}`.
+fn legacy_message(key: &str, number: Option<u64>, line: &[u8]) -> KafkaMessage {
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        metadata: &'a str,
+        build: Option<u64>,
+        job: String,
+        message: String,
+    }
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let envelope = Envelope {
+        metadata: key,
+        build: number,
+        job: number.map(|n| n.to_string()).unwrap_or_default(),
+        message: String::from_utf8_lossy(line).into_owned(),
+    };
+    KafkaMessage {
+        key: key.to_owned(),
+        payload: Bytes::from(serde_json::to_vec(&envelope).expect("the envelope serialises")),
+        headers: Vec::new(),
+    }
+}
+
+fn target_name(target: &StatusTarget) -> String {
+    match target {
+        StatusTarget::Webhook(target) => target.redacted(),
+        StatusTarget::Callback { url, .. } => redact(url),
+    }
+}
+
+fn log_target_name(target: &LogTarget) -> String {
+    match target {
+        LogTarget::Webhook(target) => target.redacted(),
+        LogTarget::LegacyKafka { brokers, topic, .. } => redact(&format!("kafka://{}/{topic}", brokers.join(","))),
+    }
+}

@@ -1,0 +1,87 @@
+//! A real Kafka-protocol broker for the tests: librdkafka's mock cluster, in the test process,
+//! and a consumer that reads a topic back from the beginning.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+
+/// One record as a consumer reads it.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Message {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    }
+}
+
+pub struct Kafka {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl Kafka {
+    /// A one-broker cluster on a random local port.
+    pub fn start() -> Self {
+        Self { cluster: MockCluster::new(1).expect("a mock Kafka cluster") }
+    }
+
+    /// `host:port` of its broker.
+    pub fn bootstrap(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    /// A topic of one partition (so its messages are in one order).
+    pub fn create_topic(&self, topic: &str) {
+        self.cluster.create_topic(topic, 1, 1).expect("create a topic");
+    }
+
+    /// The topic's messages from the beginning, once `done` holds (panics after `limit`).
+    pub async fn messages_until(&self, topic: &str, limit: Duration, done: impl Fn(&[Message]) -> bool + Send + 'static) -> Vec<Message> {
+        let (bootstrap, topic) = (self.bootstrap(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "shuttle-tests")
+                .set("enable.auto.commit", "false")
+                .create()
+                .expect("a consumer");
+            let mut partitions = TopicPartitionList::new();
+            partitions.add_partition_offset(&topic, 0, Offset::Beginning).expect("partition 0");
+            consumer.assign(&partitions).expect("assign partition 0");
+            let deadline = Instant::now() + limit;
+            let mut messages = Vec::new();
+            while !done(&messages) {
+                assert!(Instant::now() < deadline, "{topic}: not there within {limit:?}; {} messages", messages.len());
+                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                    let headers = message.headers().map_or_else(Vec::new, |headers| {
+                        headers
+                            .iter()
+                            .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                            .collect()
+                    });
+                    messages.push(Message {
+                        key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                        payload: message.payload().unwrap_or_default().to_vec(),
+                        headers,
+                    });
+                }
+            }
+            messages
+        })
+        .await
+        .expect("the consumer")
+    }
+
+    /// At least `count` messages of the topic.
+    pub async fn messages(&self, topic: &str, count: usize, limit: Duration) -> Vec<Message> {
+        self.messages_until(topic, limit, move |messages| messages.len() >= count).await
+    }
+}

@@ -1,0 +1,176 @@
+//! A webhook receiver for the tests: a real HTTP server that keeps every request it gets (head,
+//! body, what it answered, when each part of the body arrived) and answers as the test scripts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// How the receiver answers one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Status(u16),
+    /// A redirect to this location.
+    Redirect(u16, String),
+    /// Reads this many body bytes, then drops the connection without an answer.
+    DropAfter(usize),
+}
+
+/// One request as the receiver got it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// When each body frame arrived, with the body's length after it.
+    pub frames: Vec<(Instant, usize)>,
+    /// What it answered (`None`: the connection was dropped).
+    pub answered: Option<u16>,
+    /// Whether the whole body arrived.
+    pub complete: bool,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("a JSON body: {e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+type Script = dyn Fn(&str, usize) -> Reply + Send + Sync;
+
+/// A receiver on `127.0.0.1:0`.
+pub struct Receiver {
+    pub base: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    /// Answers 200 to everything.
+    pub async fn ok() -> Self {
+        Self::start(|_, _| Reply::Status(200)).await
+    }
+
+    /// Answers `script(path, n)` to the `n`-th request (from 0) to `path`.
+    pub async fn start(script: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+        let base = format!("http://{}", listener.local_addr().expect("a bound address"));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let counts = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let log = received.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (log, counts, script) = (log.clone(), counts.clone(), script.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let (log, counts, script) = (log.clone(), counts.clone(), script.clone());
+                        async move { receive(request, &log, &counts, script.as_ref()).await }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Self { base, received }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Every request to `path` so far, in arrival order (a request counts once it ended).
+    pub fn requests(&self, path: &str) -> Vec<Received> {
+        self.received.lock().expect("the receiver's log").iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    /// The JSON bodies posted to `path`.
+    pub fn bodies(&self, path: &str) -> Vec<serde_json::Value> {
+        self.requests(path).iter().map(Received::json).collect()
+    }
+
+    /// The log as a receiver that honours `X-Log-Offset` has it: every stream's bytes written
+    /// at its offset (broken ones too). Panics if a stream leaves a gap or disagrees with what
+    /// an earlier one said about the same bytes.
+    pub fn log(&self, path: &str) -> Vec<u8> {
+        let mut log = Vec::new();
+        for stream in self.requests(path) {
+            let offset: usize = stream.header("x-log-offset").and_then(|v| v.parse().ok()).expect("every stream has an X-Log-Offset");
+            assert!(offset <= log.len(), "a stream starts at {offset}, past the {} bytes received so far", log.len());
+            let overlap = (log.len() - offset).min(stream.body.len());
+            assert_eq!(&log[offset..offset + overlap], &stream.body[..overlap], "a resent range differs at offset {offset}");
+            log.extend_from_slice(&stream.body[overlap..]);
+        }
+        log
+    }
+
+    /// Waits until `done(self)` holds; panics with `what` after `limit`.
+    pub async fn until(&self, limit: Duration, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn receive(
+    request: Request<Incoming>,
+    log: &Mutex<Vec<Received>>,
+    counts: &Mutex<HashMap<String, usize>>,
+    script: &Script,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let path = request.uri().path().to_owned();
+    let n = {
+        let mut counts = counts.lock().expect("the counts");
+        let count = counts.entry(path.clone()).or_default();
+        *count += 1;
+        *count - 1
+    };
+    let reply = script(&path, n);
+    let (parts, mut body) = request.into_parts();
+    let mut received = Received { path, headers: parts.headers, body: Vec::new(), frames: Vec::new(), answered: None, complete: false };
+    let drop_after = match reply {
+        Reply::DropAfter(bytes) => Some(bytes),
+        _ => None,
+    };
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    received.body.extend_from_slice(data);
+                    received.frames.push((Instant::now(), received.body.len()));
+                }
+                if drop_after.is_some_and(|limit| received.body.len() >= limit) {
+                    log.lock().expect("the receiver's log").push(received);
+                    return Err(std::io::Error::other("the test receiver drops the connection"));
+                }
+            }
+            Some(Err(_)) => {
+                // The sender broke the body off.
+                log.lock().expect("the receiver's log").push(received);
+                return Err(std::io::Error::other("the body broke off"));
+            }
+            None => break,
+        }
+    }
+    received.complete = true;
+    let response = match reply {
+        Reply::Status(status) => Response::builder().status(status).body(Full::new(Bytes::new())),
+        Reply::Redirect(status, location) => Response::builder().status(status).header("Location", location).body(Full::new(Bytes::new())),
+        Reply::DropAfter(_) => Response::builder().status(StatusCode::OK).body(Full::new(Bytes::new())),
+    };
+    received.answered = Some(response.as_ref().map_or(500, |r| r.status().as_u16()));
+    log.lock().expect("the receiver's log").push(received);
+    Ok(response.expect("a valid response"))
+}
