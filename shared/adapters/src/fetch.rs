@@ -207,11 +207,11 @@ fn is_redirect(status: StatusCode) -> bool {
     matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
 }
 
-fn decoded(userinfo_part: &str) -> String {
+pub(crate) fn decoded(userinfo_part: &str) -> String {
     percent_encoding::percent_decode_str(userinfo_part).decode_utf8_lossy().into_owned()
 }
 
-fn without_userinfo(mut url: Url) -> Url {
+pub(crate) fn without_userinfo(mut url: Url) -> Url {
     // Both fail only for URLs without a host, which `check_target` refuses anyway.
     let _ = url.set_password(None);
     let _ = url.set_username("");
@@ -220,7 +220,7 @@ fn without_userinfo(mut url: Url) -> Url {
 
 /// A transport error with its causes ("error sending request: … : connection refused"), without
 /// the URL reqwest adds: it names the redirect target, which may carry a signed query.
-fn describe(error: reqwest::Error) -> String {
+pub(crate) fn describe(error: reqwest::Error) -> String {
     let error = error.without_url();
     let mut text = error.to_string();
     let mut cause = std::error::Error::source(&error);

@@ -1,5 +1,5 @@
 //! Adapters from the shuttle's ports to the outside systems, one module per system: DynamoDB,
-//! S3, SQS, KMS and Jenkins.
+//! S3, SQS, KMS, Jenkins, and the webhook targets (HTTP receivers and Kafka).
 //!
 //! Every AWS client comes from one `SdkConfig` loaded the SDK's own way, so the local emulator
 //! is reached through `AWS_ENDPOINT_URL` and production and local runs are the same code.
@@ -7,9 +7,11 @@
 pub mod dynamodb;
 pub mod fetch;
 pub mod jenkins;
+pub mod kafka;
 pub mod kms;
 pub mod s3;
 pub mod sqs;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -22,9 +24,11 @@ use shuttle_core::{Settings, Shuttle};
 pub use dynamodb::DynamoDbBuildStore;
 pub use fetch::HttpSourceFetcher;
 pub use jenkins::{JenkinsClient, JenkinsSettings};
+pub use kafka::RdKafkaClient;
 pub use kms::KmsSealer;
 pub use s3::S3SourceStore;
 pub use sqs::SqsPollQueue;
+pub use webhooks::HttpWebhookClient;
 
 /// The SDK configuration from the environment: credentials, region and endpoints.
 pub async fn load_sdk_config() -> SdkConfig {

@@ -1,0 +1,159 @@
+//! Kafka delivery (SPEC §5): `kafka://host:port/topic` and `failover(kafka://a/topic, …)`.
+//!
+//! One idempotent producer per bootstrap list, created on first use and kept across calls (and
+//! Lambda invocations): a failover target is one producer over all its brokers, which keeps
+//! delivering while any one of them is reachable. Idempotence keeps the order of a call's
+//! messages and rules out duplicates from librdkafka's own retries, so the messages delivered are
+//! always a prefix of those given.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use shuttle_core::ports::{KafkaClient, KafkaMessage, SendError};
+use shuttle_core::redact::redact;
+use tokio::time::Instant;
+
+/// How long librdkafka may try to deliver a message (its retries included) before reporting it
+/// undelivered.
+pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a broker connection (TCP, and TLS or SASL if any) may take to set up.
+const CONNECTION_SETUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long messages wait to be batched.
+const LINGER: Duration = Duration::from_millis(5);
+/// How long to wait before enqueueing again when the producer's queue is full of other calls'
+/// messages.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
+
+/// Produces to Kafka through producers cached by bootstrap list.
+pub struct RdKafkaClient {
+    producers: Mutex<HashMap<String, FutureProducer>>,
+    message_timeout: Duration,
+}
+
+impl Default for RdKafkaClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RdKafkaClient {
+    /// A client whose messages are reported undelivered after [`MESSAGE_TIMEOUT`]. Creates no
+    /// producer yet: no network call.
+    pub fn new() -> Self {
+        Self::with_message_timeout(MESSAGE_TIMEOUT)
+    }
+
+    /// A client whose messages are reported undelivered after `message_timeout` (at least 1 ms).
+    pub fn with_message_timeout(message_timeout: Duration) -> Self {
+        Self { producers: Mutex::new(HashMap::new()), message_timeout: message_timeout.max(Duration::from_millis(1)) }
+    }
+
+    /// The producer for `bootstrap` (`host:port,host:port`), created on first use.
+    fn producer(&self, bootstrap: &str) -> Result<FutureProducer, SendError> {
+        let mut producers = self.producers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(producer) = producers.get(bootstrap) {
+            return Ok(producer.clone());
+        }
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", self.message_timeout.as_millis().to_string())
+            .set("linger.ms", LINGER.as_millis().to_string())
+            .set("socket.connection.setup.timeout.ms", CONNECTION_SETUP_TIMEOUT.as_millis().to_string())
+            .create()
+            .map_err(|e| SendError(redact(&format!("no Kafka producer for {bootstrap}: {e}"))))?;
+        producers.insert(bootstrap.to_owned(), producer.clone());
+        Ok(producer)
+    }
+
+    /// Drops the cached producer of `bootstrap`: the next call creates a new one.
+    fn forget(&self, bootstrap: &str) {
+        self.producers.lock().unwrap_or_else(PoisonError::into_inner).remove(bootstrap);
+    }
+}
+
+#[async_trait]
+impl KafkaClient for RdKafkaClient {
+    async fn produce(&self, brokers: &[String], topic: &str, messages: Vec<KafkaMessage>) -> Result<(), (usize, SendError)> {
+        let bootstrap = brokers.iter().map(|broker| broker.trim()).collect::<Vec<_>>().join(",");
+        let producer = self.producer(&bootstrap).map_err(|e| (0, e))?;
+        let result = produce_in_order(&producer, topic, &messages, self.message_timeout).await;
+        // A fatal error (the idempotent producer's state lost) leaves the producer unusable.
+        if result.is_err() && producer.client().fatal_error().is_some() {
+            self.forget(&bootstrap);
+        }
+        result.map_err(|(delivered, SendError(message))| (delivered, SendError(redact(&message))))
+    }
+}
+
+/// Enqueues `messages` in order and awaits their delivery reports, oldest first. `Err` carries
+/// how many of the first messages were delivered. A full queue is waited out on the oldest of
+/// this call's deliveries, or for at most `queue_wait` when the queue is full of others'.
+async fn produce_in_order(
+    producer: &FutureProducer,
+    topic: &str,
+    messages: &[KafkaMessage],
+    queue_wait: Duration,
+) -> Result<(), (usize, SendError)> {
+    let mut pending: VecDeque<DeliveryFuture> = VecDeque::with_capacity(messages.len());
+    let mut delivered = 0;
+    let mut refused = None;
+    'messages: for message in messages {
+        let mut record = record(topic, message);
+        let mut full_since = None;
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push_back(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    if let Some(oldest) = pending.pop_front() {
+                        delivery_report(oldest).await.map_err(|e| (delivered, e))?;
+                        delivered += 1;
+                    } else if full_since.get_or_insert_with(Instant::now).elapsed() < queue_wait {
+                        tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                    } else {
+                        refused = Some(SendError(format!("the producer's queue stayed full for {queue_wait:?}")));
+                        break 'messages;
+                    }
+                }
+                Err((error, _)) => {
+                    refused = Some(SendError(format!("not enqueued: {error}")));
+                    break 'messages;
+                }
+            }
+        }
+    }
+    for delivery in pending {
+        delivery_report(delivery).await.map_err(|e| (delivered, e))?;
+        delivered += 1;
+    }
+    refused.map_or(Ok(()), |error| Err((delivered, error)))
+}
+
+fn record<'a>(topic: &'a str, message: &'a KafkaMessage) -> FutureRecord<'a, str, [u8]> {
+    let record = FutureRecord::to(topic).key(message.key.as_str()).payload(message.payload.as_ref());
+    if message.headers.is_empty() {
+        return record;
+    }
+    let headers = message.headers.iter().fold(OwnedHeaders::new_with_capacity(message.headers.len()), |headers, (key, value)| {
+        headers.insert(Header { key, value: Some(value.as_str()) })
+    });
+    record.headers(headers)
+}
+
+async fn delivery_report(delivery: DeliveryFuture) -> Result<(), SendError> {
+    match delivery.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((error, _))) => Err(SendError(format!("not delivered: {error}"))),
+        Err(_) => Err(SendError("the producer went away before reporting the delivery".to_owned())),
+    }
+}
