@@ -7,7 +7,7 @@ use bytes::Bytes;
 use shuttle_adapters::{DynamoDbBuildStore, KmsSealer, S3SourceStore, SqsPollQueue};
 use shuttle_core::error::StoreError;
 use shuttle_core::ports::{BuildStore, ChunkWrite, PollMessage, PollQueue, Sealer, SourceStore};
-use shuttle_core::record::{ApiKind, BuildRecord, Lease, Progress};
+use shuttle_core::record::{ApiKind, BuildRecord, Deliveries, Delivery, Lease, Progress, StatusEvent};
 use shuttle_core::state::{BuildState, StopIntent};
 use shuttle_tests::Stack;
 use uuid::Uuid;
@@ -273,17 +273,36 @@ async fn dynamodb_keeps_the_pollers_positions_and_finds_stale_builds() {
         started_at_ms: Some(1_800),
         log_cursor: 1234,
         archive_len: 1300,
+        deliveries: Deliveries {
+            events: vec![
+                StatusEvent { state: BuildState::Pending, number: None },
+                StatusEvent { state: BuildState::Building, number: Some(3) },
+            ],
+            status: vec![Delivery { done: 1, callback: true, attempts: 2, failing_since_ms: 1_900, retry_at_ms: 2_500, closed: false }],
+            logs: vec![Delivery { done: 1000, ..Delivery::default() }, Delivery { done: 1300, closed: true, ..Delivery::default() }],
+        },
     };
     let moved = store.update(&moved).await.unwrap();
     assert_eq!(store.get(old.source_id).await.unwrap().unwrap(), moved, "every position round-trips");
     let mut finished = done.clone();
     finished.state = BuildState::Succeeded;
     store.update(&finished).await.unwrap();
+    // A finished build whose status target was not told the end yet is still the poller's.
+    let untold = record("app-a", None, 600);
+    assert!(store.insert(&untold).await.unwrap());
+    let mut ended = untold.clone();
+    ended.progress.deliveries = Deliveries::for_targets([false], 0);
+    assert!(ended.move_to(BuildState::Failed));
+    let ended = store.update(&ended).await.unwrap();
 
     let stale: Vec<Uuid> = store.stale_builds(3_000, 10).await.unwrap().into_iter().map(|r| r.source_id).collect();
-    assert_eq!(stale, vec![old.source_id], "polled before 3000 and unfinished; the finished build is not listed");
+    assert_eq!(
+        stale,
+        vec![ended.source_id, old.source_id],
+        "polled before 3000 and unfinished or untold; the finished build is not listed"
+    );
     let stale: Vec<Uuid> = store.stale_builds(10_000, 10).await.unwrap().into_iter().map(|r| r.source_id).collect();
-    assert_eq!(stale, vec![old.source_id, fresh.source_id], "stalest first");
+    assert_eq!(stale, vec![ended.source_id, old.source_id, fresh.source_id], "stalest first");
     assert_eq!(store.stale_builds(10_000, 1).await.unwrap().len(), 1, "at most the limit");
 }
 

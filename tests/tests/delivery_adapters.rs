@@ -586,3 +586,28 @@ async fn an_unreachable_topic_delivers_nothing_within_the_message_timeout() {
     assert_eq!(delivered, 0, "{error}");
     assert!(elapsed >= message_timeout && elapsed < message_timeout * 3, "gave up after {elapsed:?}");
 }
+
+/// Throughput of the Kafka client against the mock cluster: 100,000 lines of 100 bytes in
+/// batches of 10,000, as the relay sends them. Prints lines/s; run with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn kafka_lines_per_second() {
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    cluster.create_topic("bench", 1, 1).expect("a topic");
+    let client = RdKafkaClient::new();
+    let brokers = vec![cluster.bootstrap_servers()];
+    let line = Bytes::from(vec![b'x'; 99]);
+    let started = Instant::now();
+    for batch in 0..10 {
+        let messages = (0..10_000)
+            .map(|i| KafkaMessage {
+                key: "meta".into(),
+                payload: line.clone(),
+                headers: vec![("log-offset".into(), (batch * 10_000 + i).to_string())],
+            })
+            .collect();
+        client.produce(&brokers, "bench", messages).await.expect("delivered");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!("kafka: 100000 lines in {elapsed:.2} s = {:.0} lines/s", 100_000.0 / elapsed);
+}

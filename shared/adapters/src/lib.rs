@@ -19,6 +19,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use shuttle_core::error::ServiceError;
 use shuttle_core::jenkins::JenkinsError;
 use shuttle_core::poll::Poller;
+use shuttle_core::relay::Webhooks;
 use shuttle_core::{Settings, Shuttle};
 
 pub use dynamodb::DynamoDbBuildStore;
@@ -35,13 +36,14 @@ pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
 
-/// Wires the poller's use cases: the API's, and the download of `http(s)` sources into S3,
-/// both writing through one S3 source store.
+/// Wires the poller's use cases: the API's, the download of `http(s)` sources into S3 (both
+/// writing through one S3 source store), and the webhook senders.
 pub fn poller(sdk: &SdkConfig, settings: Settings, s3_region: Option<String>) -> Result<Poller, ServiceError> {
     let sources = Arc::new(S3SourceStore::new(s3::client(sdk, s3_region), &settings.s3_bucket));
     let fetcher = Arc::new(HttpSourceFetcher::new(sources.clone(), settings.poller.source_max_bytes)?);
     let shuttle = shuttle_with_sources(sdk, settings, sources).map_err(|e| ServiceError::new("jenkins", e))?;
-    Ok(Poller::new(shuttle, fetcher))
+    let webhooks = Webhooks { http: Arc::new(HttpWebhookClient::new()?), kafka: Arc::new(RdKafkaClient::new()) };
+    Ok(Poller::new(shuttle, fetcher, webhooks))
 }
 
 /// Wires the use cases to DynamoDB, S3, SQS, KMS and Jenkins. Builds clients only: no network call.

@@ -17,8 +17,8 @@ use crate::ports::{
     Answer, BuildStore, ChunkWrite, KafkaClient, KafkaMessage, LogStream, LogTail, PollMessage, PollQueue, Sealer, SendError, SourceStore,
     WebhookClient,
 };
-use crate::relay::Webhooks;
 use crate::record::BuildRecord;
+use crate::relay::Webhooks;
 use crate::shuttle::Shuttle;
 
 #[derive(Default)]

@@ -369,13 +369,11 @@ impl Build<'_> {
                     None => BuildState::Failed,
                 },
             };
-            if r.move_to(state) {
-                if state == BuildState::Failed {
-                    r.failure = Some(match &result {
-                        Some(result) => format!("Jenkins ended the build: {result:?}"),
-                        None => otherwise.to_owned(),
-                    });
-                }
+            if r.move_to(state) && state == BuildState::Failed {
+                r.failure = Some(match &result {
+                    Some(result) => format!("Jenkins ended the build: {result:?}"),
+                    None => otherwise.to_owned(),
+                });
             }
         })
         .await?;

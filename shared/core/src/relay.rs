@@ -79,7 +79,8 @@ impl<'a> Relay<'a> {
         let deliveries = &mut record.progress.deliveries;
         if deliveries.status.len() != status_targets.len() || deliveries.logs.len() != log_targets.len() {
             // Positions that do not match the targets (a build stored before they were kept) start over.
-            let fresh = Deliveries::for_targets(status_targets.iter().map(|t| matches!(t, StatusTarget::Callback { .. })), log_targets.len());
+            let fresh =
+                Deliveries::for_targets(status_targets.iter().map(|t| matches!(t, StatusTarget::Callback { .. })), log_targets.len());
             (deliveries.status, deliveries.logs) = (fresh.status, fresh.logs);
         }
         let feed_start = record.progress.archive_len;
@@ -147,8 +148,12 @@ impl<'a> Relay<'a> {
         let now = now_ms();
         let record = &shared.record;
         let deliveries = &record.progress.deliveries;
-        let status = deliveries.status.iter().any(|t| !t.closed && t.retry_at_ms <= now && (t.done as usize) < deliveries.events_for(t).len());
-        let logs = deliveries.logs.iter().any(|t| !t.closed && t.retry_at_ms <= now && (t.done < record.progress.archive_len || record.state.is_terminal()));
+        let status =
+            deliveries.status.iter().any(|t| !t.closed && t.retry_at_ms <= now && (t.done as usize) < deliveries.events_for(t).len());
+        let logs = deliveries
+            .logs
+            .iter()
+            .any(|t| !t.closed && t.retry_at_ms <= now && (t.done < record.progress.archive_len || record.state.is_terminal()));
         status || logs
     }
 
@@ -253,8 +258,12 @@ impl<'a> Relay<'a> {
             let outcome = judge(sent, position, policy, since);
             match &outcome {
                 Outcome::Delivered => {}
-                Outcome::Retry(problem) => tracing::info!(build = %record.source_id, target = %target_name(target), %problem, "status webhook failed; will retry"),
-                Outcome::GiveUp(problem) => tracing::warn!(build = %record.source_id, target = %target_name(target), %problem, "status webhook given up"),
+                Outcome::Retry(problem) => {
+                    tracing::info!(build = %record.source_id, target = %target_name(target), %problem, "status webhook failed; will retry")
+                }
+                Outcome::GiveUp(problem) => {
+                    tracing::warn!(build = %record.source_id, target = %target_name(target), %problem, "status webhook given up")
+                }
             }
             self.update_status(index, |t| match outcome {
                 Outcome::Delivered | Outcome::GiveUp(_) => *t = Delivery { done: t.done + 1, callback: t.callback, ..Delivery::default() },
@@ -270,7 +279,12 @@ impl<'a> Relay<'a> {
         match target {
             StatusTarget::Webhook(WebhookTarget::Kafka { brokers, topic }) => {
                 let message = KafkaMessage { key: record.metadata.clone(), payload: body, headers: vec![("webhook-id".to_owned(), id)] };
-                self.webhooks.kafka.produce(brokers, topic, vec![message]).await.map(|()| Answer { status: 200, retry_after: None }).map_err(|(_, e)| e)
+                self.webhooks
+                    .kafka
+                    .produce(brokers, topic, vec![message])
+                    .await
+                    .map(|()| Answer { status: 200, retry_after: None })
+                    .map_err(|(_, e)| e)
             }
             StatusTarget::Webhook(WebhookTarget::Http { url }) => self.webhooks.http.post_json(url, self.signature(&id, &body), body).await,
             StatusTarget::Callback { url, auth } => {
@@ -324,12 +338,23 @@ impl<'a> Relay<'a> {
             }
             let source_id = self.lock().record.source_id;
             let target = &self.log_targets[index];
+            if finished && position.done >= end && matches!(target, LogTarget::Webhook(WebhookTarget::Http { .. })) {
+                // The whole log is acknowledged: nothing to stream.
+                self.update_log(index, |t| t.closed = true);
+                return;
+            }
             let sent = tokio::select! {
                 sent = self.send_log(target, position.done, &mut changes) => sent,
                 () = self.cut_off() => return,
             };
             let (reached, result) = sent;
             let outcome = match result {
+                Ok(LogSent::Waiting) => {
+                    if self.wait(&mut changes, None).await {
+                        continue;
+                    }
+                    return;
+                }
                 Ok(LogSent::Finished) => {
                     self.update_log(index, |t| *t = Delivery { done: reached, closed: true, ..Delivery::default() });
                     return;
@@ -339,8 +364,12 @@ impl<'a> Relay<'a> {
             };
             match &outcome {
                 Outcome::Delivered => {}
-                Outcome::Retry(problem) => tracing::info!(build = %source_id, target = %log_target_name(target), %problem, "log delivery failed; will resend from byte {reached}"),
-                Outcome::GiveUp(problem) => tracing::warn!(build = %source_id, target = %log_target_name(target), %problem, "log delivery given up"),
+                Outcome::Retry(problem) => {
+                    tracing::info!(build = %source_id, target = %log_target_name(target), %problem, "log delivery failed; will resend from byte {reached}")
+                }
+                Outcome::GiveUp(problem) => {
+                    tracing::warn!(build = %source_id, target = %log_target_name(target), %problem, "log delivery given up")
+                }
             }
             self.update_log(index, |t| match outcome {
                 Outcome::Delivered => *t = Delivery { done: reached, ..Delivery::default() },
@@ -443,7 +472,13 @@ impl<'a> Relay<'a> {
 
     /// The complete lines from `from` (the last one too, once the build's log is whole), one
     /// message each, their delivery reports awaited. `legacy`: the key of SPEC §3's envelope.
-    async fn produce_lines(&self, brokers: &[String], topic: &str, legacy: Option<&String>, from: u64) -> (u64, Result<LogSent, SendError>) {
+    async fn produce_lines(
+        &self,
+        brokers: &[String],
+        topic: &str,
+        legacy: Option<&String>,
+        from: u64,
+    ) -> (u64, Result<LogSent, SendError>) {
         let text = match self.log_from(from).await {
             Ok(text) => text,
             Err(problem) => return (from, Err(problem)),
@@ -480,13 +515,16 @@ impl<'a> Relay<'a> {
             }
         }
         if messages.is_empty() {
-            return (from, Ok(LogSent::Delivered));
+            return (from, Ok(if whole { LogSent::Finished } else { LogSent::Waiting }));
         }
         let ends: Vec<u64> = lines.iter().map(|(offset, line)| offset + line.len() as u64).collect();
+        tracing::debug!(from, lines = messages.len(), "producing log lines");
         match self.webhooks.kafka.produce(brokers, topic, messages).await {
             Ok(()) if whole => (offset, Ok(LogSent::Finished)),
             Ok(()) => (offset, Ok(LogSent::Delivered)),
-            Err((delivered, problem)) => (delivered.checked_sub(1).and_then(|i| ends.get(i).copied()).unwrap_or(from).max(from), Err(problem)),
+            Err((delivered, problem)) => {
+                (delivered.checked_sub(1).and_then(|i| ends.get(i).copied()).unwrap_or(from).max(from), Err(problem))
+            }
         }
     }
 }
@@ -495,6 +533,8 @@ impl<'a> Relay<'a> {
 enum LogSent {
     /// Delivered up to where it reached; more may come.
     Delivered,
+    /// Nothing to send yet (a line not complete).
+    Waiting,
     /// The build is finished and the target has its whole log.
     Finished,
 }

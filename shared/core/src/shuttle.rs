@@ -7,11 +7,11 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::config::Settings;
+use crate::delivery::StatusTarget;
 use crate::error::{ServiceError, ShuttleError, StoreError};
 use crate::ids::{parse_legacy_job, parse_uuid, path_segment, v2_source_id};
 use crate::jenkins::Jenkins;
 use crate::ports::{BuildStore, LogTail, PollMessage, PollQueue, Sealer, SourceStore};
-use crate::delivery::StatusTarget;
 use crate::record::{now_ms, ApiKind, BuildRecord, Deliveries, Progress};
 use crate::redact::redact;
 use crate::request::{parse_legacy, parse_v2, Api, BuildSpec, LegacyContext};
