@@ -17,6 +17,8 @@ pub struct Message {
     pub key: String,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
+    /// When the consumer read it.
+    pub read_at: Instant,
 }
 
 impl Message {
@@ -75,6 +77,7 @@ impl Kafka {
                         key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
                         payload: message.payload().unwrap_or_default().to_vec(),
                         headers,
+                        read_at: Instant::now(),
                     });
                 }
             }

@@ -89,14 +89,14 @@ impl Receiver {
         format!("{}{path}", self.base)
     }
 
-    /// Every request to `path` so far, in arrival order (a request counts once it ended).
+    /// Every request to `path` so far, in arrival order (those still arriving too).
     pub fn requests(&self, path: &str) -> Vec<Received> {
         self.received.lock().expect("the receiver's log").iter().filter(|r| r.path == path).cloned().collect()
     }
 
-    /// The JSON bodies posted to `path`.
+    /// The JSON bodies posted to `path` (whole requests only).
     pub fn bodies(&self, path: &str) -> Vec<serde_json::Value> {
-        self.requests(path).iter().map(Received::json).collect()
+        self.requests(path).iter().filter(|r| r.complete).map(Received::json).collect()
     }
 
     /// The log as a receiver that honours `X-Log-Offset` has it: every stream's bytes written
@@ -139,38 +139,46 @@ async fn receive(
     };
     let reply = script(&path, n);
     let (parts, mut body) = request.into_parts();
-    let mut received = Received { path, headers: parts.headers, body: Vec::new(), frames: Vec::new(), answered: None, complete: false };
+    // Kept from the start and updated frame by frame: a test sees a stream while it is open.
+    let index = {
+        let mut log = log.lock().expect("the receiver's log");
+        log.push(Received { path, headers: parts.headers, body: Vec::new(), frames: Vec::new(), answered: None, complete: false });
+        log.len() - 1
+    };
+    let update = |change: &dyn Fn(&mut Received)| change(&mut log.lock().expect("the receiver's log")[index]);
     let drop_after = match reply {
         Reply::DropAfter(bytes) => Some(bytes),
         _ => None,
     };
+    let mut received = 0;
     loop {
         match body.frame().await {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    received.body.extend_from_slice(data);
-                    received.frames.push((Instant::now(), received.body.len()));
+                    received += data.len();
+                    update(&|r| {
+                        r.body.extend_from_slice(data);
+                        r.frames.push((Instant::now(), r.body.len()));
+                    });
                 }
-                if drop_after.is_some_and(|limit| received.body.len() >= limit) {
-                    log.lock().expect("the receiver's log").push(received);
+                if drop_after.is_some_and(|limit| received >= limit) {
                     return Err(std::io::Error::other("the test receiver drops the connection"));
                 }
             }
-            Some(Err(_)) => {
-                // The sender broke the body off.
-                log.lock().expect("the receiver's log").push(received);
-                return Err(std::io::Error::other("the body broke off"));
-            }
+            // The sender broke the body off.
+            Some(Err(_)) => return Err(std::io::Error::other("the body broke off")),
             None => break,
         }
     }
-    received.complete = true;
     let response = match reply {
         Reply::Status(status) => Response::builder().status(status).body(Full::new(Bytes::new())),
         Reply::Redirect(status, location) => Response::builder().status(status).header("Location", location).body(Full::new(Bytes::new())),
         Reply::DropAfter(_) => Response::builder().status(StatusCode::OK).body(Full::new(Bytes::new())),
     };
-    received.answered = Some(response.as_ref().map_or(500, |r| r.status().as_u16()));
-    log.lock().expect("the receiver's log").push(received);
+    let status = response.as_ref().map_or(500, |r| r.status().as_u16());
+    update(&|r| {
+        r.complete = true;
+        r.answered = Some(status);
+    });
     Ok(response.expect("a valid response"))
 }

@@ -200,7 +200,7 @@ async fn legacy_callbacks_and_kafka_logs_are_exactly_what_the_controller_reads()
     assert_eq!(app.post("/", build(unnumbered, None)).await.status(), 200);
     for uuid in [numbered, unnumbered] {
         let path = format!("/cb/{uuid}");
-        receiver.until(ENOUGH, "two callbacks", |r| r.requests(&path).len() >= 2).await;
+        receiver.until(ENOUGH, "two callbacks", |r| r.bodies(&path).len() >= 2).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let callbacks = receiver.requests(&format!("/cb/{numbered}"));
@@ -278,7 +278,7 @@ async fn a_receiver_answering_403_or_redirecting_is_not_retried_nor_followed() {
     let targets = vec![receiver.url("/forbidden"), receiver.url("/moved")];
     create(&app, "/app/1", "docker://registry.example/org/base:3", targets, vec![]).await;
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded", "a failing target never fails the build");
-    receiver.until(ENOUGH, "every status tried", |r| r.requests("/forbidden").len() >= 4 && r.requests("/moved").len() >= 4).await;
+    receiver.until(ENOUGH, "every status tried", |r| r.bodies("/forbidden").len() >= 4 && r.bodies("/moved").len() >= 4).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.bodies("/forbidden"), ran_and("succeeded"), "each status once: a 403 is final");
     assert_eq!(receiver.bodies("/moved"), ran_and("succeeded"), "each status once: a 302 is final");
@@ -324,4 +324,66 @@ async fn a_dead_target_never_holds_back_a_live_one() {
     .await;
     assert_eq!(acknowledged(&live, "/status"), ran_and("succeeded"));
     eprintln!("live target complete {:.2} s after the build ended", ended.elapsed().as_secs_f64());
+}
+
+/// Measures, with the default poll interval and window: the time from a line appearing in the
+/// stand-in to its arrival at an HTTP receiver and at a Kafka consumer, and the relay's
+/// throughput to one HTTP receiver and to Kafka for a 10 MB log. Prints; asserts nothing.
+/// `bash infra/local/test.sh --test webhooks -- --ignored --nocapture measure_`
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, not a check"]
+async fn measure_line_latency_and_relay_throughput() {
+    let settings = vec![("POLL_INTERVAL", "2s".to_owned()), ("LOG_WINDOW", "20s".to_owned())];
+    let app = spawn_app_with(AppOptions { settings, ..AppOptions::default() }).await;
+    let receiver = Receiver::ok().await;
+    let kafka = Kafka::start();
+    kafka.create_topic("logs");
+    let consumer = kafka.follow("logs");
+    let files = sources("FROM alpine:3\nRUN sleep 25\n").await;
+    create(&app, "/app/1", &files.url("/src.tgz"), vec![], vec![receiver.url("/logs"), format!("kafka://{}/logs", kafka.bootstrap())])
+        .await;
+    app.status_until("/app/1", ENOUGH, |s| s["building"] == true).await;
+    let mut appended = Vec::new();
+    for i in 0..20 {
+        let line = format!("latency probe {i:02}\n");
+        appended.push((line.clone(), Instant::now()));
+        append(&app, "app", 1, line.as_bytes()).await;
+        tokio::time::sleep(Duration::from_millis(370)).await;
+    }
+    let big = numbered_lines(100_000);
+    let big_at = Instant::now();
+    append(&app, "app", 1, &big).await;
+    assert_eq!(app.finished("/app/1", Duration::from_secs(120)).await["status"], "succeeded");
+    let archived = whole_archive(&app, "app", "1").await;
+    receiver.until(ENOUGH, "the whole log", |r| r.log("/logs").len() >= archived.len()).await;
+    let lines = archived.iter().filter(|b| **b == b'\n').count();
+    let messages = consumer.until(ENOUGH, move |m| m.len() >= lines).await;
+    let streams = receiver.requests("/logs");
+    let mut http = Vec::new();
+    let mut by_kafka = Vec::new();
+    for (line, at) in &appended {
+        let text = line.trim_end();
+        let arrival = streams.iter().find_map(|s| {
+            let found = s.body.windows(text.len()).position(|w| w == text.as_bytes()).map(|p| p + text.len());
+            found.and_then(|end| s.frames.iter().find(|(_, len)| *len >= end).map(|(t, _)| *t))
+        });
+        http.push(arrival.expect("the probe arrived").duration_since(*at).as_secs_f64());
+        let message = messages.iter().find(|m| m.payload == text.as_bytes()).expect("the probe on Kafka");
+        by_kafka.push(message.read_at.duration_since(*at).as_secs_f64());
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!("median {:.2} s, max {:.2} s", v[v.len() / 2], v[v.len() - 1])
+    };
+    eprintln!("line latency (stand-in → receiver), 20 probes, POLL_INTERVAL 2s: HTTP {}; Kafka {}", stats(&mut http), stats(&mut by_kafka));
+    let last_http = streams.iter().flat_map(|s| s.frames.last().map(|f| f.0)).max().expect("frames");
+    let last_kafka = messages.last().expect("messages").read_at;
+    let mb = big.len() as f64 / 1e6;
+    eprintln!(
+        "10 MB (100,000 lines) appended at once → all at the HTTP receiver in {:.2} s ({:.1} MB/s), all on Kafka in {:.2} s ({:.0} lines/s)",
+        last_http.duration_since(big_at).as_secs_f64(),
+        mb / last_http.duration_since(big_at).as_secs_f64(),
+        last_kafka.duration_since(big_at).as_secs_f64(),
+        100_000.0 / last_kafka.duration_since(big_at).as_secs_f64(),
+    );
 }
