@@ -353,6 +353,7 @@ async fn measure_line_latency_and_relay_throughput() {
     let big = numbered_lines(100_000);
     let big_at = Instant::now();
     append(&app, "app", 1, &big).await;
+    eprintln!("10 MB appended to the stand-in in {:.2} s", big_at.elapsed().as_secs_f64());
     assert_eq!(app.finished("/app/1", Duration::from_secs(120)).await["status"], "succeeded");
     let archived = whole_archive(&app, "app", "1").await;
     receiver.until(ENOUGH, "the whole log", |r| r.log("/logs").len() >= archived.len()).await;
