@@ -35,8 +35,11 @@ impl BuildSpec {
         match &self.api {
             Api::V2 { .. } => self.status_targets.iter().cloned().map(StatusTarget::Webhook).collect(),
             Api::Legacy(legacy) => {
-                let callback = legacy.callback.clone().map(|url| StatusTarget::Callback { url, auth: legacy.callback_auth.clone() });
-                callback.into_iter().collect()
+                // A callback that is not an http(s) URL failed the build at create (SPEC §3):
+                // there is nobody to tell.
+                let callback =
+                    legacy.callback.clone().filter(|url| WebhookTarget::parse(url).is_ok_and(|t| matches!(t, WebhookTarget::Http { .. })));
+                callback.map(|url| StatusTarget::Callback { url, auth: legacy.callback_auth.clone() }).into_iter().collect()
             }
         }
     }
@@ -203,6 +206,21 @@ mod tests {
         }
         assert!(elapsed <= Duration::from_secs(2 * 3600), "{elapsed:?}");
         assert!(attempt > 10, "it does keep trying for a while: {attempt} attempts");
+    }
+
+    #[test]
+    fn a_legacy_callback_that_is_not_an_http_url_is_nobody_to_tell() {
+        let host = url::Url::parse("https://shuttle.example").unwrap();
+        let spec = |callback: &str| {
+            let body = serde_json::json!({
+                "app": "myapp", "space": "default", "app_uuid": "7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f",
+                "build_uuid": "0b6a3d4e-5f60-4718-9a2b-3c4d5e6f7a8b", "sources": "docker://registry.example/org/base:3",
+                "gm_registry_host": "registry.example", "gm_registry_repo": "org", "callback": callback,
+            });
+            crate::request::parse_legacy(body.to_string().as_bytes(), &crate::request::LegacyContext { shuttle_host: &host }).unwrap().spec
+        };
+        assert!(spec("ftp://controller.example/cb").status_targets().is_empty());
+        assert_eq!(spec("https://controller.example/cb").status_targets().len(), 1);
     }
 
     #[test]

@@ -649,8 +649,10 @@ impl Build<'_> {
     async fn read_log(&mut self, job: &str, number: u64) -> Result<LogWindow, JenkinsError> {
         let progress = self.record.progress.clone();
         let mut sink = ArchiveSink::new(self.shuttle().sources.as_ref(), self.record.source_id, progress.archive_len);
+        let reading = Instant::now();
         let window = self.shuttle().jenkins.read_log(job, number, progress.log_cursor, &mut sink).await?;
         let end = sink.finish().await?;
+        tracing::debug!(build = %self.record.source_id, bytes = end - progress.archive_len, elapsed_ms = reading.elapsed().as_millis() as u64, "log read and archived");
         sink.feed(self.relay);
         if sink.skip > 0 {
             // An interrupted poll archived more than Jenkins gave this read (from the same
