@@ -7,6 +7,7 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::record::Deliveries;
 use crate::request::{Api, BuildSpec};
 use crate::webhook::WebhookTarget;
 
@@ -42,6 +43,12 @@ impl BuildSpec {
                 callback.map(|url| StatusTarget::Callback { url, auth: legacy.callback_auth.clone() }).into_iter().collect()
             }
         }
+    }
+
+    /// The positions of the build's targets, none of them told anything yet.
+    pub fn deliveries(&self, kafka_topic: &str) -> Deliveries {
+        let callbacks = self.status_targets().into_iter().map(|t| matches!(t, StatusTarget::Callback { .. }));
+        Deliveries::for_targets(callbacks, self.log_targets(kafka_topic).len())
     }
 
     /// The log targets, in the order their positions are kept; legacy Kafka goes to `kafka_topic`.

@@ -156,8 +156,19 @@ impl Deliveries {
     /// told, log targets not closed (a log target is closed once it has the whole log of a
     /// finished build, or is given up).
     fn waiting(&self) -> impl Iterator<Item = &Delivery> {
-        let status = self.status.iter().filter(|t| !t.closed && (t.done as usize) < self.events_for(t).len());
-        status.chain(self.logs.iter().filter(|t| !t.closed))
+        self.waiting_status().chain(self.logs.iter().filter(|t| !t.closed))
+    }
+
+    fn waiting_status(&self) -> impl Iterator<Item = &Delivery> {
+        self.status.iter().filter(|t| !t.closed && (t.done as usize) < self.events_for(t).len())
+    }
+
+    /// Whether some target may be sent something at `now`, for a build in `state` whose archived
+    /// log is `archive_len` bytes long: a waiting log target has something once the archive is
+    /// past its offset, or once the build is over (its end to tell).
+    pub fn due(&self, now: u64, state: BuildState, archive_len: u64) -> bool {
+        let logs = self.logs.iter().filter(|t| !t.closed && (t.done < archive_len || state.is_terminal()));
+        self.waiting_status().chain(logs).any(|t| t.retry_at_ms <= now)
     }
 
     pub fn pending(&self) -> bool {
@@ -219,24 +230,15 @@ impl BuildRecord {
         }
     }
 
-    /// The v2 status webhook body (SPEC §2); the status endpoint answers it with more fields.
+    /// The v2 status body of the build as it is now (SPEC §2); the status endpoint answers it
+    /// with more fields.
     pub fn v2_status_body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.metadata,
-            "type": "build system",
-            "building": self.state.building(),
-            "status": self.state.v2_status(),
-        })
+        self.status_body(StatusEvent { state: self.state, number: self.number }, false)
     }
 
-    /// The legacy callback body, also the legacy status endpoint's answer (SPEC §3).
+    /// The legacy callback body of the build as it is now, the legacy status endpoint's answer (SPEC §3).
     pub fn legacy_status_body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.number,
-            "type": "jenkins",
-            "building": self.state.building(),
-            "status": self.state.legacy_status(),
-        })
+        self.status_body(StatusEvent { state: self.state, number: self.number }, true)
     }
 }
 

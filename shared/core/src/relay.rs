@@ -79,8 +79,7 @@ impl<'a> Relay<'a> {
         let deliveries = &mut record.progress.deliveries;
         if deliveries.status.len() != status_targets.len() || deliveries.logs.len() != log_targets.len() {
             // Positions that do not match the targets (a build stored before they were kept) start over.
-            let fresh =
-                Deliveries::for_targets(status_targets.iter().map(|t| matches!(t, StatusTarget::Callback { .. })), log_targets.len());
+            let fresh = spec.deliveries(kafka_topic);
             (deliveries.status, deliveries.logs) = (fresh.status, fresh.logs);
         }
         let feed_start = record.progress.archive_len;
@@ -145,16 +144,8 @@ impl<'a> Relay<'a> {
     /// Whether a target could be sent something now (or is sending).
     pub fn busy(&self) -> bool {
         let shared = self.lock();
-        let now = now_ms();
         let record = &shared.record;
-        let deliveries = &record.progress.deliveries;
-        let status =
-            deliveries.status.iter().any(|t| !t.closed && t.retry_at_ms <= now && (t.done as usize) < deliveries.events_for(t).len());
-        let logs = deliveries
-            .logs
-            .iter()
-            .any(|t| !t.closed && t.retry_at_ms <= now && (t.done < record.progress.archive_len || record.state.is_terminal()));
-        status || logs
+        record.progress.deliveries.due(now_ms(), record.state, record.progress.archive_len)
     }
 
     /// Waits until no target has anything to send now, or `deadline`.
@@ -206,6 +197,19 @@ impl<'a> Relay<'a> {
         !self.lock().closing
     }
 
+    /// Whether a target's attempt may start now: not before its retry time (a change ends that
+    /// wait early, to look again), and not once the relay is closed.
+    async fn next_step(&self, changes: &mut watch::Receiver<u64>, retry_at_ms: u64) -> Step {
+        if let Some(until) = not_before(retry_at_ms) {
+            return if self.wait(changes, Some(until)).await { Step::LookAgain } else { Step::Stop };
+        }
+        if self.lock().closing {
+            Step::Stop
+        } else {
+            Step::Attempt
+        }
+    }
+
     fn update_status(&self, index: usize, change: impl FnOnce(&mut Delivery)) {
         change(&mut self.lock().record.progress.deliveries.status[index]);
         self.notify();
@@ -238,14 +242,10 @@ impl<'a> Relay<'a> {
             if position.closed {
                 return;
             }
-            if let Some(until) = not_before(position.retry_at_ms) {
-                if self.wait(&mut changes, Some(until)).await {
-                    continue;
-                }
-                return;
-            }
-            if self.lock().closing {
-                return;
+            match self.next_step(&mut changes, position.retry_at_ms).await {
+                Step::Attempt => {}
+                Step::LookAgain => continue,
+                Step::Stop => return,
             }
             let sent = tokio::select! {
                 sent = self.send_status(target, &record, seq, event) => sent,
@@ -327,14 +327,10 @@ impl<'a> Relay<'a> {
                 }
                 return;
             }
-            if let Some(until) = not_before(position.retry_at_ms) {
-                if self.wait(&mut changes, Some(until)).await {
-                    continue;
-                }
-                return;
-            }
-            if self.lock().closing {
-                return;
+            match self.next_step(&mut changes, position.retry_at_ms).await {
+                Step::Attempt => {}
+                Step::LookAgain => continue,
+                Step::Stop => return,
             }
             let source_id = self.lock().record.source_id;
             let target = &self.log_targets[index];
@@ -527,6 +523,13 @@ impl<'a> Relay<'a> {
             }
         }
     }
+}
+
+/// What a target's loop does next.
+enum Step {
+    Attempt,
+    LookAgain,
+    Stop,
 }
 
 /// What a log delivery achieved.

@@ -7,12 +7,11 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::delivery::StatusTarget;
 use crate::error::{ServiceError, ShuttleError, StoreError};
 use crate::ids::{parse_legacy_job, parse_uuid, path_segment, v2_source_id};
 use crate::jenkins::Jenkins;
 use crate::ports::{BuildStore, LogTail, PollMessage, PollQueue, Sealer, SourceStore};
-use crate::record::{now_ms, ApiKind, BuildRecord, Deliveries, Progress};
+use crate::record::{now_ms, ApiKind, BuildRecord, Progress};
 use crate::redact::redact;
 use crate::request::{parse_legacy, parse_v2, Api, BuildSpec, LegacyContext};
 use crate::state::{BuildState, StopIntent};
@@ -134,14 +133,7 @@ impl Shuttle {
             updated_at_ms: now,
             version: 0,
             sealed_spec,
-            progress: Progress {
-                polled_at_ms: now,
-                deliveries: Deliveries::for_targets(
-                    spec.status_targets().iter().map(|t| matches!(t, StatusTarget::Callback { .. })),
-                    spec.log_targets(&self.settings.kafka_topic).len(),
-                ),
-                ..Progress::default()
-            },
+            progress: Progress { polled_at_ms: now, deliveries: spec.deliveries(&self.settings.kafka_topic), ..Progress::default() },
         })
     }
 
