@@ -297,11 +297,13 @@ pub struct Sent {
 }
 
 /// Webhook receivers in memory: every JSON post and every log stream is recorded; posts are
-/// answered by `answers` in turn (then 200), streams with 200; Kafka messages are kept by topic.
+/// answered by `answers` in turn and streams by `stream_answers` (then 200); Kafka messages are
+/// kept by topic.
 #[derive(Default)]
 pub struct RecordingWebhooks {
     pub posts: Mutex<Vec<Sent>>,
-    pub answers: Mutex<std::collections::VecDeque<u16>>,
+    pub answers: Mutex<std::collections::VecDeque<Answer>>,
+    pub stream_answers: Arc<Mutex<std::collections::VecDeque<u16>>>,
     pub streams: Arc<Mutex<Vec<Sent>>>,
     pub kafka: Mutex<Vec<(String, KafkaMessage)>>,
 }
@@ -316,21 +318,21 @@ impl RecordingWebhooks {
 impl WebhookClient for RecordingWebhooks {
     async fn post_json(&self, url: &str, headers: Vec<(String, String)>, body: Bytes) -> Result<Answer, SendError> {
         self.posts.lock().unwrap().push(Sent { url: url.to_owned(), headers, body });
-        let status = self.answers.lock().unwrap().pop_front().unwrap_or(200);
-        Ok(Answer { status, retry_after: None })
+        Ok(self.answers.lock().unwrap().pop_front().unwrap_or(Answer { status: 200, retry_after: None }))
     }
 
     fn stream(&self, url: &str, headers: Vec<(String, String)>) -> LogStream {
         let (body, mut frames) = tokio::sync::mpsc::channel::<Bytes>(16);
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let (streams, url) = (self.streams.clone(), url.to_owned());
+        let (streams, answers, url) = (self.streams.clone(), self.stream_answers.clone(), url.to_owned());
         tokio::spawn(async move {
             let mut received = Vec::new();
             while let Some(frame) = frames.recv().await {
                 received.extend_from_slice(&frame);
             }
             streams.lock().unwrap().push(Sent { url, headers, body: received.into() });
-            let _ = answer.send(Ok(Answer { status: 200, retry_after: None }));
+            let status = answers.lock().unwrap().pop_front().unwrap_or(200);
+            let _ = answer.send(Ok(Answer { status, retry_after: None }));
         });
         LogStream { body, answer: answered }
     }

@@ -258,7 +258,7 @@ impl<'a> Relay<'a> {
             let outcome = judge(sent, position, policy, since);
             match &outcome {
                 Outcome::Delivered => {}
-                Outcome::Retry(problem) => {
+                Outcome::Retry(problem, _) => {
                     tracing::info!(build = %record.source_id, target = %target_name(target), %problem, "status webhook failed; will retry")
                 }
                 Outcome::GiveUp(problem) => {
@@ -267,7 +267,7 @@ impl<'a> Relay<'a> {
             }
             self.update_status(index, |t| match outcome {
                 Outcome::Delivered | Outcome::GiveUp(_) => *t = Delivery { done: t.done + 1, callback: t.callback, ..Delivery::default() },
-                Outcome::Retry(_) => *t = retried(*t, policy, since),
+                Outcome::Retry(_, delay) => *t = retried(*t, delay),
             });
         }
     }
@@ -356,11 +356,11 @@ impl<'a> Relay<'a> {
                     return;
                 }
                 Ok(LogSent::Delivered) => Outcome::Delivered,
-                Err(problem) => judge(Err(problem), position, RetryPolicy::V2, position.failing_since_ms),
+                Err(refused) => judge(refused.attempt(), position, RetryPolicy::V2, position.failing_since_ms),
             };
             match &outcome {
                 Outcome::Delivered => {}
-                Outcome::Retry(problem) => {
+                Outcome::Retry(problem, _) => {
                     tracing::info!(build = %source_id, target = %log_target_name(target), %problem, "log delivery failed; will resend from byte {reached}")
                 }
                 Outcome::GiveUp(problem) => {
@@ -369,7 +369,7 @@ impl<'a> Relay<'a> {
             }
             self.update_log(index, |t| match outcome {
                 Outcome::Delivered => *t = Delivery { done: reached, ..Delivery::default() },
-                Outcome::Retry(_) => *t = Delivery { done: reached.max(t.done), ..retried(*t, RetryPolicy::V2, t.failing_since_ms) },
+                Outcome::Retry(_, delay) => *t = Delivery { done: reached.max(t.done), ..retried(*t, delay) },
                 Outcome::GiveUp(_) => *t = Delivery { done: reached.max(t.done), closed: true, ..*t },
             });
         }
@@ -405,7 +405,7 @@ impl<'a> Relay<'a> {
 
     /// One delivery of the log from `from`: a stream (HTTP) or a run of lines (Kafka). Returns
     /// how far the target has acknowledged, and whether it is done with the whole log.
-    async fn send_log(&self, target: &LogTarget, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, SendError>) {
+    async fn send_log(&self, target: &LogTarget, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, Refused>) {
         match target {
             LogTarget::Webhook(WebhookTarget::Http { url }) => self.stream_log(url, from, changes).await,
             LogTarget::Webhook(WebhookTarget::Kafka { brokers, topic }) => self.produce_lines(brokers, topic, None, from).await,
@@ -415,7 +415,7 @@ impl<'a> Relay<'a> {
 
     /// One chunked `POST` of the log from `from`, held open while the log grows, until the
     /// relay closes or the build's whole log is sent.
-    async fn stream_log(&self, url: &str, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, SendError>) {
+    async fn stream_log(&self, url: &str, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, Refused>) {
         let metadata = self.lock().record.metadata.clone();
         let headers = vec![
             ("X-Build-Metadata".to_owned(), utf8_percent_encode(&metadata, HEADER_VALUE).to_string()),
@@ -426,7 +426,7 @@ impl<'a> Relay<'a> {
         let whole = loop {
             let text = match self.log_from(sent).await {
                 Ok(text) => text,
-                Err(problem) => return (from, Err(problem)),
+                Err(problem) => return (from, Err(problem.into())),
             };
             if text.is_empty() {
                 let (end, finished) = {
@@ -449,7 +449,7 @@ impl<'a> Relay<'a> {
                         Ok(Err(problem)) => Err(problem),
                         Err(_) => Err(SendError("the stream ended without an answer".to_owned())),
                     };
-                    return (from, problem.and_then(|answer| Err(answer_problem(&answer))));
+                    return (from, Err(Refused::from_attempt(problem)));
                 }
             }
             sent += text.len() as u64;
@@ -461,23 +461,16 @@ impl<'a> Relay<'a> {
         };
         match answer {
             Ok(answer) if (200..300).contains(&answer.status) => (sent, Ok(if whole { LogSent::Finished } else { LogSent::Delivered })),
-            Ok(answer) => (from, Err(answer_problem(&answer))),
-            Err(problem) => (from, Err(problem)),
+            other => (from, Err(Refused::from_attempt(other))),
         }
     }
 
     /// The complete lines from `from` (the last one too, once the build's log is whole), one
     /// message each, their delivery reports awaited. `legacy`: the key of SPEC §3's envelope.
-    async fn produce_lines(
-        &self,
-        brokers: &[String],
-        topic: &str,
-        legacy: Option<&String>,
-        from: u64,
-    ) -> (u64, Result<LogSent, SendError>) {
+    async fn produce_lines(&self, brokers: &[String], topic: &str, legacy: Option<&String>, from: u64) -> (u64, Result<LogSent, Refused>) {
         let text = match self.log_from(from).await {
             Ok(text) => text,
-            Err(problem) => return (from, Err(problem)),
+            Err(problem) => return (from, Err(problem.into())),
         };
         let (end, finished, metadata, number) = {
             let shared = self.lock();
@@ -519,7 +512,7 @@ impl<'a> Relay<'a> {
             Ok(()) if whole => (offset, Ok(LogSent::Finished)),
             Ok(()) => (offset, Ok(LogSent::Delivered)),
             Err((delivered, problem)) => {
-                (delivered.checked_sub(1).and_then(|i| ends.get(i).copied()).unwrap_or(from).max(from), Err(problem))
+                (delivered.checked_sub(1).and_then(|i| ends.get(i).copied()).unwrap_or(from).max(from), Err(problem.into()))
             }
         }
     }
@@ -530,6 +523,32 @@ enum Step {
     Attempt,
     LookAgain,
     Stop,
+}
+
+/// Why a log delivery did not go through: the receiver's answer (not a 2xx), or no answer.
+enum Refused {
+    Answer(Answer),
+    NoAnswer(SendError),
+}
+
+impl From<SendError> for Refused {
+    fn from(problem: SendError) -> Self {
+        Self::NoAnswer(problem)
+    }
+}
+
+impl Refused {
+    fn from_attempt(attempt: Result<Answer, SendError>) -> Self {
+        attempt.map_or_else(Self::NoAnswer, Self::Answer)
+    }
+
+    /// The attempt, to be judged as a status delivery's is.
+    fn attempt(self) -> Result<Answer, SendError> {
+        match self {
+            Self::Answer(answer) => Ok(answer),
+            Self::NoAnswer(problem) => Err(problem),
+        }
+    }
 }
 
 /// What a log delivery achieved.
@@ -544,7 +563,8 @@ enum LogSent {
 
 enum Outcome {
     Delivered,
-    Retry(String),
+    /// Try again after the delay.
+    Retry(String, Duration),
     GiveUp(String),
 }
 
@@ -565,19 +585,16 @@ fn retry_or_give_up(problem: String, position: Delivery, policy: RetryPolicy, si
     let now = now_ms();
     let since = if since == 0 { now } else { since };
     match policy.next_delay(position.attempts + 1, Duration::from_millis(now.saturating_sub(since)), after, jitter()) {
-        Some(_) => Outcome::Retry(problem),
+        Some(delay) => Outcome::Retry(problem, delay),
         None => Outcome::GiveUp(format!("{problem}; {} attempts", position.attempts + 1)),
     }
 }
 
-/// The position after one more failed attempt: when to try again.
-fn retried(position: Delivery, policy: RetryPolicy, since: u64) -> Delivery {
+/// The position after one more failed attempt, to be tried again after `delay`.
+fn retried(position: Delivery, delay: Duration) -> Delivery {
     let now = now_ms();
-    let since = if since == 0 { now } else { since };
-    let attempts = position.attempts + 1;
-    let delay = policy.next_delay(attempts, Duration::from_millis(now.saturating_sub(since)), None, jitter()).unwrap_or(policy.max_delay);
     Delivery {
-        attempts,
+        attempts: position.attempts + 1,
         failing_since_ms: if position.failing_since_ms == 0 { now } else { position.failing_since_ms },
         retry_at_ms: now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         ..position
@@ -593,10 +610,6 @@ fn jitter() -> f64 {
 fn not_before(at_ms: u64) -> Option<Instant> {
     let now = now_ms();
     (at_ms > now).then(|| Instant::now() + Duration::from_millis(at_ms - now))
-}
-
-fn answer_problem(answer: &Answer) -> SendError {
-    SendError(format!("answered {}", answer.status))
 }
 
 /// SPEC §3: `{"metadata":"{app}-{space}","build":n,"job":"n","message":"<line>"}`.

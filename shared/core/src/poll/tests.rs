@@ -6,6 +6,7 @@ use serde_json::json;
 use super::*;
 use crate::fakes::{fake_shuttle, FakeShuttle, MemorySources, RecordingWebhooks};
 use crate::ids::v2_source_id;
+use crate::ports::Answer;
 use crate::ports::BuildStore;
 
 struct Unreachable;
@@ -143,7 +144,7 @@ async fn a_status_answered_500_is_resent_by_a_later_poll_with_the_same_id_then_t
         "metadata": "meta", "webhooks": {"status": "https://hooks.example/status", "logs": ["https://hooks.example/logs", "kafka://k:9092/logs"]},
     });
     fake.shuttle.create_v2("app", "1", body.to_string().as_bytes()).await.unwrap();
-    webhooks.answers.lock().unwrap().push_back(500);
+    webhooks.answers.lock().unwrap().push_back(Answer { status: 500, retry_after: None });
     let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
     let Polled::Moved { state: BuildState::Failed, next: Some(delay) } = polled else { panic!("{polled:?}") };
     assert!(delay >= Duration::from_millis(400), "the retry waits: {delay:?}");
@@ -182,4 +183,40 @@ fn a_legacy_callback_hears_pending_once_the_number_is_known_then_the_end() {
     let seqs = |target| deliveries.events_for(target).into_iter().map(|(seq, _)| seq).collect::<Vec<_>>();
     assert_eq!(seqs(&deliveries.status[0]), vec![2, 3], "the callback");
     assert_eq!(seqs(&deliveries.status[1]), vec![0, 1, 2, 3], "a v2 target");
+}
+
+/// A v2 build whose sources cannot be fetched (it fails at once), with these webhooks.
+async fn failing_build_with(fake: &FakeShuttle, webhooks: serde_json::Value) -> Uuid {
+    let body = json!({
+        "source": {"url": "https://src.example/a.tgz"}, "destination": {"url": "docker://registry.example/org/app:1"},
+        "metadata": "meta", "webhooks": webhooks,
+    });
+    fake.shuttle.create_v2("app", "1", body.to_string().as_bytes()).await.unwrap();
+    v2_source_id("app", "1")
+}
+
+#[tokio::test]
+async fn a_status_retry_waits_as_long_as_retry_after_says() {
+    let (poller, fake, webhooks) = poller_with_webhooks();
+    let id = failing_build_with(&fake, json!({"status": "https://hooks.example/status"})).await;
+    webhooks.answers.lock().unwrap().push_back(Answer { status: 503, retry_after: Some("30".into()) });
+    let before = now_ms();
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
+    let Polled::Moved { next: Some(delay), .. } = polled else { panic!("{polled:?}") };
+    assert!(delay >= Duration::from_secs(29), "the next poll waits for the receiver: {delay:?}");
+    let position = fake.store.get(id).await.unwrap().unwrap().progress.deliveries.status[0];
+    assert!(position.retry_at_ms >= before + 30_000, "not before Retry-After: {position:?}");
+}
+
+#[tokio::test]
+async fn a_log_target_answering_403_is_given_up_not_retried() {
+    let (poller, fake, webhooks) = poller_with_webhooks();
+    let id = failing_build_with(&fake, json!({"logs": "https://hooks.example/logs"})).await;
+    webhooks.stream_answers.lock().unwrap().push_back(403);
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
+    assert_eq!(polled, Polled::Moved { state: BuildState::Failed, next: None }, "nothing left to deliver");
+    let record = fake.store.get(id).await.unwrap().unwrap();
+    assert!(record.progress.deliveries.logs[0].closed, "a 403 is final");
+    assert_eq!(record.progress.deliveries.logs[0].done, 0, "and acknowledged nothing");
+    assert_eq!(webhooks.streams.lock().unwrap().len(), 1);
 }
