@@ -60,7 +60,7 @@ impl Stack {
         // No Jenkins behind these settings: tests of the API alone never reach it.
         let lookup = |name: &str| match name {
             "JENKINS_URL" => Some("http://jenkins.invalid".to_owned()),
-            _ => self.resources.setting(name, shuttle_host),
+            _ => access_setting(name).or_else(|| self.resources.setting(name, shuttle_host)),
         };
         Settings::from_lookup(lookup).expect("test settings are complete")
     }
@@ -152,9 +152,20 @@ impl Default for AppOptions {
     }
 }
 
+/// The token every test caller sends (`SHUTTLE_API_TOKENS` of the test apps).
+pub const TEST_TOKEN: &str = "test-caller-token-0123456789";
+
+/// Who may call a test app, and the key of its sources links: as in production, tokens.
+const ACCESS_SETTINGS: [(&str, &str); 2] =
+    [("SHUTTLE_API_TOKENS", TEST_TOKEN), ("SOURCES_SIGNING_KEY", "test-sources-signing-key-0123456789abcdef")];
+
 /// The settings a test app runs with unless the test says otherwise: a quick poller.
 const TEST_SETTINGS: [(&str, &str); 4] =
     [("POLL_INTERVAL", "200ms"), ("LOG_WINDOW", "3s"), ("POLL_STALE_AFTER", "4s"), ("QUEUE_TIMEOUT", "2m")];
+
+fn access_setting(name: &str) -> Option<String> {
+    ACCESS_SETTINGS.iter().find(|(n, _)| *n == name).map(|(_, value)| (*value).to_owned())
+}
 
 /// The local gateway on a random port, over this test's own resources and Jenkins stand-in,
 /// with the poller fed by the queue and the schedule as in `make run`.
@@ -197,7 +208,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             "JENKINS_USER" => Some(user.clone()),
             "JENKINS_TOKEN" => Some(token.clone()),
             "POLL_DEAD_LETTER_QUEUE_URL" => Some(stack.resources.queues.dead_letter_url.clone()),
-            _ => stack.resources.setting(name, &address),
+            _ => access_setting(name).or_else(|| stack.resources.setting(name, &address)),
         }
     };
     let settings = Settings::from_lookup(lookup).expect("test settings are complete");
@@ -289,20 +300,25 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// A request to the API with the test caller's token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(TEST_TOKEN)
+    }
+
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.client.post(self.url(path)).header("content-type", "application/json").body(body).send().await.expect("POST")
+        self.request(reqwest::Method::POST, path).header("content-type", "application/json").body(body).send().await.expect("POST")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("GET")
+        self.request(reqwest::Method::GET, path).send().await.expect("GET")
     }
 
     pub async fn delete(&self, path: &str) -> reqwest::Response {
-        self.client.delete(self.url(path)).send().await.expect("DELETE")
+        self.request(reqwest::Method::DELETE, path).send().await.expect("DELETE")
     }
 
     pub async fn head(&self, path: &str) -> reqwest::Response {
-        self.client.head(self.url(path)).send().await.expect("HEAD")
+        self.request(reqwest::Method::HEAD, path).send().await.expect("HEAD")
     }
 }
 

@@ -270,7 +270,7 @@ async fn delete_job_stops_every_unfinished_build_of_the_app() {
 async fn unknown_routes_are_404_with_a_json_body() {
     let app = spawn_api().await;
     for (method, path) in [("GET", "/"), ("PUT", "/my-app/1"), ("GET", "/a/b/c/d"), ("GET", "/a/1/other"), ("PATCH", "/octhc")] {
-        let response = app.client.request(method.parse().unwrap(), app.url(path)).send().await.unwrap();
+        let response = app.request(method.parse().unwrap(), path).send().await.unwrap();
         assert_eq!(json_of(response).await, (404, json!({"message": "Not Found"})), "{method} {path}");
     }
 }
@@ -314,7 +314,7 @@ async fn bad_path_segments_are_400s_on_every_build_route() {
         ("DELETE", "/my-app/b%40d", "build_id"),
         ("DELETE", "/my%24app", "app"),
     ] {
-        let response = app.client.request(method.parse().unwrap(), app.url(path)).send().await.unwrap();
+        let response = app.request(method.parse().unwrap(), path).send().await.unwrap();
         let (status, body) = json_of(response).await;
         assert_eq!((status, body["field"].as_str()), (400, Some(field)), "{method} {path}: {body}");
     }

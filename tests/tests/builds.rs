@@ -189,7 +189,8 @@ async fn a_rebuild_copies_the_old_builds_sources() {
     assert_eq!(first["status"], "succeeded");
     let rebuild = format!("{}/{}", app.address, first["source_id"].as_str().unwrap());
     create(&app, "/app/2", &rebuild).await;
-    assert_eq!(app.finished("/app/2", ENOUGH).await["status"], "succeeded");
+    let second = app.finished("/app/2", ENOUGH).await;
+    assert_eq!(second["status"], "succeeded", "{}", app.logs("/app/2").await);
     let keys = app.stack.object_keys().await;
     assert_eq!(keys.iter().filter(|k| k.starts_with("sources/")).count(), 2, "{keys:?}");
 }

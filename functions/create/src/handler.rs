@@ -7,6 +7,9 @@ use shuttle_core::Shuttle;
 use shuttle_http::{body_bytes, error_response, json_response, path_param};
 
 pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
+    if let Some(refusal) = shuttle_http::unauthorized(shuttle, &request) {
+        return Ok(refusal);
+    }
     let body = body_bytes(&request);
     let response = match (path_param(&request, "app_id"), path_param(&request, "build_id")) {
         (Some(app_id), Some(build_id)) => match shuttle.create_v2(&app_id, &build_id, body).await {

@@ -7,6 +7,9 @@ use shuttle_core::Shuttle;
 use shuttle_http::{error_response, json_response, path_param};
 
 pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
+    if let Some(refusal) = shuttle_http::unauthorized(shuttle, &request) {
+        return Ok(refusal);
+    }
     let app = path_param(&request, "app").unwrap_or_default();
     let response = match shuttle.delete_app(&app).await {
         Ok(()) => json_response(StatusCode::OK, &json!({"status": "ok"})),

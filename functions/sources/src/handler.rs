@@ -1,4 +1,5 @@
-//! `GET /{build_uuid}` (302 to a freshly presigned link) and `HEAD /{build_uuid}`.
+//! `GET /{build_uuid}` (302 to a freshly presigned link) and `HEAD /{build_uuid}`, for a caller
+//! with a token or a signed link.
 
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Error, Request, Response};
@@ -7,6 +8,9 @@ use shuttle_http::{empty_response, error_response, path_param};
 
 pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
     let build_uuid = path_param(&request, "build_uuid").unwrap_or_default();
+    if let Some(refusal) = shuttle_http::unauthorized_for_sources(shuttle, &request, &build_uuid) {
+        return Ok(refusal);
+    }
     let response = if request.method() == Method::HEAD {
         match shuttle.sources_exist(&build_uuid).await {
             Ok(true) => empty_response(StatusCode::OK),

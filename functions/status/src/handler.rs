@@ -13,6 +13,9 @@ pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body
     if path == "/octhc" {
         return Ok(text_response(StatusCode::OK, "overall_status=good".to_owned()));
     }
+    if let Some(refusal) = shuttle_http::unauthorized(shuttle, &request) {
+        return Ok(refusal);
+    }
     let app_id = path_param(&request, "app_id").unwrap_or_default();
     let build_id = path_param(&request, "build_id").unwrap_or_default();
     let response = if path.ends_with("/logs") {

@@ -9,6 +9,9 @@ use shuttle_core::{Shuttle, ShuttleError};
 use shuttle_http::{error_response, json_response, path_param};
 
 pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
+    if let Some(refusal) = shuttle_http::unauthorized(shuttle, &request) {
+        return Ok(refusal);
+    }
     let app_id = path_param(&request, "app_id").unwrap_or_default();
     let build_id = path_param(&request, "build_id").unwrap_or_default();
     let response = match shuttle.stop(&app_id, &build_id).await {

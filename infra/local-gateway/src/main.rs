@@ -27,6 +27,13 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("could not create the local resources in the AWS emulator at {endpoint}"))?;
 
     let base_url = format!("http://127.0.0.1:{port}");
+    let unset = |name: &str| std::env::var(name).map_or(true, |value| value.trim().is_empty());
+    let open_mode = unset("SHUTTLE_API_TOKENS") && unset("SHUTTLE_OPEN_MODE");
+    if open_mode {
+        tracing::warn!("SHUTTLE_API_TOKENS is not set: the local API is open to anybody who reaches 127.0.0.1:{port}");
+    }
+    // One process signs the sources links and checks them: a key of its own will do.
+    let signing_key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let settings = Settings::from_lookup(|name| {
         stand_in
             .as_ref()
@@ -34,8 +41,11 @@ async fn main() -> anyhow::Result<()> {
             .or_else(|| std::env::var(name).ok())
             .or_else(|| resources.setting(name, &base_url))
             .or_else(|| (name == "POLL_DEAD_LETTER_QUEUE_URL").then(|| resources.queues.dead_letter_url.clone()))
+            .or_else(|| (name == "SHUTTLE_OPEN_MODE" && open_mode).then(|| "true".to_owned()))
+            .or_else(|| (name == "SOURCES_SIGNING_KEY").then(|| signing_key.clone()))
     })?;
     let jenkins_url = settings.jenkins.url.to_string();
+    let settings_open = matches!(settings.access, shuttle_core::access::Access::Open);
     let s3_region = std::env::var("S3_LOCATION").ok();
     // The API functions and the poller share one set of clients here, as one process.
     let poller = Arc::new(shuttle_adapters::poller(&sdk, settings, s3_region)?);
@@ -52,11 +62,15 @@ async fn main() -> anyhow::Result<()> {
         Some(_) => println!("  jenkins       {jenkins_url}  (stand-in: docker steps simulated)"),
         None => println!("  jenkins       {jenkins_url}  (JENKINS_URL)"),
     }
+    let auth = if settings_open { "" } else { " -H \"Authorization: Bearer $TOKEN\"" };
     println!("  health        curl {base_url}/octhc");
     println!(
-        "  create        curl -X POST {base_url}/my-app/1 -H 'Content-Type: application/json' -d '{{\"source\":{{\"url\":\"docker://registry.example.com/org/base:1\"}},\"destination\":{{\"url\":\"docker://registry.example.com/org/my-app:1\"}}}}'"
+        "  create        curl{auth} -X POST {base_url}/my-app/1 -H 'Content-Type: application/json' -d '{{\"source\":{{\"url\":\"docker://registry.example.com/org/base:1\"}},\"destination\":{{\"url\":\"docker://registry.example.com/org/my-app:1\"}}}}'"
     );
-    println!("  status        curl {base_url}/my-app/1/status");
+    println!("  status        curl{auth} {base_url}/my-app/1/status");
+    if !settings_open {
+        println!("  (TOKEN: one of SHUTTLE_API_TOKENS)");
+    }
     println!("  Ctrl-C stops everything.");
 
     // The poller, fed as in AWS: by the SQS event source mapping and by its schedule.

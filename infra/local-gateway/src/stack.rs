@@ -74,7 +74,11 @@ mod tests {
             assert!(has_line(&template, &format!("IndexName: {index}")), "template.yaml lacks the index {index}");
         }
         let provided = ["TABLE_NAME", "S3_BUCKET", "POLL_QUEUE_URL", "KMS_KEY_ID", "BUILD_SHUTTLE_HOST", "JENKINS_URL"];
-        for name in provided.into_iter().chain(["JENKINS_USER", "JENKINS_TOKEN", "POLL_DEAD_LETTER_QUEUE_URL", "WEBHOOK_SIGNING_SECRET"]) {
+        for name in provided
+            .into_iter()
+            .chain(["JENKINS_USER", "JENKINS_TOKEN", "POLL_DEAD_LETTER_QUEUE_URL", "WEBHOOK_SIGNING_SECRET"])
+            .chain(["SHUTTLE_API_TOKENS", "SHUTTLE_OPEN_MODE", "SOURCES_SIGNING_KEY"])
+        {
             assert!(has_line(&template, &format!("{name}:")), "template.yaml does not set {name} for the functions");
         }
         let visibility = format!("VisibilityTimeout: {}", POLL_VISIBILITY_TIMEOUT.as_secs());

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::access::{Access, LinkSigner, MIN_SECRET_CHARS};
 use crate::delivery::SigningSecret;
 use crate::request::is_argument_name;
 
@@ -26,6 +27,11 @@ pub struct Settings {
     pub queue_timeout: Duration,
     /// How long a `GET /{build_uuid}` redirect stays valid.
     pub sources_link_ttl: Duration,
+    /// `SHUTTLE_API_TOKENS` or `SHUTTLE_OPEN_MODE=true`: who may call the API.
+    pub access: Access,
+    /// `SOURCES_SIGNING_KEY`: signs the sources links handed to Jenkins. Required with tokens;
+    /// in open mode, links go unsigned when it is not set.
+    pub sources_signer: Option<LinkSigner>,
     pub jenkins: JenkinsConfig,
     pub poller: PollerConfig,
 }
@@ -87,7 +93,12 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("setting {name} is malformed: {reason}")]
     Malformed { name: &'static str, reason: String },
+    #[error("setting {name} is required but not set: {hint}")]
+    MissingWithHint { name: &'static str, hint: &'static str },
 }
+
+/// The shortest `SOURCES_SIGNING_KEY` taken: an HMAC-SHA-256 key of at least 256 bits of text.
+pub const MIN_SIGNING_KEY_CHARS: usize = 32;
 
 impl Settings {
     /// Reads the settings from the process environment.
@@ -142,7 +153,26 @@ impl Settings {
                 reason: format!("'{raw}' is not a positive number of bytes"),
             })?,
         };
+        let access = access(&optional)?;
+        let sources_signer = match (optional("SOURCES_SIGNING_KEY"), &access) {
+            (Some(key), _) if key.chars().count() < MIN_SIGNING_KEY_CHARS => {
+                return Err(ConfigError::Malformed {
+                    name: "SOURCES_SIGNING_KEY",
+                    reason: format!("must be at least {MIN_SIGNING_KEY_CHARS} characters (e.g. openssl rand -hex 32)"),
+                })
+            }
+            (Some(key), _) => Some(LinkSigner::new(Secret::new(key))),
+            (None, Access::Open) => None,
+            (None, Access::Tokens(_)) => {
+                return Err(ConfigError::MissingWithHint {
+                    name: "SOURCES_SIGNING_KEY",
+                    hint: "it signs the sources links Jenkins downloads from while tokens guard the API (e.g. openssl rand -hex 32)",
+                })
+            }
+        };
         Ok(Self {
+            access,
+            sources_signer,
             jenkins: JenkinsConfig {
                 url: jenkins_url,
                 user: optional("JENKINS_USER").unwrap_or_default(),
@@ -174,6 +204,49 @@ impl Settings {
             queue_timeout: duration("QUEUE_TIMEOUT", Duration::from_secs(30 * 60))?,
             sources_link_ttl: duration("SOURCES_LINK_TTL", Duration::from_secs(15 * 60))?,
         })
+    }
+}
+
+impl Settings {
+    /// The link Jenkins downloads a build's sources from (SPEC §4): signed when a signing key
+    /// is set, and valid for as long as the build may wait in the queue and then run.
+    pub fn sources_link_for_jenkins(&self, source_id: uuid::Uuid, now_ms: u64) -> String {
+        match &self.sources_signer {
+            Some(signer) => signer.link(&self.shuttle_host, source_id, now_ms, self.queue_timeout + self.build_timeout),
+            None => format!("{}/{source_id}", self.shuttle_host.as_str().trim_end_matches('/')),
+        }
+    }
+}
+
+/// `SHUTTLE_API_TOKENS` (comma-separated, several during a rotation) or `SHUTTLE_OPEN_MODE=true`.
+fn access(optional: &impl Fn(&'static str) -> Option<String>) -> Result<Access, ConfigError> {
+    let open = match optional("SHUTTLE_OPEN_MODE").map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ConfigError::Malformed { name: "SHUTTLE_OPEN_MODE", reason: "must be true or false".into() }),
+    };
+    let tokens: Vec<String> = optional("SHUTTLE_API_TOKENS")
+        .map(|raw| raw.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    match (open, tokens.is_empty()) {
+        (true, true) => Ok(Access::Open),
+        (true, false) => Err(ConfigError::Malformed {
+            name: "SHUTTLE_OPEN_MODE",
+            reason: "is true while SHUTTLE_API_TOKENS is set: unset one of them".into(),
+        }),
+        (false, true) => Err(ConfigError::MissingWithHint {
+            name: "SHUTTLE_API_TOKENS",
+            hint: "give the callers' tokens, comma-separated, or set SHUTTLE_OPEN_MODE=true for controllers that send none",
+        }),
+        (false, false) => {
+            if let Some(position) = tokens.iter().position(|t| t.chars().count() < MIN_SECRET_CHARS || t.chars().any(char::is_whitespace)) {
+                return Err(ConfigError::Malformed {
+                    name: "SHUTTLE_API_TOKENS",
+                    reason: format!("token {} of the list is shorter than {MIN_SECRET_CHARS} characters or holds a space", position + 1),
+                });
+            }
+            Ok(Access::Tokens(tokens.into_iter().map(Secret::new).collect()))
+        }
     }
 }
 
@@ -220,6 +293,8 @@ mod tests {
             ("KMS_KEY_ID", "key"),
             ("BUILD_SHUTTLE_HOST", "http://127.0.0.1:3000"),
             ("JENKINS_URL", "http://127.0.0.1:8080"),
+            ("SHUTTLE_API_TOKENS", "caller-token-0123456789"),
+            ("SOURCES_SIGNING_KEY", "a-sources-signing-key-of-32-chars!"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_owned()))
@@ -282,6 +357,52 @@ mod tests {
                 other => panic!("{name}={value}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn tokens_are_a_comma_separated_list_or_open_mode_is_chosen() {
+        let mut env = base();
+        env.insert("SHUTTLE_API_TOKENS", " old-token-0123456789 , new-token-0123456789 ,".into());
+        let settings = load(&env).unwrap();
+        assert!(settings.access.admits(Some("old-token-0123456789")) && settings.access.admits(Some("new-token-0123456789")));
+        assert!(!settings.access.admits(None));
+        assert!(!format!("{settings:?}").contains("token-0123456789"), "tokens show in Debug");
+
+        env.remove("SHUTTLE_API_TOKENS");
+        env.remove("SOURCES_SIGNING_KEY");
+        assert_eq!(
+            load(&env).unwrap_err(),
+            ConfigError::MissingWithHint {
+                name: "SHUTTLE_API_TOKENS",
+                hint: "give the callers' tokens, comma-separated, or set SHUTTLE_OPEN_MODE=true for controllers that send none"
+            }
+        );
+        env.insert("SHUTTLE_OPEN_MODE", "true".into());
+        let open = load(&env).unwrap();
+        assert!(open.access.admits(None));
+        assert!(open.sources_signer.is_none(), "open mode without a key signs nothing");
+    }
+
+    #[test]
+    fn access_settings_that_cannot_work_are_named() {
+        let cases: [&[(&'static str, &str)]; 5] = [
+            &[("SHUTTLE_API_TOKENS", "short")],
+            &[("SHUTTLE_API_TOKENS", "caller-token-0123456789,with a space in it")],
+            &[("SHUTTLE_OPEN_MODE", "yes")],
+            &[("SHUTTLE_OPEN_MODE", "true")],
+            &[("SOURCES_SIGNING_KEY", "too-short-a-key")],
+        ];
+        for case in cases {
+            let mut env = base();
+            env.extend(case.iter().map(|(name, value)| (*name, (*value).to_owned())));
+            match load(&env) {
+                Err(ConfigError::Malformed { name, .. }) => assert_eq!(name, case[0].0, "{case:?}"),
+                other => panic!("{case:?}: {other:?}"),
+            }
+        }
+        let mut env = base();
+        env.remove("SOURCES_SIGNING_KEY");
+        assert!(matches!(load(&env), Err(ConfigError::MissingWithHint { name: "SOURCES_SIGNING_KEY", .. })));
     }
 
     #[test]

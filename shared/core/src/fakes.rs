@@ -10,6 +10,7 @@ use bytes::Bytes;
 use url::Url;
 use uuid::Uuid;
 
+use crate::access::{Access, LinkSigner};
 use crate::config::{JenkinsConfig, PollerConfig, Secret, Settings};
 use crate::error::{ServiceError, StoreError};
 use crate::jenkins::{BuildStatus, Jenkins, JenkinsError, LogSink, LogWindow, QueueItem};
@@ -198,6 +199,8 @@ pub fn test_settings() -> Settings {
         build_timeout: Duration::from_secs(1200),
         queue_timeout: Duration::from_secs(1800),
         sources_link_ttl: Duration::from_secs(900),
+        access: Access::Open,
+        sources_signer: Some(LinkSigner::new(Secret::new("a-sources-signing-key-of-32-chars!"))),
         jenkins: JenkinsConfig {
             url: Url::parse("https://jenkins.example").expect("valid URL"),
             user: "admin".into(),

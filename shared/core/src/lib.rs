@@ -3,9 +3,11 @@
 //! - [`request`]: the two create request shapes, parsed into one [`request::BuildSpec`].
 //! - [`state`]: the build state machine; [`record`]: a build as stored.
 //! - [`webhook`], [`source`]: webhook targets, sources and images; [`redact`]: credential redaction.
+//! - [`access`]: callers' tokens and signed sources links.
 //! - [`ports`]: what the use cases need from outside; [`shuttle`]: the API's use cases;
 //!   [`poll`]: the poller's.
 
+pub mod access;
 pub mod config;
 pub mod delivery;
 pub mod error;

@@ -519,7 +519,7 @@ impl Build<'_> {
         };
         let (sources_url, source_image, source_credentials) = match &spec.source {
             Source::Docker { image } => (String::new(), image.reference(), image.credentials.clone()),
-            _ => (format!("{}/{id}", settings.shuttle_host.as_str().trim_end_matches('/')), String::new(), None),
+            _ => (settings.sources_link_for_jenkins(id, now_ms()), String::new(), None),
         };
         let (source_user, source_password) = source_credentials.map(|c| (c.username, c.password)).unwrap_or_default();
         let (push_user, push_password) = push_credentials.map(|c| (c.username, c.password)).unwrap_or_default();

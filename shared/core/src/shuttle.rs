@@ -14,6 +14,7 @@ use crate::ports::{BuildStore, LogTail, PollMessage, PollQueue, Sealer, SourceSt
 use crate::record::{now_ms, ApiKind, BuildRecord, Progress};
 use crate::redact::redact;
 use crate::request::{parse_legacy, parse_v2, Api, BuildSpec, LegacyContext};
+use crate::source::{rebuild_source_id, Source};
 use crate::state::{BuildState, StopIntent};
 
 /// The largest request body a synchronous Lambda invocation takes (6 MB for the whole
@@ -58,7 +59,8 @@ impl Shuttle {
         let app_id = path_segment("app_id", app_id)?;
         let build_id = path_segment("build_id", build_id)?;
         check_size(body)?;
-        let spec = parse_v2(app_id, build_id, body)?;
+        let mut spec = parse_v2(app_id, build_id, body)?;
+        recognise_rebuild(&mut spec, &self.settings.shuttle_host);
         let source_id = v2_source_id(app_id, build_id);
         let build_key = format!("{app_id}/{build_id}");
         if let Some(existing) = self.store.get(source_id).await? {
@@ -228,6 +230,16 @@ impl Shuttle {
         match parse_uuid(build_uuid) {
             Some(source_id) => Ok(self.sources.source_exists(source_id).await?),
             None => Ok(false),
+        }
+    }
+}
+
+/// A v2 source that is the shuttle's own sources link is a rebuild, as in the legacy API: the
+/// sources are copied within S3, not downloaded through the API (which asks for a token).
+fn recognise_rebuild(spec: &mut BuildSpec, shuttle_host: &url::Url) {
+    if let Source::Http { url } = &spec.source {
+        if let Some(source_id) = url::Url::parse(url).ok().and_then(|url| rebuild_source_id(&url, shuttle_host)) {
+            spec.source = Source::Rebuild { source_id };
         }
     }
 }

@@ -2,10 +2,13 @@
 //! and the one place where an error becomes a status code.
 
 use aws_config::SdkConfig;
+use base64::Engine;
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
+use shuttle_core::access::LinkError;
 use shuttle_core::error::ShuttleError;
+use shuttle_core::ids::parse_uuid;
 use shuttle_core::poll::Poller;
 use shuttle_core::{Settings, Shuttle};
 
@@ -51,6 +54,58 @@ impl std::error::Error for StartupError {}
 /// Logs as JSON in Lambda (`AWS_LAMBDA_LOG_FORMAT=JSON`), as text elsewhere.
 pub fn init_tracing() {
     lambda_http::tracing::init_default_subscriber();
+}
+
+/// The 401 to answer when the caller shows no valid token (SPEC §7); `None` lets it in.
+/// Every route but `/octhc` asks this first.
+pub fn unauthorized(shuttle: &Shuttle, request: &Request) -> Option<Response<Body>> {
+    let token = presented_token(request);
+    if shuttle.settings.access.admits(token.as_deref()) {
+        return None;
+    }
+    Some(refusal(if token.is_some() { "the token is not valid" } else { "a token is required" }))
+}
+
+/// Like [`unauthorized`] for `GET`/`HEAD /{build_uuid}`, which also take a valid signed link
+/// (`?expires=…&signature=…`, handed to Jenkins by the poller).
+pub fn unauthorized_for_sources(shuttle: &Shuttle, request: &Request, build_uuid: &str) -> Option<Response<Body>> {
+    let query = request.query_string_parameters_ref();
+    let param = |name: &str| query.and_then(|q| q.first(name));
+    let link = match (&shuttle.settings.sources_signer, parse_uuid(build_uuid)) {
+        (Some(signer), Some(source_id)) => signer.check(source_id, param("expires"), param("signature"), shuttle_core::record::now_ms()),
+        _ => Err(LinkError::Unsigned),
+    };
+    match link {
+        Ok(()) => None,
+        // Without a signature, a token decides; a bad or expired one is named, token or not.
+        Err(LinkError::Unsigned) => unauthorized(shuttle, request),
+        Err(problem) => unauthorized(shuttle, request).map(|_| refusal(&problem.to_string())),
+    }
+}
+
+/// The caller's token: `Authorization: Bearer <token>`, or the password of HTTP Basic auth
+/// (so it can ride in the userinfo of the controller's `BUILD_SHUTTLE_URL`).
+fn presented_token(request: &Request) -> Option<String> {
+    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, credentials) = value.split_once(' ')?;
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(credentials).ok()?;
+        let (_user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+        return Some(password.to_owned());
+    }
+    None
+}
+
+fn refusal(reason: &str) -> Response<Body> {
+    tracing::info!(status = 401, error = reason, "request refused");
+    let mut response = json_response(StatusCode::UNAUTHORIZED, &json!({"status": "Unauthorized", "error": reason}));
+    let challenge = r#"Bearer realm="build shuttle", Basic realm="build shuttle""#;
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(challenge));
+    response
 }
 
 /// A path parameter of the matched route (the gateway decodes them).

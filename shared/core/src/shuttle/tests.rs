@@ -150,3 +150,18 @@ async fn sources_links_match_uuids_only() {
     assert!(matches!(fake.shuttle.sources_link("octhc").await, Err(ShuttleError::NotFound)));
     assert!(!fake.shuttle.sources_exist(&Uuid::new_v4().to_string()).await.unwrap());
 }
+
+#[tokio::test]
+async fn a_v2_source_on_the_shuttles_own_host_is_a_rebuild() {
+    let fake = fake_shuttle();
+    let old = Uuid::new_v4();
+    for (build, url) in
+        [("1", format!("https://shuttle.example/{old}")), ("2", format!("https://shuttle.example/{old}?expires=1&signature=00"))]
+    {
+        let body = json!({"source": {"url": url}, "destination": {"url": "docker://registry.example/org/app:1"}}).to_string();
+        fake.shuttle.create_v2("app", build, body.as_bytes()).await.unwrap();
+        let record = fake.store.builds.lock().unwrap()[&v2_source_id("app", build)].clone();
+        let spec: BuildSpec = serde_json::from_slice(&fake.shuttle.sealer.open(&record.sealed_spec).await.unwrap()).unwrap();
+        assert_eq!(spec.source, Source::Rebuild { source_id: old }, "{url}");
+    }
+}
