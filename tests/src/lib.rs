@@ -172,6 +172,8 @@ fn access_setting(name: &str) -> Option<String> {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// The token [`TestApp::request`] sends: the first of the app's `SHUTTLE_API_TOKENS`.
+    pub token: Option<String>,
     pub stack: Stack,
     pub jenkins: StandIn,
     pub poller: Arc<Poller>,
@@ -211,11 +213,21 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             _ => access_setting(name).or_else(|| stack.resources.setting(name, &address)),
         }
     };
+    let token = lookup("SHUTTLE_API_TOKENS").and_then(|tokens| tokens.split(',').next().map(|t| t.trim().to_owned()));
     let settings = Settings::from_lookup(lookup).expect("test settings are complete");
     let poller = Arc::new(shuttle_adapters::poller(&stack.sdk, settings, None).expect("the poller's clients"));
     tokio::spawn(local_gateway::serve(listener, poller.shuttle.clone()));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
-    let app = TestApp { address, client, stack, jenkins, poller, schedule_every: options.schedule_every, poller_task: Mutex::new(None) };
+    let app = TestApp {
+        address,
+        client,
+        token: token.filter(|t| !t.is_empty()),
+        stack,
+        jenkins,
+        poller,
+        schedule_every: options.schedule_every,
+        poller_task: Mutex::new(None),
+    };
     if options.poller {
         app.start_poller();
     }
@@ -300,9 +312,13 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
-    /// A request to the API with the test caller's token.
+    /// A request to the API with the app's token (none in open mode).
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, self.url(path)).bearer_auth(TEST_TOKEN)
+        let request = self.client.request(method, self.url(path));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
