@@ -22,11 +22,12 @@ pub fn redact(text: &str) -> String {
         rest = match authority.rfind('@') {
             Some(userinfo_end) => {
                 match authority[..userinfo_end].split_once(':') {
-                    Some((user, _password)) => {
+                    // A user with an `@` is a token followed by more text: hide it all.
+                    Some((user, _password)) if !user.contains('@') => {
                         out.push_str(user);
                         out.push_str(":***");
                     }
-                    None => out.push_str("***"),
+                    _ => out.push_str("***"),
                 }
                 &after[userinfo_end..]
             }
@@ -96,6 +97,13 @@ mod tests {
         assert_eq!(redact("kafka://b1:9092,kafka://u:pw@b2:9092/t"), "kafka://b1:9092,kafka://u:***@b2:9092/t");
         assert_eq!(redact("x://https://u:pw@h.example"), "x://https://u:***@h.example");
         assert_eq!(redact("see https://h.example, and kafka://u:pw@b:9092/t"), "see https://h.example, and kafka://u:***@b:9092/t");
+    }
+
+    #[test]
+    fn a_token_followed_by_an_at_sign_is_still_hidden() {
+        // Found by the fuzz suite: the last `@` ends the userinfo, and its first `:` ended the
+        // "user", who was shown: the token itself.
+        assert_eq!(redact("https://t0ken@h.example:1@x"), "https://***@x");
     }
 
     #[test]
