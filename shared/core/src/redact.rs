@@ -1,12 +1,16 @@
 //! Credential redaction for anything that may carry a URL: log lines, error messages,
 //! status bodies. `user:pass@host` becomes `user:***@host`, `token@host` becomes `***@host`.
 
-/// Characters that end a URL's authority, in a URL or in the text around it.
-const AUTHORITY_ENDS: [char; 13] = ['/', '?', '#', ',', ')', ' ', '"', '\'', '\n', '\r', '\t', '<', '>'];
+/// Characters that end a URL's authority, in a URL or in the text around it. Not `,`, `)` or
+/// `'`: a password may hold them literally (RFC 3986 sub-delims), and a URL list such as
+/// `failover(kafka://a:9092/t, …)` is covered because the scan never passes the userinfo.
+const AUTHORITY_ENDS: [char; 10] = ['/', '?', '#', ' ', '"', '\n', '\r', '\t', '<', '>'];
 
 /// Redacts the userinfo of every URL (`scheme://userinfo@host…`) found in `text`.
 ///
 /// Works on free text, so a URL inside an error message or a `failover(…)` list is covered too.
+/// After a URL's `://` the scan goes on from its `@` (or, without one, right there), so a URL
+/// that follows another in a list (`kafka://a:9092,kafka://u:p@b:9092`) is found too.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -14,23 +18,21 @@ pub fn redact(text: &str) -> String {
         let authority_start = at + 3;
         out.push_str(&rest[..authority_start]);
         let after = &rest[authority_start..];
-        let authority_len = after.find(AUTHORITY_ENDS).unwrap_or(after.len());
-        let authority = &after[..authority_len];
-        match authority.rfind('@') {
+        let authority = &after[..after.find(AUTHORITY_ENDS).unwrap_or(after.len())];
+        rest = match authority.rfind('@') {
             Some(userinfo_end) => {
-                let userinfo = &authority[..userinfo_end];
-                match userinfo.split_once(':') {
-                    Some((user, _password)) => {
+                match authority[..userinfo_end].split_once(':') {
+                    // A user with an `@` is a token followed by more text: hide it all.
+                    Some((user, _password)) if !user.contains('@') => {
                         out.push_str(user);
                         out.push_str(":***");
                     }
-                    None => out.push_str("***"),
+                    _ => out.push_str("***"),
                 }
-                out.push_str(&authority[userinfo_end..]);
+                &after[userinfo_end..]
             }
-            None => out.push_str(authority),
-        }
-        rest = &after[authority_len..];
+            None => after,
+        };
     }
     out.push_str(rest);
     out
@@ -74,6 +76,34 @@ mod tests {
     #[test]
     fn a_password_with_an_at_sign_is_still_hidden() {
         assert_eq!(redact("https://u:p@ss@h.example/x"), "https://u:***@h.example/x");
+    }
+
+    #[test]
+    fn a_password_with_sub_delims_is_still_hidden() {
+        // Found by the fuzz suite: `'`, `,` and `)` are allowed in a URL's userinfo as they are.
+        for (input, expected) in [
+            ("https://u:pa'ss@h.example/x", "https://u:***@h.example/x"),
+            ("https://u:pa,ss@h.example/x", "https://u:***@h.example/x"),
+            ("failover(kafka://u:p)w@b1:9092/t", "failover(kafka://u:***@b1:9092/t"),
+            ("'https://x:it's@h.example'", "'https://x:***@h.example'"),
+        ] {
+            assert_eq!(redact(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn a_url_after_another_in_a_list_is_redacted() {
+        // Found by the fuzz suite: the scan used to swallow the next URL's scheme.
+        assert_eq!(redact("kafka://b1:9092,kafka://u:pw@b2:9092/t"), "kafka://b1:9092,kafka://u:***@b2:9092/t");
+        assert_eq!(redact("x://https://u:pw@h.example"), "x://https://u:***@h.example");
+        assert_eq!(redact("see https://h.example, and kafka://u:pw@b:9092/t"), "see https://h.example, and kafka://u:***@b:9092/t");
+    }
+
+    #[test]
+    fn a_token_followed_by_an_at_sign_is_still_hidden() {
+        // Found by the fuzz suite: the last `@` ends the userinfo, and its first `:` ended the
+        // "user", who was shown: the token itself.
+        assert_eq!(redact("https://t0ken@h.example:1@x"), "https://***@x");
     }
 
     #[test]

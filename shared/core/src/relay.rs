@@ -478,15 +478,7 @@ impl<'a> Relay<'a> {
             (record.progress.archive_len, record.state.is_terminal(), record.metadata.clone(), record.number)
         };
         let whole = finished && from + text.len() as u64 >= end;
-        let mut lines = Vec::new();
-        let mut offset = from;
-        for line in text.split_inclusive(|b| *b == b'\n') {
-            if !line.ends_with(b"\n") && !whole {
-                break;
-            }
-            lines.push((offset, line));
-            offset += line.len() as u64;
-        }
+        let (lines, offset) = complete_lines(&text, from, whole);
         let mut messages: Vec<KafkaMessage> = lines
             .iter()
             .map(|(offset, line)| match legacy {
@@ -516,6 +508,22 @@ impl<'a> Relay<'a> {
             }
         }
     }
+}
+
+/// The lines of `text` (log bytes from offset `from`), each with its offset: the complete ones,
+/// and the last one too when `whole` (the build's log is complete). Also the offset reached: a
+/// partial last line is held back until it is complete.
+fn complete_lines(text: &[u8], from: u64, whole: bool) -> (Vec<(u64, &[u8])>, u64) {
+    let mut lines = Vec::new();
+    let mut offset = from;
+    for line in text.split_inclusive(|b| *b == b'\n') {
+        if !line.ends_with(b"\n") && !whole {
+            break;
+        }
+        lines.push((offset, line));
+        offset += line.len() as u64;
+    }
+    (lines, offset)
 }
 
 /// What a target's loop does next.
@@ -649,3 +657,6 @@ fn log_target_name(target: &LogTarget) -> String {
         LogTarget::LegacyKafka { brokers, topic, .. } => redact(&format!("kafka://{}/{topic}", brokers.join(","))),
     }
 }
+
+#[cfg(test)]
+mod tests;
