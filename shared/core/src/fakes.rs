@@ -198,6 +198,7 @@ pub fn test_settings() -> Settings {
         build_timeout: Duration::from_secs(1200),
         queue_timeout: Duration::from_secs(1800),
         sources_link_ttl: Duration::from_secs(900),
+        allowed_private: crate::netguard::AllowedNetworks::none(),
         jenkins: JenkinsConfig {
             url: Url::parse("https://jenkins.example").expect("valid URL"),
             user: "admin".into(),
