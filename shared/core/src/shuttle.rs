@@ -7,7 +7,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::error::{ServiceError, ShuttleError, StoreError};
+use crate::error::{ServiceError, ShuttleError, StoreError, ValidationError};
 use crate::ids::{parse_legacy_job, parse_uuid, path_segment, v2_source_id};
 use crate::jenkins::Jenkins;
 use crate::ports::{BuildStore, LogTail, PollMessage, PollQueue, Sealer, SourceStore};
@@ -59,6 +59,10 @@ impl Shuttle {
         let build_id = path_segment("build_id", build_id)?;
         check_size(body)?;
         let spec = parse_v2(app_id, build_id, body)?;
+        // SPEC §7: a host known to be refused is a 400 now, not a failed build later.
+        if let Some(refused) = spec.refused_hosts(&self.settings.allowed_private).into_iter().next() {
+            return Err(ValidationError::from(refused).into());
+        }
         let source_id = v2_source_id(app_id, build_id);
         let build_key = format!("{app_id}/{build_id}");
         if let Some(existing) = self.store.get(source_id).await? {
