@@ -253,7 +253,7 @@ async fn answered(answer: oneshot::Receiver<Result<Answer, SendError>>) -> Resul
 
 fn assert_no_credentials(error: &SendError, secrets: &[&str]) {
     for secret in secrets {
-        assert!(!error.0.contains(secret), "the error shows '{secret}': {}", error.0);
+        assert!(!error.message.contains(secret), "the error shows '{secret}': {}", error.message);
     }
 }
 

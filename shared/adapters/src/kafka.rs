@@ -67,7 +67,7 @@ impl RdKafkaClient {
             .set("linger.ms", LINGER.as_millis().to_string())
             .set("socket.connection.setup.timeout.ms", CONNECTION_SETUP_TIMEOUT.as_millis().to_string())
             .create()
-            .map_err(|e| SendError(redact(&format!("no Kafka producer for {bootstrap}: {e}"))))?;
+            .map_err(|e| SendError::new(redact(&format!("no Kafka producer for {bootstrap}: {e}"))))?;
         producers.insert(bootstrap.to_owned(), producer.clone());
         Ok(producer)
     }
@@ -88,7 +88,7 @@ impl KafkaClient for RdKafkaClient {
         if result.is_err() && producer.client().fatal_error().is_some() {
             self.forget(&bootstrap);
         }
-        result.map_err(|(delivered, SendError(message))| (delivered, SendError(redact(&message))))
+        result.map_err(|(delivered, error)| (delivered, SendError { message: redact(&error.message), ..error }))
     }
 }
 
@@ -121,12 +121,12 @@ async fn produce_in_order(
                     } else if full_since.get_or_insert_with(Instant::now).elapsed() < queue_wait {
                         tokio::time::sleep(QUEUE_FULL_PAUSE).await;
                     } else {
-                        refused = Some(SendError(format!("the producer's queue stayed full for {queue_wait:?}")));
+                        refused = Some(SendError::new(format!("the producer's queue stayed full for {queue_wait:?}")));
                         break 'messages;
                     }
                 }
                 Err((error, _)) => {
-                    refused = Some(SendError(format!("not enqueued: {error}")));
+                    refused = Some(SendError::new(format!("not enqueued: {error}")));
                     break 'messages;
                 }
             }
@@ -153,7 +153,7 @@ fn record<'a>(topic: &'a str, message: &'a KafkaMessage) -> FutureRecord<'a, str
 async fn delivery_report(delivery: DeliveryFuture) -> Result<(), SendError> {
     match delivery.await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err((error, _))) => Err(SendError(format!("not delivered: {error}"))),
-        Err(_) => Err(SendError("the producer went away before reporting the delivery".to_owned())),
+        Ok(Err((error, _))) => Err(SendError::new(format!("not delivered: {error}"))),
+        Err(_) => Err(SendError::new("the producer went away before reporting the delivery".to_owned())),
     }
 }

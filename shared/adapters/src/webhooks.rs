@@ -70,9 +70,10 @@ impl HttpWebhookClient {
         let mut map = HeaderMap::with_capacity(headers.len() + 2);
         for (name, value) in headers {
             let name =
-                HeaderName::from_bytes(name.as_bytes()).map_err(|_| SendError(format!("'{}' is not a header name", redact(&name))))?;
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| SendError::new(format!("'{}' is not a header name", redact(&name))))?;
             // The value is not shown: it may be a credential.
-            let value = HeaderValue::from_str(&value).map_err(|_| SendError(format!("the value of the {name} header is not valid")))?;
+            let value =
+                HeaderValue::from_str(&value).map_err(|_| SendError::new(format!("the value of the {name} header is not valid")))?;
             map.append(name, value);
         }
         map.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static(content_type));
@@ -89,7 +90,7 @@ impl HttpWebhookClient {
 impl WebhookClient for HttpWebhookClient {
     async fn post_json(&self, url: &str, headers: Vec<(String, String)>, body: Bytes) -> Result<Answer, SendError> {
         let request = self.post(url, headers, JSON)?.timeout(self.timeout).body(body);
-        let response = request.send().await.map_err(|e| SendError(describe(e)))?;
+        let response = request.send().await.map_err(|e| SendError::new(describe(e)))?;
         Ok(answer_of(&response))
     }
 
@@ -132,10 +133,10 @@ async fn send_stream(
         tokio::time::sleep(timeout).await;
     };
     let result = tokio::select! {
-        response = response => response.map(|r| answer_of(&r)).map_err(|e| SendError(describe(e))),
-        () = deadline => Err(SendError(format!("no answer within {timeout:?} of the end of the log stream"))),
+        response = response => response.map(|r| answer_of(&r)).map_err(|e| SendError::new(describe(e))),
+        () = deadline => Err(SendError::new(format!("no answer within {timeout:?} of the end of the log stream"))),
         // Nobody waits for the answer any more: the request is dropped.
-        () = answer.closed() => Err(SendError("the log stream was abandoned".to_owned())),
+        () = answer.closed() => Err(SendError::new("the log stream was abandoned".to_owned())),
     };
     // Whatever the answer, nothing more is sent, and the writer learns it.
     frames.lock().unwrap_or_else(PoisonError::into_inner).stop();
@@ -189,9 +190,9 @@ struct Target {
 impl Target {
     fn parse(url: &str) -> Result<Self, SendError> {
         // The text is not shown: without a parsed authority, redaction could miss a password.
-        let given = Url::parse(url).map_err(|e| SendError(format!("the webhook URL is not a valid URL ({e})")))?;
+        let given = Url::parse(url).map_err(|e| SendError::new(format!("the webhook URL is not a valid URL ({e})")))?;
         if !matches!(given.scheme(), "http" | "https") || given.host_str().is_none_or(str::is_empty) {
-            return Err(SendError(format!("{} is not an http or https URL", redact(given.as_str()))));
+            return Err(SendError::new(format!("{} is not an http or https URL", redact(given.as_str()))));
         }
         let credentials = (!given.username().is_empty() || given.password().is_some())
             .then(|| (decoded(given.username()), given.password().map(decoded).unwrap_or_default()));
@@ -221,7 +222,7 @@ mod tests {
     #[test]
     fn bad_urls_are_refused_without_showing_credentials() {
         for url in ["ftp://u:s3cret@hooks.example/x", "https://u:se/cret@", "kafka://u:s3cret@k:9092/t"] {
-            let SendError(message) = Target::parse(url).unwrap_err();
+            let SendError { message, .. } = Target::parse(url).unwrap_err();
             assert!(!message.contains("s3cret") && !message.contains("se/cret"), "{url}: {message}");
         }
     }

@@ -243,3 +243,17 @@ async fn a_legacy_build_naming_refused_hosts_fails_with_the_reasons_in_its_log()
     assert_eq!(fake.store.get(id).await.unwrap().unwrap().failure.as_deref(), Some(log.trim_start_matches("[build shuttle] ").trim_end()));
     assert!(fake.jenkins.calls.lock().unwrap().is_empty(), "nothing was triggered");
 }
+
+#[tokio::test]
+async fn a_status_target_the_guard_refuses_is_given_up_at_once_and_the_others_are_told() {
+    let (poller, fake, webhooks) = poller_with_webhooks();
+    webhooks.refused.lock().unwrap().push("https://rebinding.example/status".to_owned());
+    let targets = json!({"status": ["https://rebinding.example/status", "https://hooks.example/status"]});
+    let id = failing_build_with(&fake, targets).await;
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
+    assert_eq!(polled, Polled::Moved { state: BuildState::Failed, next: None }, "no retry is scheduled");
+    let deliveries = fake.store.get(id).await.unwrap().unwrap().progress.deliveries;
+    assert!(deliveries.status[0].closed && deliveries.status[0].attempts == 0, "refused is final: {:?}", deliveries.status[0]);
+    let posts = webhooks.posts.lock().unwrap().clone();
+    assert!(!posts.is_empty() && posts.iter().all(|sent| sent.url == "https://hooks.example/status"), "{posts:?}");
+}
