@@ -5,6 +5,13 @@
 //! delivering while any one of them is reachable. Idempotence keeps the order of a call's
 //! messages and rules out duplicates from librdkafka's own retries, so the messages delivered are
 //! always a prefix of those given.
+//!
+//! The SSRF guard (SPEC §7) checks the bootstrap brokers before their producer is created: every
+//! address each one resolves to must be allowed, else the target is refused (final). librdkafka
+//! resolves the brokers again by itself, and so do later connections (to the brokers the cluster
+//! advertises, too): those lookups cannot be pinned to the checked addresses, so a DNS-rebinding
+//! broker name is a gap this check narrows but does not close. Deployers list brokers by address,
+//! or keep `ALLOWED_PRIVATE_CIDRS` to the ranges Kafka really lives in.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -15,6 +22,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use shuttle_core::netguard::AllowedNetworks;
 use shuttle_core::ports::{KafkaClient, KafkaMessage, SendError};
 use shuttle_core::redact::redact;
 use tokio::time::Instant;
@@ -34,24 +42,24 @@ const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
 pub struct RdKafkaClient {
     producers: Mutex<HashMap<String, FutureProducer>>,
     message_timeout: Duration,
-}
-
-impl Default for RdKafkaClient {
-    fn default() -> Self {
-        Self::new()
-    }
+    allowed: AllowedNetworks,
 }
 
 impl RdKafkaClient {
-    /// A client whose messages are reported undelivered after [`MESSAGE_TIMEOUT`]. Creates no
-    /// producer yet: no network call.
-    pub fn new() -> Self {
-        Self::with_message_timeout(MESSAGE_TIMEOUT)
+    /// A client whose messages are reported undelivered after [`MESSAGE_TIMEOUT`], and whose
+    /// brokers the SSRF guard refuses unless `allowed` opens them. Creates no producer yet: no
+    /// network call.
+    pub fn new(allowed: AllowedNetworks) -> Self {
+        Self::with_message_timeout(MESSAGE_TIMEOUT, allowed)
     }
 
     /// A client whose messages are reported undelivered after `message_timeout` (at least 1 ms).
-    pub fn with_message_timeout(message_timeout: Duration) -> Self {
-        Self { producers: Mutex::new(HashMap::new()), message_timeout: message_timeout.max(Duration::from_millis(1)) }
+    pub fn with_message_timeout(message_timeout: Duration, allowed: AllowedNetworks) -> Self {
+        Self { producers: Mutex::new(HashMap::new()), message_timeout: message_timeout.max(Duration::from_millis(1)), allowed }
+    }
+
+    fn has_producer(&self, bootstrap: &str) -> bool {
+        self.producers.lock().unwrap_or_else(PoisonError::into_inner).contains_key(bootstrap)
     }
 
     /// The producer for `bootstrap` (`host:port,host:port`), created on first use.
@@ -82,6 +90,9 @@ impl RdKafkaClient {
 impl KafkaClient for RdKafkaClient {
     async fn produce(&self, brokers: &[String], topic: &str, messages: Vec<KafkaMessage>) -> Result<(), (usize, SendError)> {
         let bootstrap = brokers.iter().map(|broker| broker.trim()).collect::<Vec<_>>().join(",");
+        if !self.has_producer(&bootstrap) {
+            crate::guard::check_brokers(brokers, &self.allowed).await.map_err(|refusal| (0, SendError::refused(redact(&refusal))))?;
+        }
         let producer = self.producer(&bootstrap).map_err(|e| (0, e))?;
         let result = produce_in_order(&producer, topic, &messages, self.message_timeout).await;
         // A fatal error (the idempotent producer's state lost) leaves the producer unusable.
