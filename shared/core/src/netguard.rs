@@ -31,6 +31,8 @@
 //! ([`crate::request::BuildSpec::refused_hosts`]); the poller fails a build with a known-bad host
 //! (legacy builds, which get no `400` for this) with the reason in its log; the adapters refuse
 //! at resolution (a source download fails the build, a webhook or Kafka target is given up).
+//! Docker registries are reached by Jenkins, not by the shuttle: only the check before any lookup
+//! applies to them (Jenkins' own lookups are out of the shuttle's reach).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
