@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 fn v2_body() -> Value {
     json!({
-        "webhooks": {"status": "https://token@hooks.example/status", "logs": ["https://user:pass@hooks.example/logs", "kafka://10.0.0.1:9092/buildlogs"]},
+        "webhooks": {"status": "https://token@hooks.example/status", "logs": ["https://user:pass@hooks.example/logs", "kafka://kafka.example:9092/buildlogs"]},
         "metadata": "deployment-namespace",
         "human_readable_info": "Build #3 - https://example.com/repo.git sha #abcdef134",
         "arguments": {"X": "Y"},

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
+use local_gateway::stack::LOCAL_ALLOWED_PRIVATE_CIDRS;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use shuttle_adapters::{HttpWebhookClient, RdKafkaClient};
+use shuttle_core::netguard::AllowedNetworks;
 use shuttle_core::ports::{Answer, KafkaClient, KafkaMessage, LogStream, SendError, WebhookClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,8 +29,13 @@ const PATIENCE: Duration = Duration::from_secs(15);
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
+/// What the local run allows: loopback, where these receivers and the mock cluster are.
+fn loopback() -> AllowedNetworks {
+    LOCAL_ALLOWED_PRIVATE_CIDRS.parse().expect("the local run's CIDRs")
+}
+
 fn client() -> HttpWebhookClient {
-    HttpWebhookClient::with_timeout(TIMEOUT).expect("an HTTP client")
+    HttpWebhookClient::with_timeout(TIMEOUT, loopback()).expect("an HTTP client")
 }
 
 fn basic(user_and_password: &str) -> String {
@@ -253,7 +260,7 @@ async fn answered(answer: oneshot::Receiver<Result<Answer, SendError>>) -> Resul
 
 fn assert_no_credentials(error: &SendError, secrets: &[&str]) {
     for secret in secrets {
-        assert!(!error.0.contains(secret), "the error shows '{secret}': {}", error.0);
+        assert!(!error.message.contains(secret), "the error shows '{secret}': {}", error.message);
     }
 }
 
@@ -483,6 +490,56 @@ async fn a_stream_to_a_bad_url_fails_at_once_and_closes_its_body() {
     assert!(body.send(Bytes::from_static(b"line\n")).await.is_err(), "the writer sees that the stream is over");
 }
 
+// The SSRF guard (SPEC §7).
+
+fn client_allowing(cidrs: &str) -> HttpWebhookClient {
+    HttpWebhookClient::with_timeout(TIMEOUT, cidrs.parse().expect("CIDRs")).expect("an HTTP client")
+}
+
+#[tokio::test]
+async fn a_webhook_to_a_refused_address_is_not_sent_and_the_failure_is_final() {
+    let receiver = Receiver::start(Reply::Status("200 OK", vec![])).await;
+    let client = client_allowing("10.0.0.0/8");
+    let url = receiver.url_with_userinfo("token:canarypw", "/status");
+
+    let error = post(&client, &url, vec![], Bytes::from_static(b"{}")).await.expect_err("refused");
+
+    assert!(error.refused, "a refusal is final: {error:?}");
+    let shown = receiver.url_with_userinfo("token:***", "/status");
+    assert_eq!(error.message, format!("{shown} is refused: 127.0.0.1 is loopback"));
+    let LogStream { body, answer } = client.stream(&url, vec![]);
+    let error = answered(answer).await.expect_err("refused");
+    assert!(error.refused && error.message.contains("127.0.0.1 is loopback"), "{error:?}");
+    assert!(
+        body.send(Bytes::from_static(
+            b"line
+"
+        ))
+        .await
+        .is_err(),
+        "the writer sees that the stream is over"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(receiver.received().is_empty(), "nothing reached the receiver");
+
+    let allowed = client_allowing("127.0.0.1/32");
+    assert_eq!(post(&allowed, &url, vec![], Bytes::from_static(b"{}")).await.map(|a| a.status), Ok(200), "allowed, it is sent");
+}
+
+#[tokio::test]
+async fn a_webhook_name_resolving_only_to_refused_addresses_is_refused_at_connection() {
+    let receiver = Receiver::start(Reply::Status("200 OK", vec![])).await;
+    let url = receiver.url("/status").replacen("127.0.0.1", "localhost", 1);
+
+    // Some loopback address is allowed, so `localhost` is not refused by name: its addresses are.
+    let error = post(&client_allowing("127.0.0.2/32"), &url, vec![], Bytes::from_static(b"{}")).await.expect_err("refused");
+
+    assert!(error.refused, "{error:?}");
+    assert!(error.message.starts_with(&format!("{url} is refused: localhost resolves only to refused addresses: ")), "{error:?}");
+    assert!(error.message.contains("127.0.0.1 is loopback"), "{error:?}");
+    assert!(receiver.received().is_empty(), "nothing reached the receiver");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Kafka
 
@@ -547,7 +604,7 @@ async fn kafka_messages_arrive_in_order_with_their_keys_and_headers() {
     let cluster = MockCluster::new(3).expect("a mock Kafka cluster");
     cluster.create_topic("buildlogs", 1, 3).expect("the topic");
     let brokers: Vec<String> = cluster.bootstrap_servers().split(',').map(str::to_owned).collect();
-    let client = RdKafkaClient::new();
+    let client = RdKafkaClient::new(loopback());
     let (first, second) = (log_lines(60), log_lines(5));
 
     // Twice through the same producer, kept between calls.
@@ -566,7 +623,7 @@ async fn failover_delivers_through_any_reachable_broker() {
     let brokers = vec!["127.0.0.1:1".to_owned(), cluster.bootstrap_servers()];
     let messages = log_lines(10);
 
-    let result = produce(&RdKafkaClient::new(), &brokers, "buildlogs", messages.clone()).await;
+    let result = produce(&RdKafkaClient::new(loopback()), &brokers, "buildlogs", messages.clone()).await;
 
     assert_eq!(result, Ok(()));
     assert_eq!(read_back(&cluster.bootstrap_servers(), "buildlogs", messages.len()).await, expected(&messages));
@@ -575,7 +632,7 @@ async fn failover_delivers_through_any_reachable_broker() {
 #[tokio::test]
 async fn an_unreachable_topic_delivers_nothing_within_the_message_timeout() {
     let message_timeout = Duration::from_secs(2);
-    let client = RdKafkaClient::with_message_timeout(message_timeout);
+    let client = RdKafkaClient::with_message_timeout(message_timeout, loopback());
     let started = Instant::now();
 
     // Nothing listens on port 1.
@@ -587,6 +644,22 @@ async fn an_unreachable_topic_delivers_nothing_within_the_message_timeout() {
     assert!(elapsed >= message_timeout && elapsed < message_timeout * 3, "gave up after {elapsed:?}");
 }
 
+#[tokio::test]
+async fn kafka_brokers_on_refused_addresses_get_nothing_and_the_failure_is_final() {
+    let cluster = MockCluster::new(1).expect("a mock Kafka cluster");
+    cluster.create_topic("buildlogs", 1, 1).expect("the topic");
+    let brokers = vec!["8.8.8.8:9092".to_owned(), cluster.bootstrap_servers()];
+
+    let (delivered, error) =
+        produce(&RdKafkaClient::new(AllowedNetworks::none()), &brokers, "buildlogs", log_lines(3)).await.expect_err("refused");
+
+    assert_eq!(delivered, 0);
+    assert!(error.refused, "a refusal is final: {error:?}");
+    assert!(error.message.starts_with("the Kafka broker ") && error.message.contains("loopback"), "{error:?}");
+    let cluster_only = vec![cluster.bootstrap_servers()];
+    assert_eq!(produce(&RdKafkaClient::new(loopback()), &cluster_only, "buildlogs", log_lines(3)).await, Ok(()), "allowed, it is sent");
+}
+
 /// Throughput of the Kafka client against the mock cluster: 100,000 lines of 100 bytes in
 /// batches of 10,000, as the relay sends them. Prints lines/s; run with `--ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,7 +667,7 @@ async fn an_unreachable_topic_delivers_nothing_within_the_message_timeout() {
 async fn kafka_lines_per_second() {
     let cluster = MockCluster::new(1).expect("a mock cluster");
     cluster.create_topic("bench", 1, 1).expect("a topic");
-    let client = RdKafkaClient::new();
+    let client = RdKafkaClient::new(loopback());
     let brokers = vec![cluster.bootstrap_servers()];
     let line = Bytes::from(vec![b'x'; 99]);
     let started = Instant::now();

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
+use local_gateway::stack::LOCAL_ALLOWED_PRIVATE_CIDRS;
 use shuttle_adapters::s3::source_key;
 use shuttle_adapters::{HttpSourceFetcher, S3SourceStore};
 use shuttle_core::ports::{FetchError, SourceFetcher, SourceStore};
@@ -25,8 +26,13 @@ fn sources(stack: &Stack) -> Arc<S3SourceStore> {
     Arc::new(S3SourceStore::new(stack.s3.clone(), &stack.resources.s3_bucket))
 }
 
+/// A fetcher allowing what the local run allows: loopback, where the test servers are.
 fn fetcher(stack: &Stack) -> HttpSourceFetcher {
-    HttpSourceFetcher::new(sources(stack), MAX_BYTES).expect("the fetcher's HTTP client")
+    fetcher_allowing(stack, LOCAL_ALLOWED_PRIVATE_CIDRS)
+}
+
+fn fetcher_allowing(stack: &Stack, cidrs: &str) -> HttpSourceFetcher {
+    HttpSourceFetcher::new(sources(stack), MAX_BYTES, cidrs.parse().expect("CIDRs")).expect("the fetcher's HTTP client")
 }
 
 /// Fetches, failing the test if the fetcher waits for bytes that will never come.
@@ -275,4 +281,92 @@ async fn sources_already_cached_are_left_as_they_are() {
 
     assert_eq!(cached(&stack, source_id).await, b"first");
     assert!(server.seen().is_empty(), "nothing is downloaded again");
+}
+
+// The SSRF guard (SPEC §7).
+
+/// A listener on `address` that counts the connections made to it, and answers none.
+async fn counting_listener(address: &str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind(address).await.expect("bind a port");
+    let base = format!("http://{}", listener.local_addr().expect("a bound address"));
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((_stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    (base, count)
+}
+
+#[tokio::test]
+async fn a_source_on_loopback_is_refused_unless_allowed() {
+    let stack = Stack::new().await;
+    let server = TestServer::files(vec![("/a.tgz", Answer::ok(b"the archive"))]).await;
+    let url = server.url_with_userinfo("user:canarypw", "/a.tgz");
+    let source_id = Uuid::new_v4();
+
+    let reason = failure(fetch(&fetcher_allowing(&stack, ""), &url, source_id).await);
+
+    let shown = server.url_with_userinfo("user:***", "/a.tgz");
+    assert_eq!(reason, format!("the sources at {shown} are refused: 127.0.0.1 is loopback"));
+    assert!(server.paths().is_empty(), "nothing was requested");
+    assert_not_cached(&stack, source_id).await;
+
+    fetch(&fetcher_allowing(&stack, "127.0.0.0/8"), &url, source_id).await.expect("allowed, it is downloaded");
+    assert_eq!(cached(&stack, source_id).await, b"the archive");
+}
+
+#[tokio::test]
+async fn a_redirect_to_the_metadata_service_is_refused_even_when_everything_is_allowed() {
+    let stack = Stack::new().await;
+    let server = TestServer::files(vec![("/a.tgz", Answer::redirect("302 Found", "http://0xA9FEA9FE/latest/meta-data/"))]).await;
+    let source_id = Uuid::new_v4();
+
+    let reason = failure(fetch(&fetcher_allowing(&stack, "0.0.0.0/0,::/0"), &server.url("/a.tgz"), source_id).await);
+
+    assert_eq!(
+        reason,
+        format!(
+            "the sources at {} redirect to http://169.254.169.254/latest/meta-data/, which is refused: \
+             169.254.169.254 is link-local (instance metadata)",
+            server.url("/a.tgz")
+        )
+    );
+    assert_eq!(server.paths(), ["/a.tgz"]);
+    assert_not_cached(&stack, source_id).await;
+}
+
+#[tokio::test]
+async fn a_redirect_out_of_the_allowed_range_is_refused_without_requesting_it() {
+    let stack = Stack::new().await;
+    let (elsewhere, connections) = counting_listener("127.0.0.2:0").await;
+    let target = format!("{elsewhere}/a.tgz");
+    let server = TestServer::files(vec![("/a.tgz", Answer::redirect("307 Temporary Redirect", target.clone()))]).await;
+    let source_id = Uuid::new_v4();
+
+    let reason = failure(fetch(&fetcher_allowing(&stack, "127.0.0.1/32"), &server.url("/a.tgz"), source_id).await);
+
+    assert!(reason.ends_with(&format!("redirect to {target}, which is refused: 127.0.0.2 is loopback")), "{reason}");
+    assert_eq!(server.paths(), ["/a.tgz"], "the allowed host was asked");
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0, "the refused one never was");
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_only_to_refused_addresses_is_refused_at_connection() {
+    let stack = Stack::new().await;
+    let server = TestServer::files(vec![("/a.tgz", Answer::ok(b"the archive"))]).await;
+    let url = server.url("/a.tgz").replacen("127.0.0.1", "localhost", 1);
+    let source_id = Uuid::new_v4();
+
+    // Some loopback address is allowed, so `localhost` is not refused by name: its addresses are.
+    let reason = failure(fetch(&fetcher_allowing(&stack, "127.0.0.2/32"), &url, source_id).await);
+
+    assert!(reason.starts_with(&format!("the sources at {url} are refused: localhost resolves only to refused addresses: ")), "{reason}");
+    assert!(reason.contains("127.0.0.1 is loopback"), "{reason}");
+    assert!(server.paths().is_empty(), "nothing was requested");
+
+    let reason = failure(fetch(&fetcher_allowing(&stack, ""), &url, source_id).await);
+    assert_eq!(reason, format!("the sources at {url} are refused: localhost names the loopback host"));
+    assert_not_cached(&stack, source_id).await;
 }

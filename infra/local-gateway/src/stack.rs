@@ -11,6 +11,9 @@ use shuttle_core::error::ServiceError;
 /// The poll queue's visibility timeout (6 × the poller's 90 s timeout, as the template sets).
 pub const POLL_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(540);
 
+/// What the local run allows of the ranges the SSRF guard refuses (SPEC §7): loopback.
+pub const LOCAL_ALLOWED_PRIVATE_CIDRS: &str = "127.0.0.0/8,::1/128";
+
 #[derive(Clone, Debug)]
 pub struct Resources {
     pub table_name: String,
@@ -28,6 +31,8 @@ impl Resources {
             "POLL_QUEUE_URL" => Some(self.queues.queue_url.clone()),
             "KMS_KEY_ID" => Some(self.kms_key_id.clone()),
             "BUILD_SHUTTLE_HOST" => Some(shuttle_host.to_owned()),
+            // The local run's receivers, source servers and Kafka are on loopback.
+            "ALLOWED_PRIVATE_CIDRS" => Some(LOCAL_ALLOWED_PRIVATE_CIDRS.to_owned()),
             _ => None,
         }
     }
@@ -76,7 +81,7 @@ mod tests {
         let provided = ["TABLE_NAME", "S3_BUCKET", "POLL_QUEUE_URL", "KMS_KEY_ID", "BUILD_SHUTTLE_HOST", "JENKINS_URL"];
         for name in provided
             .into_iter()
-            .chain(["JENKINS_USER", "JENKINS_TOKEN", "POLL_DEAD_LETTER_QUEUE_URL", "WEBHOOK_SIGNING_SECRET"])
+            .chain(["JENKINS_USER", "JENKINS_TOKEN", "POLL_DEAD_LETTER_QUEUE_URL", "WEBHOOK_SIGNING_SECRET", "ALLOWED_PRIVATE_CIDRS"])
             .chain(["SHUTTLE_API_TOKENS", "SHUTTLE_OPEN_MODE", "SOURCES_SIGNING_KEY"])
         {
             assert!(has_line(&template, &format!("{name}:")), "template.yaml does not set {name} for the functions");

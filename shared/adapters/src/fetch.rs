@@ -3,7 +3,9 @@
 //! The body is streamed into a temporary file and uploaded to S3 from there, so memory stays
 //! flat whatever the size of the sources, and the size cap is enforced while the bytes arrive.
 //! Redirects are followed by hand so that every target goes through [`check_target`] and the
-//! credentials of the URL go only to the origin they were given for.
+//! SSRF guard ([`crate::guard`]), and the credentials of the URL go only to the origin they were
+//! given for. The client resolves through the guard, so it connects only to checked addresses.
+//! An address the guard refuses fails the build like any other unusable source.
 //!
 //! Everything that goes wrong on the source server's side (unreachable, slow, 404, too large,
 //! too many redirects) is [`FetchError::Failed`] with a message naming the redacted URL: the
@@ -16,6 +18,7 @@ use async_trait::async_trait;
 use reqwest::header::LOCATION;
 use reqwest::{Response, StatusCode};
 use shuttle_core::error::ServiceError;
+use shuttle_core::netguard::AllowedNetworks;
 use shuttle_core::ports::{FetchError, SourceFetcher, SourceStore};
 use shuttle_core::redact::redact;
 use tempfile::NamedTempFile;
@@ -23,6 +26,7 @@ use tokio::io::AsyncWriteExt;
 use url::{Origin, Url};
 use uuid::Uuid;
 
+use crate::guard::{check_url, refusal_in, GuardedResolver};
 use crate::s3::S3SourceStore;
 
 /// How many redirects a download may take (SPEC §4).
@@ -39,19 +43,22 @@ pub struct HttpSourceFetcher {
     http: reqwest::Client,
     sources: Arc<S3SourceStore>,
     max_bytes: u64,
+    allowed: AllowedNetworks,
 }
 
 impl HttpSourceFetcher {
-    /// A fetcher that refuses sources larger than `max_bytes`. Builds the HTTP client only: no
-    /// network call.
-    pub fn new(sources: Arc<S3SourceStore>, max_bytes: u64) -> Result<Self, ServiceError> {
+    /// A fetcher that refuses sources larger than `max_bytes`, and hosts the SSRF guard refuses
+    /// unless `allowed` opens them. Builds the HTTP client only: no network call.
+    pub fn new(sources: Arc<S3SourceStore>, max_bytes: u64, allowed: AllowedNetworks) -> Result<Self, ServiceError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(GuardedResolver::new(allowed.clone()))
+            .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             .build()
             .map_err(|e| ServiceError::new("http client", e))?;
-        Ok(Self { http, sources, max_bytes })
+        Ok(Self { http, sources, max_bytes, allowed })
     }
 
     /// Sends the GETs, following at most [`MAX_REDIRECTS`] redirects, and returns the first
@@ -61,6 +68,9 @@ impl HttpSourceFetcher {
         let mut redirects = 0;
         loop {
             check_target(&target)?;
+            if let Err(refusal) = check_url(&target, &self.allowed) {
+                return Err(source.refused(&target, refusal));
+            }
             let response = self.get(source, &target).await?;
             if !is_redirect(response.status()) {
                 return Ok(response);
@@ -78,7 +88,10 @@ impl HttpSourceFetcher {
         if let Some(credentials) = source.credentials_for(target) {
             request = request.basic_auth(&credentials.user, Some(&credentials.password));
         }
-        request.send().await.map_err(|e| source.failed(format!("could not be downloaded: {}", describe(e))))
+        request.send().await.map_err(|e| match refusal_in(&e) {
+            Some(refusal) => source.refused(target, refusal),
+            None => source.failed(format!("could not be downloaded: {}", describe(e))),
+        })
     }
 
     /// Streams the body of `response` into a temporary file, stopping as soon as it grows past
@@ -134,9 +147,8 @@ impl SourceFetcher for HttpSourceFetcher {
 /// Whether the shuttle may download from `url`: called for the URL given and for every
 /// redirect target before it is requested.
 ///
-/// For now it checks that the URL is `http` or `https` and names a host. Issue 6 adds the SSRF
-/// guard here (SPEC §7): the host's addresses checked after DNS resolution against the refused
-/// ranges and `ALLOWED_PRIVATE_CIDRS`, and the connection pinned to the address checked.
+/// It checks that the URL is `http` or `https` and names a host; the SSRF guard (SPEC §7) comes
+/// next: [`check_url`] for address literals, the client's resolver for names.
 fn check_target(url: &Url) -> Result<(), FetchError> {
     let shown = redact(url.as_str());
     if !matches!(url.scheme(), "http" | "https") {
@@ -195,6 +207,15 @@ impl SourceUrl {
             .map_err(|_| self.failed(format!("answered {status} with a Location that is not text")))?;
         let target = current.join(location).map_err(|e| self.failed(format!("answered {status} with an invalid Location ({e})")))?;
         Ok(without_userinfo(target))
+    }
+
+    /// The build's failure when the SSRF guard refuses `target`: the URL given, or a redirect.
+    fn refused(&self, target: &Url, refusal: impl std::fmt::Display) -> FetchError {
+        if *target == self.url {
+            self.failed(format!("are refused: {refusal}"))
+        } else {
+            self.failed(format!("redirect to {}, which is refused: {refusal}", redact(target.as_str())))
+        }
     }
 
     /// The build's failure: "the sources at <redacted URL> <what>".

@@ -5,6 +5,13 @@
 //! delivering while any one of them is reachable. Idempotence keeps the order of a call's
 //! messages and rules out duplicates from librdkafka's own retries, so the messages delivered are
 //! always a prefix of those given.
+//!
+//! The SSRF guard (SPEC §7) checks the bootstrap brokers before their producer is created: every
+//! address each one resolves to must be allowed, else the target is refused (final). librdkafka
+//! resolves the brokers again by itself, and so do later connections (to the brokers the cluster
+//! advertises, too): those lookups cannot be pinned to the checked addresses, so a DNS-rebinding
+//! broker name is a gap this check narrows but does not close. Deployers list brokers by address,
+//! or keep `ALLOWED_PRIVATE_CIDRS` to the ranges Kafka really lives in.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -15,6 +22,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use shuttle_core::netguard::AllowedNetworks;
 use shuttle_core::ports::{KafkaClient, KafkaMessage, SendError};
 use shuttle_core::redact::redact;
 use tokio::time::Instant;
@@ -34,24 +42,24 @@ const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
 pub struct RdKafkaClient {
     producers: Mutex<HashMap<String, FutureProducer>>,
     message_timeout: Duration,
-}
-
-impl Default for RdKafkaClient {
-    fn default() -> Self {
-        Self::new()
-    }
+    allowed: AllowedNetworks,
 }
 
 impl RdKafkaClient {
-    /// A client whose messages are reported undelivered after [`MESSAGE_TIMEOUT`]. Creates no
-    /// producer yet: no network call.
-    pub fn new() -> Self {
-        Self::with_message_timeout(MESSAGE_TIMEOUT)
+    /// A client whose messages are reported undelivered after [`MESSAGE_TIMEOUT`], and whose
+    /// brokers the SSRF guard refuses unless `allowed` opens them. Creates no producer yet: no
+    /// network call.
+    pub fn new(allowed: AllowedNetworks) -> Self {
+        Self::with_message_timeout(MESSAGE_TIMEOUT, allowed)
     }
 
     /// A client whose messages are reported undelivered after `message_timeout` (at least 1 ms).
-    pub fn with_message_timeout(message_timeout: Duration) -> Self {
-        Self { producers: Mutex::new(HashMap::new()), message_timeout: message_timeout.max(Duration::from_millis(1)) }
+    pub fn with_message_timeout(message_timeout: Duration, allowed: AllowedNetworks) -> Self {
+        Self { producers: Mutex::new(HashMap::new()), message_timeout: message_timeout.max(Duration::from_millis(1)), allowed }
+    }
+
+    fn has_producer(&self, bootstrap: &str) -> bool {
+        self.producers.lock().unwrap_or_else(PoisonError::into_inner).contains_key(bootstrap)
     }
 
     /// The producer for `bootstrap` (`host:port,host:port`), created on first use.
@@ -67,7 +75,7 @@ impl RdKafkaClient {
             .set("linger.ms", LINGER.as_millis().to_string())
             .set("socket.connection.setup.timeout.ms", CONNECTION_SETUP_TIMEOUT.as_millis().to_string())
             .create()
-            .map_err(|e| SendError(redact(&format!("no Kafka producer for {bootstrap}: {e}"))))?;
+            .map_err(|e| SendError::new(redact(&format!("no Kafka producer for {bootstrap}: {e}"))))?;
         producers.insert(bootstrap.to_owned(), producer.clone());
         Ok(producer)
     }
@@ -82,13 +90,16 @@ impl RdKafkaClient {
 impl KafkaClient for RdKafkaClient {
     async fn produce(&self, brokers: &[String], topic: &str, messages: Vec<KafkaMessage>) -> Result<(), (usize, SendError)> {
         let bootstrap = brokers.iter().map(|broker| broker.trim()).collect::<Vec<_>>().join(",");
+        if !self.has_producer(&bootstrap) {
+            crate::guard::check_brokers(brokers, &self.allowed).await.map_err(|refusal| (0, SendError::refused(redact(&refusal))))?;
+        }
         let producer = self.producer(&bootstrap).map_err(|e| (0, e))?;
         let result = produce_in_order(&producer, topic, &messages, self.message_timeout).await;
         // A fatal error (the idempotent producer's state lost) leaves the producer unusable.
         if result.is_err() && producer.client().fatal_error().is_some() {
             self.forget(&bootstrap);
         }
-        result.map_err(|(delivered, SendError(message))| (delivered, SendError(redact(&message))))
+        result.map_err(|(delivered, error)| (delivered, SendError { message: redact(&error.message), ..error }))
     }
 }
 
@@ -121,12 +132,12 @@ async fn produce_in_order(
                     } else if full_since.get_or_insert_with(Instant::now).elapsed() < queue_wait {
                         tokio::time::sleep(QUEUE_FULL_PAUSE).await;
                     } else {
-                        refused = Some(SendError(format!("the producer's queue stayed full for {queue_wait:?}")));
+                        refused = Some(SendError::new(format!("the producer's queue stayed full for {queue_wait:?}")));
                         break 'messages;
                     }
                 }
                 Err((error, _)) => {
-                    refused = Some(SendError(format!("not enqueued: {error}")));
+                    refused = Some(SendError::new(format!("not enqueued: {error}")));
                     break 'messages;
                 }
             }
@@ -153,7 +164,7 @@ fn record<'a>(topic: &'a str, message: &'a KafkaMessage) -> FutureRecord<'a, str
 async fn delivery_report(delivery: DeliveryFuture) -> Result<(), SendError> {
     match delivery.await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err((error, _))) => Err(SendError(format!("not delivered: {error}"))),
-        Err(_) => Err(SendError("the producer went away before reporting the delivery".to_owned())),
+        Ok(Err((error, _))) => Err(SendError::new(format!("not delivered: {error}"))),
+        Err(_) => Err(SendError::new("the producer went away before reporting the delivery".to_owned())),
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod dynamodb;
 pub mod fetch;
+pub mod guard;
 pub mod jenkins;
 pub mod kafka;
 pub mod kms;
@@ -40,9 +41,11 @@ pub async fn load_sdk_config() -> SdkConfig {
 /// writing through one S3 source store), and the webhook senders.
 pub fn poller(sdk: &SdkConfig, settings: Settings, s3_region: Option<String>) -> Result<Poller, ServiceError> {
     let sources = Arc::new(S3SourceStore::new(s3::client(sdk, s3_region), &settings.s3_bucket));
-    let fetcher = Arc::new(HttpSourceFetcher::new(sources.clone(), settings.poller.source_max_bytes)?);
+    // Every user-supplied URL goes through the SSRF guard (SPEC §7), open to ALLOWED_PRIVATE_CIDRS.
+    let allowed = settings.allowed_private.clone();
+    let fetcher = Arc::new(HttpSourceFetcher::new(sources.clone(), settings.poller.source_max_bytes, allowed.clone())?);
     let shuttle = shuttle_with_sources(sdk, settings, sources).map_err(|e| ServiceError::new("jenkins", e))?;
-    let webhooks = Webhooks { http: Arc::new(HttpWebhookClient::new()?), kafka: Arc::new(RdKafkaClient::new()) };
+    let webhooks = Webhooks { http: Arc::new(HttpWebhookClient::new(allowed.clone())?), kafka: Arc::new(RdKafkaClient::new(allowed)) };
     Ok(Poller::new(shuttle, fetcher, webhooks))
 }
 

@@ -4,6 +4,10 @@
 //! Userinfo in a target URL is sent as HTTP Basic auth, never in the request itself. Redirects
 //! are answers like any other, never followed: the credentials go only where they were given for.
 //!
+//! Every target goes through the SSRF guard ([`crate::guard`]): address literals are checked
+//! before the request, names by the client's resolver, which connects only to checked addresses.
+//! A refusal is a [`SendError::refused`]: final.
+//!
 //! A log stream has no whole-request timeout (it lives for a window, up to 60 s, and may be idle
 //! for seconds between frames); the receiver's answer must come within the client's timeout
 //! once the writer has finished the body.
@@ -19,12 +23,14 @@ use futures_util::Stream;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response};
 use shuttle_core::error::ServiceError;
+use shuttle_core::netguard::AllowedNetworks;
 use shuttle_core::ports::{Answer, LogStream, SendError, WebhookClient};
 use shuttle_core::redact::redact;
 use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
 use crate::fetch::{decoded, describe, without_userinfo};
+use crate::guard::{check_url, refusal_in, GuardedResolver};
 
 /// How long a receiver may take to answer: a whole JSON `POST`, or a log stream once its body
 /// has ended.
@@ -43,36 +49,43 @@ const TEXT: &str = "text/plain; charset=utf-8";
 pub struct HttpWebhookClient {
     http: reqwest::Client,
     timeout: Duration,
+    allowed: AllowedNetworks,
 }
 
 impl HttpWebhookClient {
-    /// A client whose receivers must answer within [`WEBHOOK_TIMEOUT`]. Builds the HTTP client
-    /// only: no network call.
-    pub fn new() -> Result<Self, ServiceError> {
-        Self::with_timeout(WEBHOOK_TIMEOUT)
+    /// A client whose receivers must answer within [`WEBHOOK_TIMEOUT`], and whose targets the
+    /// SSRF guard refuses unless `allowed` opens them. Builds the HTTP client only: no network call.
+    pub fn new(allowed: AllowedNetworks) -> Result<Self, ServiceError> {
+        Self::with_timeout(WEBHOOK_TIMEOUT, allowed)
     }
 
     /// A client whose receivers must answer within `timeout`: a JSON `POST` as a whole, a log
     /// stream once its body has ended.
-    pub fn with_timeout(timeout: Duration) -> Result<Self, ServiceError> {
+    pub fn with_timeout(timeout: Duration, allowed: AllowedNetworks) -> Result<Self, ServiceError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(GuardedResolver::new(allowed.clone()))
+            .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| ServiceError::new("http client", e))?;
-        Ok(Self { http, timeout })
+        Ok(Self { http, timeout, allowed })
     }
 
     /// A `POST` to `url` with `headers` (a `Content-Type` among them wins over `content_type`),
     /// and the URL's userinfo as Basic auth unless the headers carry an `Authorization`.
     fn post(&self, url: &str, headers: Vec<(String, String)>, content_type: &'static str) -> Result<RequestBuilder, SendError> {
         let target = Target::parse(url)?;
+        if let Err(refusal) = check_url(&target.url, &self.allowed) {
+            return Err(SendError::refused(format!("{} is refused: {refusal}", redact(url))));
+        }
         let mut map = HeaderMap::with_capacity(headers.len() + 2);
         for (name, value) in headers {
             let name =
-                HeaderName::from_bytes(name.as_bytes()).map_err(|_| SendError(format!("'{}' is not a header name", redact(&name))))?;
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| SendError::new(format!("'{}' is not a header name", redact(&name))))?;
             // The value is not shown: it may be a credential.
-            let value = HeaderValue::from_str(&value).map_err(|_| SendError(format!("the value of the {name} header is not valid")))?;
+            let value =
+                HeaderValue::from_str(&value).map_err(|_| SendError::new(format!("the value of the {name} header is not valid")))?;
             map.append(name, value);
         }
         map.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static(content_type));
@@ -89,7 +102,7 @@ impl HttpWebhookClient {
 impl WebhookClient for HttpWebhookClient {
     async fn post_json(&self, url: &str, headers: Vec<(String, String)>, body: Bytes) -> Result<Answer, SendError> {
         let request = self.post(url, headers, JSON)?.timeout(self.timeout).body(body);
-        let response = request.send().await.map_err(|e| SendError(describe(e)))?;
+        let response = request.send().await.map_err(|e| send_error(url, e))?;
         Ok(answer_of(&response))
     }
 
@@ -98,10 +111,10 @@ impl WebhookClient for HttpWebhookClient {
         let (body, frames) = mpsc::channel(STREAM_FRAMES);
         let (answer_tx, answer) = oneshot::channel();
         let request = self.post(url, headers, TEXT);
-        let (writer, timeout) = (body.downgrade(), self.timeout);
+        let (writer, timeout, url) = (body.downgrade(), self.timeout, url.to_owned());
         tokio::spawn(async move {
             match request {
-                Ok(request) => send_stream(request, frames, writer, timeout, answer_tx).await,
+                Ok(request) => send_stream(&url, request, frames, writer, timeout, answer_tx).await,
                 // Dropping `frames` closes the body: the writer sees it at once.
                 Err(error) => {
                     let _ = answer_tx.send(Err(error));
@@ -115,6 +128,7 @@ impl WebhookClient for HttpWebhookClient {
 /// Sends a log stream and reports its answer: the receiver's, or why there is none (the request
 /// failed, or no answer came within `timeout` of the writer finishing the body).
 async fn send_stream(
+    url: &str,
     request: RequestBuilder,
     frames: mpsc::Receiver<Bytes>,
     writer: mpsc::WeakSender<Bytes>,
@@ -132,10 +146,10 @@ async fn send_stream(
         tokio::time::sleep(timeout).await;
     };
     let result = tokio::select! {
-        response = response => response.map(|r| answer_of(&r)).map_err(|e| SendError(describe(e))),
-        () = deadline => Err(SendError(format!("no answer within {timeout:?} of the end of the log stream"))),
+        response = response => response.map(|r| answer_of(&r)).map_err(|e| send_error(url, e)),
+        () = deadline => Err(SendError::new(format!("no answer within {timeout:?} of the end of the log stream"))),
         // Nobody waits for the answer any more: the request is dropped.
-        () = answer.closed() => Err(SendError("the log stream was abandoned".to_owned())),
+        () = answer.closed() => Err(SendError::new("the log stream was abandoned".to_owned())),
     };
     // Whatever the answer, nothing more is sent, and the writer learns it.
     frames.lock().unwrap_or_else(PoisonError::into_inner).stop();
@@ -172,6 +186,14 @@ impl Stream for BodyFrames {
     }
 }
 
+/// Why a request to `url` got no answer: the SSRF guard's refusal (final), or a transport error.
+fn send_error(url: &str, error: reqwest::Error) -> SendError {
+    match refusal_in(&error) {
+        Some(refusal) => SendError::refused(format!("{} is refused: {refusal}", redact(url))),
+        None => SendError::new(describe(error)),
+    }
+}
+
 fn answer_of(response: &Response) -> Answer {
     let retry_after = response.headers().get(RETRY_AFTER).map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     Answer { status: response.status().as_u16(), retry_after }
@@ -189,9 +211,9 @@ struct Target {
 impl Target {
     fn parse(url: &str) -> Result<Self, SendError> {
         // The text is not shown: without a parsed authority, redaction could miss a password.
-        let given = Url::parse(url).map_err(|e| SendError(format!("the webhook URL is not a valid URL ({e})")))?;
+        let given = Url::parse(url).map_err(|e| SendError::new(format!("the webhook URL is not a valid URL ({e})")))?;
         if !matches!(given.scheme(), "http" | "https") || given.host_str().is_none_or(str::is_empty) {
-            return Err(SendError(format!("{} is not an http or https URL", redact(given.as_str()))));
+            return Err(SendError::new(format!("{} is not an http or https URL", redact(given.as_str()))));
         }
         let credentials = (!given.username().is_empty() || given.password().is_some())
             .then(|| (decoded(given.username()), given.password().map(decoded).unwrap_or_default()));
@@ -221,7 +243,7 @@ mod tests {
     #[test]
     fn bad_urls_are_refused_without_showing_credentials() {
         for url in ["ftp://u:s3cret@hooks.example/x", "https://u:se/cret@", "kafka://u:s3cret@k:9092/t"] {
-            let SendError(message) = Target::parse(url).unwrap_err();
+            let SendError { message, .. } = Target::parse(url).unwrap_err();
             assert!(!message.contains("s3cret") && !message.contains("se/cret"), "{url}: {message}");
         }
     }

@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::access::{Access, LinkSigner, MIN_SECRET_CHARS};
 use crate::delivery::SigningSecret;
+use crate::netguard::AllowedNetworks;
 use crate::request::is_argument_name;
 
 #[derive(Clone, Debug)]
@@ -32,6 +33,9 @@ pub struct Settings {
     /// `SOURCES_SIGNING_KEY`: signs the sources links handed to Jenkins. Required with tokens;
     /// in open mode, links go unsigned when it is not set.
     pub sources_signer: Option<LinkSigner>,
+    /// `ALLOWED_PRIVATE_CIDRS`: the refused ranges user-supplied URLs may reach all the same
+    /// (SPEC §7); never link-local or the metadata service.
+    pub allowed_private: AllowedNetworks,
     pub jenkins: JenkinsConfig,
     pub poller: PollerConfig,
 }
@@ -203,6 +207,10 @@ impl Settings {
             build_timeout: duration("BUILD_TIMEOUT", Duration::from_secs(20 * 60))?,
             queue_timeout: duration("QUEUE_TIMEOUT", Duration::from_secs(30 * 60))?,
             sources_link_ttl: duration("SOURCES_LINK_TTL", Duration::from_secs(15 * 60))?,
+            allowed_private: match optional("ALLOWED_PRIVATE_CIDRS") {
+                None => AllowedNetworks::none(),
+                Some(raw) => raw.parse().map_err(|reason| ConfigError::Malformed { name: "ALLOWED_PRIVATE_CIDRS", reason })?,
+            },
         })
     }
 }
@@ -349,6 +357,7 @@ mod tests {
             ("LOG_WINDOW", "5m"),
             ("POLL_INTERVAL", "fast"),
             ("SOURCE_MAX_BYTES", "0"),
+            ("ALLOWED_PRIVATE_CIDRS", "10.0.0.0/8;192.168.0.0/16"),
         ] {
             let mut env = base();
             env.insert(name, value.to_owned());
@@ -415,5 +424,15 @@ mod tests {
         assert_eq!(settings.build_timeout, Duration::from_secs(300));
         assert_eq!(settings.queue_timeout, Duration::from_secs(90));
         assert_eq!(settings.extra_build_args.get("NODE_ENV").map(String::as_str), Some("production"));
+    }
+
+    #[test]
+    fn allowed_private_cidrs_are_optional() {
+        assert!(load(&base()).unwrap().allowed_private.is_empty(), "nothing is allowed by default");
+        let mut env = base();
+        env.insert("ALLOWED_PRIVATE_CIDRS", "10.0.0.0/8, fd00::/8".into());
+        let settings = load(&env).unwrap();
+        assert!(settings.allowed_private.contains("10.1.2.3".parse().unwrap()));
+        assert!(!settings.allowed_private.contains("192.168.1.1".parse().unwrap()));
     }
 }

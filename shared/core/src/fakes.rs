@@ -201,6 +201,7 @@ pub fn test_settings() -> Settings {
         sources_link_ttl: Duration::from_secs(900),
         access: Access::Open,
         sources_signer: Some(LinkSigner::new(Secret::new("a-sources-signing-key-of-32-chars!"))),
+        allowed_private: crate::netguard::AllowedNetworks::none(),
         jenkins: JenkinsConfig {
             url: Url::parse("https://jenkins.example").expect("valid URL"),
             user: "admin".into(),
@@ -301,9 +302,10 @@ pub struct Sent {
 
 /// Webhook receivers in memory: every JSON post and every log stream is recorded; posts are
 /// answered by `answers` in turn and streams by `stream_answers` (then 200); Kafka messages are
-/// kept by topic.
+/// kept by topic. Posts to a URL in `refused` fail as the SSRF guard's refusal, unsent.
 #[derive(Default)]
 pub struct RecordingWebhooks {
+    pub refused: Mutex<Vec<String>>,
     pub posts: Mutex<Vec<Sent>>,
     pub answers: Mutex<std::collections::VecDeque<Answer>>,
     pub stream_answers: Arc<Mutex<std::collections::VecDeque<u16>>>,
@@ -320,6 +322,9 @@ impl RecordingWebhooks {
 #[async_trait]
 impl WebhookClient for RecordingWebhooks {
     async fn post_json(&self, url: &str, headers: Vec<(String, String)>, body: Bytes) -> Result<Answer, SendError> {
+        if self.refused.lock().unwrap().iter().any(|refused| refused == url) {
+            return Err(SendError::refused(format!("{url} resolves only to refused addresses")));
+        }
         self.posts.lock().unwrap().push(Sent { url: url.to_owned(), headers, body });
         Ok(self.answers.lock().unwrap().pop_front().unwrap_or(Answer { status: 200, retry_after: None }))
     }

@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod error;
 pub mod ids;
 pub mod jenkins;
+pub mod netguard;
 pub mod poll;
 pub mod ports;
 pub mod record;

@@ -394,6 +394,11 @@ impl Build<'_> {
         if let Source::Invalid { reason } = &spec.source {
             return self.fail_early(reason.clone()).await;
         }
+        // SPEC §7: a v2 create answered 400 for these; a legacy build fails with the reason.
+        let refused = spec.refused_hosts(&self.shuttle().settings.allowed_private);
+        if !refused.is_empty() {
+            return self.fail_early(refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")).await;
+        }
         if self.record.state == BuildState::Accepted {
             self.move_to(BuildState::Pending).await?;
         }

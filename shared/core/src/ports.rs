@@ -121,10 +121,27 @@ pub struct Answer {
 }
 
 /// A delivery that got no answer (connection refused or broken, timed out, a broker unreachable):
-/// worth trying again. The message never shows credentials.
+/// worth trying again — unless the SSRF guard refused the target (SPEC §7), which no retry
+/// changes. The message never shows credentials.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SendError(pub String);
+#[error("{message}")]
+pub struct SendError {
+    pub message: String,
+    /// The target's address is refused (a range `ALLOWED_PRIVATE_CIDRS` does not open): final.
+    pub refused: bool,
+}
+
+impl SendError {
+    /// No answer: worth trying again.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), refused: false }
+    }
+
+    /// The SSRF guard refused the target: given up at once.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self { message: message.into(), refused: true }
+    }
+}
 
 /// A log stream being sent: a chunked `POST` whose body is what is written to `body`.
 pub struct LogStream {

@@ -264,10 +264,14 @@ impl<'a> Relay<'a> {
                 Outcome::GiveUp(problem) => {
                     tracing::warn!(build = %record.source_id, target = %target_name(target), %problem, "status webhook given up")
                 }
+                Outcome::Refused(problem) => {
+                    tracing::warn!(build = %record.source_id, target = %target_name(target), %problem, "status target refused by the SSRF guard; it is told nothing more")
+                }
             }
             self.update_status(index, |t| match outcome {
                 Outcome::Delivered | Outcome::GiveUp(_) => *t = Delivery { done: t.done + 1, callback: t.callback, ..Delivery::default() },
                 Outcome::Retry(_, delay) => *t = retried(*t, delay),
+                Outcome::Refused(_) => t.closed = true,
             });
         }
     }
@@ -366,11 +370,14 @@ impl<'a> Relay<'a> {
                 Outcome::GiveUp(problem) => {
                     tracing::warn!(build = %source_id, target = %log_target_name(target), %problem, "log delivery given up")
                 }
+                Outcome::Refused(problem) => {
+                    tracing::warn!(build = %source_id, target = %log_target_name(target), %problem, "log target refused by the SSRF guard; given up")
+                }
             }
             self.update_log(index, |t| match outcome {
                 Outcome::Delivered => *t = Delivery { done: reached, ..Delivery::default() },
                 Outcome::Retry(_, delay) => *t = Delivery { done: reached.max(t.done), ..retried(*t, delay) },
-                Outcome::GiveUp(_) => *t = Delivery { done: reached.max(t.done), closed: true, ..*t },
+                Outcome::GiveUp(_) | Outcome::Refused(_) => *t = Delivery { done: reached.max(t.done), closed: true, ..*t },
             });
         }
     }
@@ -400,7 +407,7 @@ impl<'a> Relay<'a> {
         self.sources
             .read_log_range(source_id, from, (until - from).min(READ_BYTES))
             .await
-            .map_err(|e| SendError(format!("could not read the log archive: {e}")))
+            .map_err(|e| SendError::new(format!("could not read the log archive: {e}")))
     }
 
     /// One delivery of the log from `from`: a stream (HTTP) or a run of lines (Kafka). Returns
@@ -447,7 +454,7 @@ impl<'a> Relay<'a> {
                     let problem = match stream.answer.await {
                         Ok(Ok(answer)) => Ok(answer),
                         Ok(Err(problem)) => Err(problem),
-                        Err(_) => Err(SendError("the stream ended without an answer".to_owned())),
+                        Err(_) => Err(SendError::new("the stream ended without an answer".to_owned())),
                     };
                     return (from, Err(Refused::from_attempt(problem)));
                 }
@@ -457,7 +464,7 @@ impl<'a> Relay<'a> {
         drop(stream.body);
         let answer = match stream.answer.await {
             Ok(answer) => answer,
-            Err(_) => Err(SendError("the stream ended without an answer".to_owned())),
+            Err(_) => Err(SendError::new("the stream ended without an answer".to_owned())),
         };
         match answer {
             Ok(answer) if (200..300).contains(&answer.status) => (sent, Ok(if whole { LogSent::Finished } else { LogSent::Delivered })),
@@ -574,13 +581,16 @@ enum Outcome {
     /// Try again after the delay.
     Retry(String, Duration),
     GiveUp(String),
+    /// The SSRF guard refused the target's address (SPEC §7): nothing more goes to it.
+    Refused(String),
 }
 
 /// The outcome of an attempt for a target at `position`, under `policy`, failing since `since`.
 fn judge(sent: Result<Answer, SendError>, position: Delivery, policy: RetryPolicy, since: u64) -> Outcome {
     let answer = match sent {
         Ok(answer) => answer,
-        Err(problem) => return retry_or_give_up(problem.0, position, policy, since, None),
+        Err(problem) if problem.refused => return Outcome::Refused(problem.message),
+        Err(problem) => return retry_or_give_up(problem.message, position, policy, since, None),
     };
     match verdict(answer.status, answer.retry_after.as_deref(), SystemTime::now()) {
         Verdict::Delivered => Outcome::Delivered,

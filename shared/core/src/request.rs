@@ -9,6 +9,8 @@ use uuid::Uuid;
 
 use crate::error::{LegacyRejection, ValidationError};
 use crate::ids::{legacy_job_name, parse_uuid};
+use crate::netguard::{known_bad, AllowedNetworks, Host, HostRefusal};
+use crate::redact::redact;
 use crate::source::{decode_data_uri, rebuild_source_id, DockerImage, RegistryCredentials, Source};
 use crate::webhook::WebhookTarget;
 
@@ -59,6 +61,72 @@ impl LegacyBuild {
     /// The Jenkins job: `{app}-{app_uuid}`.
     pub fn job(&self) -> String {
         legacy_job_name(&self.app, &self.app_uuid)
+    }
+}
+
+/// A host of a build's user-supplied URLs that the SSRF guard refuses before any lookup
+/// (SPEC §7): an address in a refused range, or a `localhost` name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedHost {
+    /// Where it came from: the v2 field (`webhooks.status[1]`, `source.url`, …) or the legacy
+    /// one (`callback`, `kafka_hosts`, `sources`, `gm_registry_host`).
+    pub field: String,
+    /// The URL or host, redacted.
+    pub shown: String,
+    pub refusal: HostRefusal,
+}
+
+impl std::fmt::Display for RefusedHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} is refused: {}", self.field, self.shown, self.refusal)
+    }
+}
+
+impl From<RefusedHost> for ValidationError {
+    fn from(refused: RefusedHost) -> Self {
+        ValidationError::new(refused.field, format!("{} is refused: {}", refused.shown, refused.refusal))
+    }
+}
+
+impl BuildSpec {
+    /// The hosts of the build's webhooks, callback, Kafka brokers, sources and registries that
+    /// are known to be refused without a lookup, under `allowed`. Names are judged when the
+    /// adapters resolve them; registries are reached by Jenkins, so only this check applies to them.
+    pub fn refused_hosts(&self, allowed: &AllowedNetworks) -> Vec<RefusedHost> {
+        let mut refused = Vec::new();
+        let mut check = |field: &str, shown: &str, host: Option<Host>| {
+            if let Some(refusal) = host.and_then(|host| known_bad(&host, allowed)) {
+                refused.push(RefusedHost { field: field.to_owned(), shown: redact(shown), refusal });
+            }
+        };
+        let url_host = |raw: &str| Url::parse(raw).ok().as_ref().and_then(Host::of_url);
+        for (name, targets) in [("status", &self.status_targets), ("logs", &self.log_targets)] {
+            for (i, target) in targets.iter().enumerate() {
+                let field = if targets.len() == 1 { format!("webhooks.{name}") } else { format!("webhooks.{name}[{i}]") };
+                match target {
+                    WebhookTarget::Http { url } => check(&field, url, url_host(url)),
+                    WebhookTarget::Kafka { brokers, .. } => brokers.iter().for_each(|broker| check(&field, broker, Host::parse(broker))),
+                }
+            }
+        }
+        let source_field = if matches!(self.api, Api::V2 { .. }) { "source.url" } else { "sources" };
+        match &self.source {
+            Source::Http { url } => check(source_field, url, url_host(url)),
+            Source::Docker { image } => check(source_field, &image.registry, Host::parse(&image.registry)),
+            Source::Inline { .. } | Source::Rebuild { .. } | Source::Invalid { .. } => {}
+        }
+        match &self.api {
+            Api::V2 { destination, .. } => check("destination.url", &destination.registry, Host::parse(&destination.registry)),
+            Api::Legacy(legacy) => {
+                if let Some(callback) = &legacy.callback {
+                    check("callback", callback, url_host(callback));
+                }
+                let registry = legacy.registry_host.split('/').next().unwrap_or_default();
+                check("gm_registry_host", registry, Host::parse(registry));
+                legacy.kafka_hosts.iter().for_each(|broker| check("kafka_hosts", broker, Host::parse(broker)));
+            }
+        }
+        refused
     }
 }
 

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::error::{ServiceError, ShuttleError, StoreError};
+use crate::error::{ServiceError, ShuttleError, StoreError, ValidationError};
 use crate::ids::{parse_legacy_job, parse_uuid, path_segment, v2_source_id};
 use crate::jenkins::Jenkins;
 use crate::ports::{BuildStore, LogTail, PollMessage, PollQueue, Sealer, SourceStore};
@@ -61,6 +61,10 @@ impl Shuttle {
         check_size(body)?;
         let mut spec = parse_v2(app_id, build_id, body)?;
         recognise_rebuild(&mut spec, &self.settings.shuttle_host);
+        // SPEC §7: a host known to be refused is a 400 now, not a failed build later.
+        if let Some(refused) = spec.refused_hosts(&self.settings.allowed_private).into_iter().next() {
+            return Err(ValidationError::from(refused).into());
+        }
         let source_id = v2_source_id(app_id, build_id);
         let build_key = format!("{app_id}/{build_id}");
         if let Some(existing) = self.store.get(source_id).await? {

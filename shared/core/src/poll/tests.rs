@@ -220,3 +220,40 @@ async fn a_log_target_answering_403_is_given_up_not_retried() {
     assert_eq!(record.progress.deliveries.logs[0].done, 0, "and acknowledged nothing");
     assert_eq!(webhooks.streams.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_legacy_build_naming_refused_hosts_fails_with_the_reasons_in_its_log() {
+    let (poller, fake) = poller();
+    let build_uuid = "0b9e8c2a-6c84-4a3f-9a55-6d6a4c1b2e10";
+    let body = json!({
+        "app": "myapp", "space": "default", "app_uuid": "7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f", "build_uuid": build_uuid,
+        "sources": "docker://registry.example/org/base:3", "gm_registry_host": "registry.example", "gm_registry_repo": "org",
+        "callback": "http://token:canarypw@2852039166/cb", "kafka_hosts": "kafka.example:9092,0x7f.1:9092",
+    });
+    fake.shuttle.create_legacy(body.to_string().as_bytes()).await.unwrap();
+    let id = Uuid::parse_str(build_uuid).unwrap();
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
+    assert!(matches!(polled, Polled::Moved { state: BuildState::Failed, .. }), "{polled:?}");
+    let log = String::from_utf8(fake.sources.log(id)).unwrap();
+    assert_eq!(
+        log,
+        "[build shuttle] callback http://token:***@2852039166/cb is refused: 169.254.169.254 is link-local (instance metadata); \
+         kafka_hosts 0x7f.1:9092 is refused: 127.0.0.1 is loopback\n"
+    );
+    assert_eq!(fake.store.get(id).await.unwrap().unwrap().failure.as_deref(), Some(log.trim_start_matches("[build shuttle] ").trim_end()));
+    assert!(fake.jenkins.calls.lock().unwrap().is_empty(), "nothing was triggered");
+}
+
+#[tokio::test]
+async fn a_status_target_the_guard_refuses_is_given_up_at_once_and_the_others_are_told() {
+    let (poller, fake, webhooks) = poller_with_webhooks();
+    webhooks.refused.lock().unwrap().push("https://rebinding.example/status".to_owned());
+    let targets = json!({"status": ["https://rebinding.example/status", "https://hooks.example/status"]});
+    let id = failing_build_with(&fake, targets).await;
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
+    assert_eq!(polled, Polled::Moved { state: BuildState::Failed, next: None }, "no retry is scheduled");
+    let deliveries = fake.store.get(id).await.unwrap().unwrap().progress.deliveries;
+    assert!(deliveries.status[0].closed && deliveries.status[0].attempts == 0, "refused is final: {:?}", deliveries.status[0]);
+    let posts = webhooks.posts.lock().unwrap().clone();
+    assert!(!posts.is_empty() && posts.iter().all(|sent| sent.url == "https://hooks.example/status"), "{posts:?}");
+}

@@ -165,3 +165,62 @@ async fn a_v2_source_on_the_shuttles_own_host_is_a_rebuild() {
         assert_eq!(spec.source, Source::Rebuild { source_id: old }, "{url}");
     }
 }
+
+/// A v2 body whose `field` (a JSON pointer's last steps: `webhooks/status`, `source/url`, …) is `value`.
+fn v2_body_with(pointer: &str, value: serde_json::Value) -> Vec<u8> {
+    let mut body: serde_json::Value = serde_json::from_slice(&v2_body()).unwrap();
+    *body.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer} in the body")) = value;
+    body.to_string().into_bytes()
+}
+
+#[tokio::test]
+async fn a_v2_create_naming_a_refused_host_is_a_400_naming_the_field() {
+    let fake = fake_shuttle();
+    for (pointer, value, field, reason) in [
+        ("/webhooks/status", json!("http://169.254.169.254/x"), "webhooks.status", "169.254.169.254 is link-local (instance metadata)"),
+        (
+            "/webhooks/status",
+            json!(["https://hooks.example/ok", "https://u:canarypw@0xA9FEA9FE/x"]),
+            "webhooks.status[1]",
+            "169.254.169.254 is link-local",
+        ),
+        (
+            "/webhooks/status",
+            json!("failover(kafka://k.example:9092/t, kafka://10.0.0.1:9092/t)"),
+            "webhooks.status",
+            "10.0.0.1 is private",
+        ),
+        ("/source/url", json!("http://0xA9FEA9FE/a.tgz"), "source.url", "169.254.169.254 is link-local"),
+        ("/source/url", json!("http://localhost:8080/a.tgz"), "source.url", "localhost names the loopback host"),
+        ("/source/url", json!("docker://127.1/org/base:1"), "source.url", "127.0.0.1 is loopback"),
+        ("/destination/url", json!("docker://[::ffff:10.0.0.1]:5000/org/app:1"), "destination.url", "is private"),
+    ] {
+        let err = fake.shuttle.create_v2("app", "1", &v2_body_with(pointer, value.clone())).await.unwrap_err();
+        let ShuttleError::Invalid(invalid) = err else { panic!("{value}: expected a 400, got {err:?}") };
+        assert_eq!(invalid.field, field, "{value}");
+        assert!(invalid.message.contains("is refused: ") && invalid.message.contains(reason), "{value}: {}", invalid.message);
+        assert!(!invalid.message.contains("canarypw"), "{}", invalid.message);
+    }
+    assert!(fake.store.builds.lock().unwrap().is_empty(), "nothing was stored");
+    assert!(fake.queue.sent.lock().unwrap().is_empty(), "nothing was queued");
+}
+
+#[tokio::test]
+async fn allowed_private_cidrs_open_private_hosts_but_never_the_metadata_service() {
+    let mut fake = fake_shuttle();
+    let allowed = "10.0.0.0/8,127.0.0.0/8,169.254.0.0/16".parse().unwrap();
+    fake.shuttle.settings = Arc::new(Settings { allowed_private: allowed, ..crate::fakes::test_settings() });
+    let private = v2_body_with("/webhooks/status", json!("kafka://10.0.0.1:9092/buildlogs"));
+    assert_eq!(fake.shuttle.create_v2("app", "1", &private).await.unwrap(), CreateOutcome::Created);
+    let loopback = v2_body_with("/source/url", json!("http://localhost:8080/a.tgz"));
+    assert_eq!(fake.shuttle.create_v2("app", "2", &loopback).await.unwrap(), CreateOutcome::Created);
+    let metadata = v2_body_with("/webhooks/status", json!("http://169.254.169.254/latest/meta-data/"));
+    assert!(matches!(fake.shuttle.create_v2("app", "3", &metadata).await, Err(ShuttleError::Invalid(_))));
+}
+
+#[tokio::test]
+async fn a_legacy_create_is_never_refused_for_a_refused_host() {
+    let fake = fake_shuttle();
+    let body = legacy_body(json!({"callback": "http://169.254.169.254/cb", "kafka_hosts": "10.0.0.1:9092"}));
+    assert_eq!(fake.shuttle.create_legacy(&body).await.unwrap(), CreateOutcome::Created, "the poller fails the build");
+}
