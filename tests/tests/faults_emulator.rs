@@ -50,8 +50,11 @@ async fn a_build_survives_the_aws_emulator_freezing_mid_build() {
     receiver.until(ENOUGH, "some log at the receiver", |r| !r.log("/logs").is_empty()).await;
     {
         let _frozen = Frozen::emulator();
+        // The freeze is real: the API, which reads the table, does not answer meanwhile.
+        let status = app.request(reqwest::Method::GET, "/app/1/status").timeout(Duration::from_secs(1)).send().await;
+        assert!(status.is_err_and(|e| e.is_timeout()), "the API answered while the emulator was frozen");
         // Jenkins goes on meanwhile.
-        for _ in 0..6 {
+        for _ in 0..5 {
             append(&app, "app", 1, &numbered_lines("frzn", 100)).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
