@@ -10,4 +10,6 @@ ensure_venv
 cargo test --workspace --no-run --quiet
 trap stop_moto EXIT INT TERM
 start_moto "${MOTO_PORT:-$(free_port)}"
+# The tests that freeze the emulator (tests/tests/faults_emulator.rs) find it by its pid.
+export MOTO_PID
 cargo test --workspace "$@"

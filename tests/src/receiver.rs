@@ -22,6 +22,10 @@ pub enum Reply {
     Redirect(u16, String),
     /// Reads this many body bytes, then drops the connection without an answer.
     DropAfter(usize),
+    /// Reads the whole body, waits this long, then answers this status.
+    Delay(Duration, u16),
+    /// Closes the connection at once: no body read, no answer.
+    Reset,
 }
 
 /// One request as the receiver got it.
@@ -65,6 +69,11 @@ impl Receiver {
     /// Answers `script(path, n)` to the `n`-th request (from 0) to `path`.
     pub async fn start(script: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+        Self::on(listener, script)
+    }
+
+    /// As [`Receiver::start`], on a listener of the caller's (a port that was down until now).
+    pub fn on(listener: TcpListener, script: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Self {
         let base = format!("http://{}", listener.local_addr().expect("a bound address"));
         let received = Arc::new(Mutex::new(Vec::new()));
         let counts = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
@@ -146,6 +155,9 @@ async fn receive(
         log.len() - 1
     };
     let update = |change: &dyn Fn(&mut Received)| change(&mut log.lock().expect("the receiver's log")[index]);
+    if matches!(reply, Reply::Reset) {
+        return Err(std::io::Error::other("the test receiver resets the connection"));
+    }
     let drop_after = match reply {
         Reply::DropAfter(bytes) => Some(bytes),
         _ => None,
@@ -170,10 +182,13 @@ async fn receive(
             None => break,
         }
     }
+    if let Reply::Delay(delay, _) = reply {
+        tokio::time::sleep(delay).await;
+    }
     let response = match reply {
-        Reply::Status(status) => Response::builder().status(status).body(Full::new(Bytes::new())),
+        Reply::Status(status) | Reply::Delay(_, status) => Response::builder().status(status).body(Full::new(Bytes::new())),
         Reply::Redirect(status, location) => Response::builder().status(status).header("Location", location).body(Full::new(Bytes::new())),
-        Reply::DropAfter(_) => Response::builder().status(StatusCode::OK).body(Full::new(Bytes::new())),
+        Reply::DropAfter(_) | Reply::Reset => Response::builder().status(StatusCode::OK).body(Full::new(Bytes::new())),
     };
     let status = response.as_ref().map_or(500, |r| r.status().as_u16());
     update(&|r| {
