@@ -363,6 +363,17 @@ async fn main() -> anyhow::Result<()> {
     let delivered_after = started.elapsed();
     tokio::time::sleep(SETTLE).await;
 
+    // A refused create (a 5xx) may still have stored its build: SPEC lets the client repeat it.
+    let refused: Vec<usize> = (0..builds.len()).filter(|i| !accepted.contains(i)).collect();
+    let refused_stored = read_all(refused.clone(), |i| {
+        let (api, path) = (api.clone(), builds[i].path.clone());
+        async move { api.status(&path).await.is_some() }
+    })
+    .await
+    .into_iter()
+    .filter(|(_, stored)| *stored)
+    .count();
+
     // The checks.
     let mut ends: BTreeMap<String, usize> = BTreeMap::new();
     for &i in &accepted {
@@ -402,7 +413,12 @@ async fn main() -> anyhow::Result<()> {
     let all_terminal = terminal.len() == accepted.len();
     let all_succeeded = ends.get("succeeded") == Some(&accepted.len());
     let counts: Vec<String> = ends.iter().map(|(end, n)| format!("{end} {n}")).collect();
-    println!("builds submitted   {} ({} accepted)", builds.len(), accepted.len());
+    let refused_note = if refused.is_empty() {
+        String::new()
+    } else {
+        format!("; {} refused, {refused_stored} of them stored all the same", refused.len())
+    };
+    println!("builds submitted   {} ({} accepted{refused_note})", builds.len(), accepted.len());
     println!("all terminal       {} ({})", if all_terminal { "yes" } else { "NO" }, counts.join(", "));
     println!(
         "status receivers   {status_exact}/{} exactly pending, queued, pending+building, end (lost {lost}, duplicated {duplicated}, out of order {out_of_order}, unexpected {unexpected})",
