@@ -10,4 +10,4 @@ ensure_venv
 cargo build --quiet --bin local-gateway
 trap stop_moto EXIT INT TERM
 start_moto "${MOTO_PORT:-5000}"
-"$REPO_ROOT/target/debug/local-gateway"
+"${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/local-gateway"
