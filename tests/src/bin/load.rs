@@ -96,6 +96,9 @@ impl Build {
     }
 }
 
+/// How often one create is repeated after a 503 before it counts as refused.
+const CREATE_RETRIES: u32 = 5;
+
 fn is_terminal(status: &str) -> bool {
     matches!(status, "succeeded" | "failed" | "timedout")
 }
@@ -268,15 +271,27 @@ async fn main() -> anyhow::Result<()> {
         let request = api.request(reqwest::Method::POST, &build.path).json(&body);
         creates.spawn(async move {
             let sent = Instant::now();
-            let code = match request.send().await {
-                Ok(response) => response.status().as_u16(),
-                Err(_) => 0,
+            // As a controller does: a 503 (a backing service overwhelmed) is repeated after its
+            // Retry-After; a create is idempotent, so a repeat never makes a second build.
+            let mut retries = 0;
+            let code = loop {
+                match request.try_clone().expect("a JSON body can be sent again").send().await {
+                    Ok(response) if response.status() == 503 && retries < CREATE_RETRIES => {
+                        let wait = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+                        retries += 1;
+                        tokio::time::sleep(Duration::from_secs(wait)).await;
+                    }
+                    Ok(response) => break response.status().as_u16(),
+                    Err(_) => break 0,
+                }
             };
-            (index, code, sent.elapsed())
+            (index, code, sent.elapsed(), retries)
         });
     }
-    for (index, code, took) in creates.join_all().await {
+    let mut retried = 0;
+    for (index, code, took, retries) in creates.join_all().await {
         builds[index].created = Some((code, took));
+        retried += retries;
     }
     let submitted_after = started.elapsed();
     let accepted: Vec<usize> = (0..builds.len()).filter(|&i| builds[i].created.is_some_and(|(code, _)| code == 200)).collect();
@@ -298,6 +313,7 @@ async fn main() -> anyhow::Result<()> {
         percentile(99).as_millis(),
         latencies.last().copied().unwrap_or_default().as_millis(),
         if refusals.is_empty() { String::new() } else { format!("; refused (status: count, 0 = no answer): {refusals:?}") }
+            + &if retried == 0 { String::new() } else { format!("; {retried} repeats after a 503") }
     );
 
     // Until every accepted build is terminal, asking first about those whose receiver heard the end.
