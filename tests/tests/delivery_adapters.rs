@@ -535,8 +535,8 @@ async fn a_webhook_name_resolving_only_to_refused_addresses_is_refused_at_connec
     let error = post(&client_allowing("127.0.0.2/32"), &url, vec![], Bytes::from_static(b"{}")).await.expect_err("refused");
 
     assert!(error.refused, "{error:?}");
-    assert!(error.message.starts_with(&format!("{url} is refused: localhost resolves only to refused addresses: ")), "{error:?}");
-    assert!(error.message.contains("127.0.0.1 is loopback"), "{error:?}");
+    assert!(error.message.starts_with(&format!("{url} is refused: localhost resolves only to refused addresses (loopback")), "{error:?}");
+    assert!(!error.message.contains("127.0.0.1"), "the address is not shown: {error:?}");
     assert!(receiver.received().is_empty(), "nothing reached the receiver");
 }
 

@@ -72,8 +72,11 @@ impl std::fmt::Display for ResolvedRefused {
         if self.refusals.is_empty() {
             return write!(f, "{} resolves to no address", self.host);
         }
-        let reasons: Vec<String> = self.refusals.iter().map(ToString::to_string).collect();
-        write!(f, "{} resolves only to refused addresses: {}", self.host, reasons.join(", "))
+        // The ranges, not the addresses: this reaches the caller, who should not learn what
+        // private names resolve to.
+        let mut ranges: Vec<String> = self.refusals.iter().map(|refusal| refusal.range.to_string()).collect();
+        ranges.dedup();
+        write!(f, "{} resolves only to refused addresses ({})", self.host, ranges.join(", "))
     }
 }
 
@@ -101,26 +104,42 @@ pub fn refusal_in(error: &reqwest::Error) -> Option<&ResolvedRefused> {
     None
 }
 
+/// Why Kafka bootstrap brokers were not taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerCheck {
+    /// The guard refuses a broker: final.
+    Refused(String),
+    /// A broker name did not resolve: librdkafka must not be left to resolve it on its own
+    /// (a second lookup could answer otherwise), so the attempt fails and is retried later.
+    Unresolved(String),
+}
+
 /// Checks Kafka bootstrap brokers (`host:port`) before librdkafka dials them: each must be a
-/// readable host whose every resolved address is allowed. A name that does not resolve is left
-/// to librdkafka (it reports the broker unreachable); `Err` is the refusal, to be final.
-pub async fn check_brokers(brokers: &[String], allowed: &AllowedNetworks) -> Result<(), String> {
+/// plain host (a name of letters, digits, `.`, `-`, `_`, or an address: librdkafka splits a
+/// list on `,` and spaces, so anything else could smuggle in a second broker) whose every
+/// resolved address is allowed.
+///
+/// Messages name the range refused, never the address a name resolved to: they reach the
+/// caller, who should not learn what private names resolve to.
+pub async fn check_brokers(brokers: &[String], allowed: &AllowedNetworks) -> Result<(), BrokerCheck> {
     for broker in brokers {
         let broker = broker.trim();
-        let Some(host) = Host::parse(broker) else {
-            return Err(format!("the Kafka broker '{broker}' is not host:port"));
+        // Never echoed: a malformed broker may carry userinfo that redaction would not see.
+        let Some(host) = Host::parse(broker).filter(Host::is_plain) else {
+            return Err(BrokerCheck::Refused("a Kafka broker is not a plain host:port".to_owned()));
         };
         if let Some(refusal) = known_bad(&host, allowed) {
-            return Err(format!("the Kafka broker {broker} is refused: {refusal}"));
+            return Err(BrokerCheck::Refused(format!("the Kafka broker {broker} is refused: {refusal}")));
         }
         let Host::Name(name) = host else { continue };
         let port = broker.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).unwrap_or(9092);
-        let Ok(resolved) = tokio::net::lookup_host((name.as_str(), port)).await else { continue };
-        let resolved: Vec<SocketAddr> = resolved.collect();
+        let resolved: Vec<SocketAddr> = match tokio::net::lookup_host((name.as_str(), port)).await {
+            Ok(resolved) => resolved.collect(),
+            Err(error) => return Err(BrokerCheck::Unresolved(format!("the Kafka broker {broker} did not resolve: {error}"))),
+        };
         let (_, refused) = allowed_addresses(&resolved, allowed);
-        if !refused.is_empty() {
-            let reasons: Vec<String> = refused.iter().map(ToString::to_string).collect();
-            return Err(format!("the Kafka broker {broker} is refused: {name} resolves to {}", reasons.join(", ")));
+        if let Some(refusal) = refused.first() {
+            return Err(BrokerCheck::Refused(format!("the Kafka broker {broker} is refused: {name} resolves to {}", refusal.range)));
         }
     }
     Ok(())
@@ -142,9 +161,28 @@ mod tests {
         assert_eq!(kept, vec![resolved[1], resolved[3]]);
         let message = ResolvedRefused { host: "rebind.example".into(), refusals: refused }.to_string();
         assert_eq!(
-            message,
-            "rebind.example resolves only to refused addresses: 10.1.2.3 is private, 169.254.169.254 is link-local (instance metadata)"
+            message, "rebind.example resolves only to refused addresses (private, link-local (instance metadata))",
+            "the ranges are named, not the addresses"
         );
+    }
+
+    #[tokio::test]
+    async fn a_broker_list_smuggled_into_one_host_is_refused() {
+        let loopback = allowed("127.0.0.0/8");
+        for broker in ["10.0.0.5,localhost:9092", "localhost 10.0.0.5:9092", "127.0.0.1;10.0.0.5:9092"] {
+            let check = check_brokers(&[broker.to_owned()], &loopback).await;
+            assert!(matches!(check, Err(BrokerCheck::Refused(_))), "{broker}: {check:?}");
+        }
+        assert_eq!(check_brokers(&["localhost:9092".to_owned()], &loopback).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_broker_refusal_shows_no_credentials_and_an_unresolved_name_is_not_final() {
+        let none = AllowedNetworks::none();
+        let check = check_brokers(&["svc:s3cret@10.0.0.1:9092".to_owned()], &none).await;
+        assert!(matches!(&check, Err(BrokerCheck::Refused(message)) if !message.contains("s3cret")), "{check:?}");
+        let check = check_brokers(&["no-such-broker.invalid:9092".to_owned()], &none).await;
+        assert!(matches!(check, Err(BrokerCheck::Unresolved(_))), "{check:?}");
     }
 
     #[test]

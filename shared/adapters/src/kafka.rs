@@ -91,7 +91,10 @@ impl KafkaClient for RdKafkaClient {
     async fn produce(&self, brokers: &[String], topic: &str, messages: Vec<KafkaMessage>) -> Result<(), (usize, SendError)> {
         let bootstrap = brokers.iter().map(|broker| broker.trim()).collect::<Vec<_>>().join(",");
         if !self.has_producer(&bootstrap) {
-            crate::guard::check_brokers(brokers, &self.allowed).await.map_err(|refusal| (0, SendError::refused(redact(&refusal))))?;
+            crate::guard::check_brokers(brokers, &self.allowed).await.map_err(|check| match check {
+                crate::guard::BrokerCheck::Refused(refusal) => (0, SendError::refused(redact(&refusal))),
+                crate::guard::BrokerCheck::Unresolved(problem) => (0, SendError::new(redact(&problem))),
+            })?;
         }
         let producer = self.producer(&bootstrap).map_err(|e| (0, e))?;
         let result = produce_in_order(&producer, topic, &messages, self.message_timeout).await;

@@ -75,7 +75,8 @@ impl LinkSigner {
     /// `{shuttle_host}/{source_id}?expires={unix seconds}&signature={hex}`, valid until
     /// `now_ms + valid_for`.
     pub fn link(&self, shuttle_host: &Url, source_id: Uuid, now_ms: u64, valid_for: Duration) -> String {
-        let expires = (now_ms + valid_for.as_millis() as u64).div_ceil(1000);
+        let valid_for_ms = u64::try_from(valid_for.as_millis()).unwrap_or(u64::MAX);
+        let expires = now_ms.saturating_add(valid_for_ms).div_ceil(1000);
         let signature = hex(&self.mac(source_id, expires).finalize().into_bytes());
         format!("{}/{source_id}?expires={expires}&signature={signature}", shuttle_host.as_str().trim_end_matches('/'))
     }

@@ -319,6 +319,15 @@ impl Host {
         }
     }
 
+    /// Whether this is an address, or a name of letters, digits, `.`, `-` and `_` only: what a
+    /// list-splitting client (librdkafka splits on `,` and spaces) reads as one host.
+    pub fn is_plain(&self) -> bool {
+        match self {
+            Self::Address(_) => true,
+            Self::Name(name) => !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')),
+        }
+    }
+
     /// `host` or `host:port` (a Kafka broker, a docker registry), read as an `http` URL's host.
     pub fn parse(authority: &str) -> Option<Self> {
         let authority = authority.trim();

@@ -88,7 +88,8 @@ fn parse_failover(raw: &str, inner: &str) -> Result<WebhookTarget, TargetError> 
 
 /// `kafka://host:port/topic` → (`host:port`, `topic`).
 fn kafka_endpoint(url: &Url) -> Option<(String, String)> {
-    let host = url.host_str().filter(|h| !h.is_empty())?;
+    // One plain host: librdkafka would read `a,b` or `a b` as two brokers, one of them unchecked.
+    let host = url.host_str().filter(|h| crate::netguard::Host::parse(h).is_some_and(|host| host.is_plain()))?;
     let port = url.port()?;
     let topic = url.path().trim_start_matches('/');
     let valid_topic =
@@ -126,6 +127,15 @@ mod tests {
         let target = WebhookTarget::parse("kafka://10.0.0.1:9092/buildlogs").unwrap();
         assert_eq!(target, WebhookTarget::Kafka { brokers: vec!["10.0.0.1:9092".into()], topic: "buildlogs".into() });
         assert_eq!(target.to_string(), "kafka://10.0.0.1:9092/buildlogs");
+    }
+
+    #[test]
+    fn a_kafka_host_must_be_one_plain_host() {
+        for raw in ["kafka://10.0.0.5,kafka.example:9092/logs", "kafka://a%20b:9092/logs", "kafka://a;b:9092/logs"] {
+            assert!(WebhookTarget::parse(raw).is_err(), "{raw}");
+        }
+        assert!(WebhookTarget::parse("kafka://[::1]:9092/logs").is_ok());
+        assert!(WebhookTarget::parse("kafka://kafka_1.internal-zone.example:9092/logs").is_ok());
     }
 
     #[test]
