@@ -369,3 +369,20 @@ async fn a_name_that_resolves_only_to_refused_addresses_is_refused_at_connection
     assert_eq!(reason, format!("the sources at {url} are refused: localhost names the loopback host"));
     assert_not_cached(&stack, source_id).await;
 }
+
+#[tokio::test]
+async fn a_registry_is_checked_after_resolving_it() {
+    let stack = Stack::new().await;
+    let failed = |result: Result<(), FetchError>| match result {
+        Err(FetchError::Failed(reason)) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let some_loopback = fetcher_allowing(&stack, "127.0.0.2/32");
+    let reason = failed(some_loopback.check_registry("localhost:5000").await);
+    assert_eq!(reason, "the registry localhost:5000 is refused: localhost resolves to loopback");
+    let reason = failed(some_loopback.check_registry("0251.0376.0251.0376").await);
+    assert!(reason.contains("link-local"), "{reason}");
+    assert!(fetcher_allowing(&stack, "127.0.0.0/8").check_registry("localhost:5000").await.is_ok(), "allowed loopback");
+    let unresolved = some_loopback.check_registry("no-such-registry.invalid:5000").await;
+    assert!(unresolved.is_ok(), "a name only Jenkins' DNS may know is Jenkins' to reach: {unresolved:?}");
+}

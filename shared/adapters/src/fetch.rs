@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use reqwest::header::LOCATION;
 use reqwest::{Response, StatusCode};
 use shuttle_core::error::ServiceError;
-use shuttle_core::netguard::AllowedNetworks;
+use shuttle_core::netguard::{known_bad, AllowedNetworks, Host};
 use shuttle_core::ports::{FetchError, SourceFetcher, SourceStore};
 use shuttle_core::redact::redact;
 use tempfile::NamedTempFile;
@@ -32,6 +32,8 @@ use crate::s3::S3SourceStore;
 /// How many redirects a download may take (SPEC §4).
 const MAX_REDIRECTS: usize = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a registry's name may take to resolve before it is left to Jenkins.
+const REGISTRY_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest the source server may stay silent, while answering or while sending the body.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a whole download may take: it must end well inside the poller's 90 s timeout,
@@ -141,6 +143,24 @@ impl SourceFetcher for HttpSourceFetcher {
             .map_err(|_| source.failed(format!("did not arrive within {} s", DOWNLOAD_TIMEOUT.as_secs())))??;
         self.sources.put_source_file(source_id, file.path()).await?;
         Ok(())
+    }
+
+    async fn check_registry(&self, registry: &str) -> Result<(), FetchError> {
+        let refused = |what: String| Err(FetchError::Failed(format!("the registry {} is refused: {what}", redact(registry))));
+        let Some(host) = Host::parse(registry).filter(Host::is_plain) else { return refused("it is not a plain host[:port]".into()) };
+        if let Some(refusal) = known_bad(&host, &self.allowed) {
+            return refused(refusal.to_string());
+        }
+        let Host::Name(name) = host else { return Ok(()) };
+        // Unresolvable here (or not within a moment): Jenkins' DNS may know it (an internal
+        // registry); it is Jenkins' to reach.
+        let lookup = tokio::time::timeout(REGISTRY_LOOKUP_TIMEOUT, tokio::net::lookup_host((name.as_str(), 443)));
+        let Ok(Ok(resolved)) = lookup.await else { return Ok(()) };
+        let resolved: Vec<std::net::SocketAddr> = resolved.collect();
+        match crate::guard::allowed_addresses(&resolved, &self.allowed).1.first() {
+            Some(refusal) => refused(format!("{name} resolves to {}", refusal.range)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -48,7 +48,7 @@ impl Resolve for GuardedResolver {
 }
 
 /// The addresses the guard allows, and why the others are refused.
-fn allowed_addresses(resolved: &[SocketAddr], allowed: &AllowedNetworks) -> (Vec<SocketAddr>, Vec<Refusal>) {
+pub(crate) fn allowed_addresses(resolved: &[SocketAddr], allowed: &AllowedNetworks) -> (Vec<SocketAddr>, Vec<Refusal>) {
     let mut kept = Vec::new();
     let mut refused = Vec::new();
     for address in resolved {

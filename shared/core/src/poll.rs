@@ -399,6 +399,13 @@ impl Build<'_> {
         if !refused.is_empty() {
             return self.fail_early(refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")).await;
         }
+        for registry in spec.registries() {
+            match self.poller.fetcher.check_registry(registry).await {
+                Ok(()) => {}
+                Err(FetchError::Failed(reason)) => return self.fail_early(reason).await,
+                Err(FetchError::Service(error)) => return Err(error.into()),
+            }
+        }
         if self.record.state == BuildState::Accepted {
             self.move_to(BuildState::Pending).await?;
         }

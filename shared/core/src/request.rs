@@ -92,6 +92,19 @@ impl BuildSpec {
     /// The hosts of the build's webhooks, callback, Kafka brokers, sources and registries that
     /// are known to be refused without a lookup, under `allowed`. Names are judged when the
     /// adapters resolve them; registries are reached by Jenkins, so only this check applies to them.
+    /// The docker registries (`host[:port]`) Jenkins will pull from or push to.
+    pub fn registries(&self) -> Vec<&str> {
+        let mut registries = Vec::new();
+        if let Source::Docker { image } = &self.source {
+            registries.push(image.registry.as_str());
+        }
+        match &self.api {
+            Api::V2 { destination, .. } => registries.push(destination.registry.as_str()),
+            Api::Legacy(legacy) => registries.push(legacy.registry_host.split('/').next().unwrap_or_default()),
+        }
+        registries
+    }
+
     pub fn refused_hosts(&self, allowed: &AllowedNetworks) -> Vec<RefusedHost> {
         let mut refused = Vec::new();
         let mut check = |field: &str, shown: &str, host: Option<Host>| {

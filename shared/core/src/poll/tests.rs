@@ -16,6 +16,13 @@ impl SourceFetcher for Unreachable {
     async fn fetch(&self, url: &str, _source_id: Uuid) -> Result<(), FetchError> {
         Err(FetchError::Failed(format!("the sources at {} answered 404 Not Found", redact(url))))
     }
+
+    async fn check_registry(&self, registry: &str) -> Result<(), FetchError> {
+        match registry {
+            "rebinding.example" => Err(FetchError::Failed("the registry rebinding.example is refused: it resolves to private".into())),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn poller() -> (Poller, FakeShuttle) {
@@ -241,6 +248,20 @@ async fn a_legacy_build_naming_refused_hosts_fails_with_the_reasons_in_its_log()
          kafka_hosts 0x7f.1:9092 is refused: 127.0.0.1 is loopback\n"
     );
     assert_eq!(fake.store.get(id).await.unwrap().unwrap().failure.as_deref(), Some(log.trim_start_matches("[build shuttle] ").trim_end()));
+    assert!(fake.jenkins.calls.lock().unwrap().is_empty(), "nothing was triggered");
+}
+
+#[tokio::test]
+async fn a_registry_resolving_to_a_refused_address_fails_the_build_before_jenkins() {
+    let (poller, fake) = poller();
+    let body =
+        json!({"source": {"url": "docker://registry.example/org/base:1"}, "destination": {"url": "docker://rebinding.example/org/app:1"}});
+    fake.shuttle.create_v2("app", "1", body.to_string().as_bytes()).await.unwrap();
+    let id = v2_source_id("app", "1");
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
+    assert!(matches!(polled, Polled::Moved { state: BuildState::Failed, .. }), "{polled:?}");
+    let log = String::from_utf8(fake.sources.log(id)).unwrap();
+    assert_eq!(log, "[build shuttle] the registry rebinding.example is refused: it resolves to private\n");
     assert!(fake.jenkins.calls.lock().unwrap().is_empty(), "nothing was triggered");
 }
 
