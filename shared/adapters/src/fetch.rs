@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use reqwest::header::LOCATION;
 use reqwest::{Response, StatusCode};
 use shuttle_core::error::ServiceError;
-use shuttle_core::netguard::{known_bad, AllowedNetworks, Host};
+use shuttle_core::netguard::AllowedNetworks;
 use shuttle_core::ports::{FetchError, SourceFetcher, SourceStore};
 use shuttle_core::redact::redact;
 use tempfile::NamedTempFile;
@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use url::{Origin, Url};
 use uuid::Uuid;
 
-use crate::guard::{check_url, refusal_in, GuardedResolver};
+use crate::guard::{check_dialled, check_url, refusal_in, DialCheck, GuardedResolver};
 use crate::s3::S3SourceStore;
 
 /// How many redirects a download may take (SPEC §4).
@@ -147,19 +147,12 @@ impl SourceFetcher for HttpSourceFetcher {
 
     async fn check_registry(&self, registry: &str) -> Result<(), FetchError> {
         let refused = |what: String| Err(FetchError::Failed(format!("the registry {} is refused: {what}", redact(registry))));
-        let Some(host) = Host::parse(registry).filter(Host::is_plain) else { return refused("it is not a plain host[:port]".into()) };
-        if let Some(refusal) = known_bad(&host, &self.allowed) {
-            return refused(refusal.to_string());
-        }
-        let Host::Name(name) = host else { return Ok(()) };
-        // Unresolvable here (or not within a moment): Jenkins' DNS may know it (an internal
-        // registry); it is Jenkins' to reach.
-        let lookup = tokio::time::timeout(REGISTRY_LOOKUP_TIMEOUT, tokio::net::lookup_host((name.as_str(), 443)));
-        let Ok(Ok(resolved)) = lookup.await else { return Ok(()) };
-        let resolved: Vec<std::net::SocketAddr> = resolved.collect();
-        match crate::guard::allowed_addresses(&resolved, &self.allowed).1.first() {
-            Some(refusal) => refused(format!("{name} resolves to {}", refusal.range)),
-            None => Ok(()),
+        match tokio::time::timeout(REGISTRY_LOOKUP_TIMEOUT, check_dialled(registry, 443, &self.allowed)).await {
+            Ok(Err(DialCheck::NotPlain)) => refused("it is not a plain host[:port]".into()),
+            Ok(Err(DialCheck::Refused(reason))) => refused(reason),
+            // Unresolvable here (or not within a moment): Jenkins' DNS may know it (an internal
+            // registry); it is Jenkins' to reach.
+            Ok(Err(DialCheck::Unresolved(_))) | Err(_) | Ok(Ok(())) => Ok(()),
         }
     }
 }

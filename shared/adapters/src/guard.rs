@@ -48,7 +48,7 @@ impl Resolve for GuardedResolver {
 }
 
 /// The addresses the guard allows, and why the others are refused.
-pub(crate) fn allowed_addresses(resolved: &[SocketAddr], allowed: &AllowedNetworks) -> (Vec<SocketAddr>, Vec<Refusal>) {
+fn allowed_addresses(resolved: &[SocketAddr], allowed: &AllowedNetworks) -> (Vec<SocketAddr>, Vec<Refusal>) {
     let mut kept = Vec::new();
     let mut refused = Vec::new();
     for address in resolved {
@@ -104,6 +104,38 @@ pub fn refusal_in(error: &reqwest::Error) -> Option<&ResolvedRefused> {
     None
 }
 
+/// Why a host that another client dials (a Kafka broker, a docker registry) is not taken.
+#[derive(Debug)]
+pub enum DialCheck {
+    /// Not one plain host: an address, or a name of letters, digits, `.`, `-` and `_`.
+    NotPlain,
+    /// The guard refuses it: why, naming the range, never the address a name resolved to.
+    Refused(String),
+    /// Its name did not resolve.
+    Unresolved(std::io::Error),
+}
+
+/// Checks `authority` (`host[:port]`) before a client other than ours dials it, so that its
+/// connections cannot be pinned to the checked addresses: it must be one plain host (librdkafka
+/// splits a list on `,` and spaces, so anything else could smuggle in a second host), not known
+/// to be bad, and every address it resolves to must be allowed.
+///
+/// Refusals name the range, never the address a name resolved to: they reach the caller, who
+/// should not learn what private names resolve to.
+pub async fn check_dialled(authority: &str, default_port: u16, allowed: &AllowedNetworks) -> Result<(), DialCheck> {
+    let host = Host::parse(authority).filter(Host::is_plain).ok_or(DialCheck::NotPlain)?;
+    if let Some(refusal) = known_bad(&host, allowed) {
+        return Err(DialCheck::Refused(refusal.to_string()));
+    }
+    let Host::Name(name) = host else { return Ok(()) };
+    let port = authority.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).unwrap_or(default_port);
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), port)).await.map_err(DialCheck::Unresolved)?.collect();
+    match allowed_addresses(&resolved, allowed).1.first() {
+        Some(refusal) => Err(DialCheck::Refused(format!("{name} resolves to {}", refusal.range))),
+        None => Ok(()),
+    }
+}
+
 /// Why Kafka bootstrap brokers were not taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrokerCheck {
@@ -114,32 +146,18 @@ pub enum BrokerCheck {
     Unresolved(String),
 }
 
-/// Checks Kafka bootstrap brokers (`host:port`) before librdkafka dials them: each must be a
-/// plain host (a name of letters, digits, `.`, `-`, `_`, or an address: librdkafka splits a
-/// list on `,` and spaces, so anything else could smuggle in a second broker) whose every
-/// resolved address is allowed.
-///
-/// Messages name the range refused, never the address a name resolved to: they reach the
-/// caller, who should not learn what private names resolve to.
+/// Checks Kafka bootstrap brokers (`host:port`) before librdkafka dials them ([`check_dialled`]).
 pub async fn check_brokers(brokers: &[String], allowed: &AllowedNetworks) -> Result<(), BrokerCheck> {
     for broker in brokers {
         let broker = broker.trim();
-        // Never echoed: a malformed broker may carry userinfo that redaction would not see.
-        let Some(host) = Host::parse(broker).filter(Host::is_plain) else {
-            return Err(BrokerCheck::Refused("a Kafka broker is not a plain host:port".to_owned()));
-        };
-        if let Some(refusal) = known_bad(&host, allowed) {
-            return Err(BrokerCheck::Refused(format!("the Kafka broker {broker} is refused: {refusal}")));
-        }
-        let Host::Name(name) = host else { continue };
-        let port = broker.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).unwrap_or(9092);
-        let resolved: Vec<SocketAddr> = match tokio::net::lookup_host((name.as_str(), port)).await {
-            Ok(resolved) => resolved.collect(),
-            Err(error) => return Err(BrokerCheck::Unresolved(format!("the Kafka broker {broker} did not resolve: {error}"))),
-        };
-        let (_, refused) = allowed_addresses(&resolved, allowed);
-        if let Some(refusal) = refused.first() {
-            return Err(BrokerCheck::Refused(format!("the Kafka broker {broker} is refused: {name} resolves to {}", refusal.range)));
+        match check_dialled(broker, 9092, allowed).await {
+            Ok(()) => {}
+            // Never echoed: a malformed broker may carry userinfo that redaction would not see.
+            Err(DialCheck::NotPlain) => return Err(BrokerCheck::Refused("a Kafka broker is not a plain host:port".to_owned())),
+            Err(DialCheck::Refused(reason)) => return Err(BrokerCheck::Refused(format!("the Kafka broker {broker} is refused: {reason}"))),
+            Err(DialCheck::Unresolved(error)) => {
+                return Err(BrokerCheck::Unresolved(format!("the Kafka broker {broker} did not resolve: {error}")))
+            }
         }
     }
     Ok(())
