@@ -62,6 +62,11 @@ impl LegacyBuild {
     pub fn job(&self) -> String {
         legacy_job_name(&self.app, &self.app_uuid)
     }
+
+    /// The registry of `gm_registry_host` (`host[:port]`), without a path after it.
+    pub fn registry(&self) -> &str {
+        self.registry_host.split('/').next().unwrap_or_default()
+    }
 }
 
 /// A host of a build's user-supplied URLs that the SSRF guard refuses before any lookup
@@ -89,9 +94,6 @@ impl From<RefusedHost> for ValidationError {
 }
 
 impl BuildSpec {
-    /// The hosts of the build's webhooks, callback, Kafka brokers, sources and registries that
-    /// are known to be refused without a lookup, under `allowed`. Names are judged when the
-    /// adapters resolve them; registries are reached by Jenkins, so only this check applies to them.
     /// The docker registries (`host[:port]`) Jenkins will pull from or push to.
     pub fn registries(&self) -> Vec<&str> {
         let mut registries = Vec::new();
@@ -100,11 +102,14 @@ impl BuildSpec {
         }
         match &self.api {
             Api::V2 { destination, .. } => registries.push(destination.registry.as_str()),
-            Api::Legacy(legacy) => registries.push(legacy.registry_host.split('/').next().unwrap_or_default()),
+            Api::Legacy(legacy) => registries.push(legacy.registry()),
         }
         registries
     }
 
+    /// The hosts of the build's webhooks, callback, Kafka brokers, sources and registries that
+    /// are known to be refused without a lookup, under `allowed`. Names are judged when they are
+    /// resolved: by the adapters as they connect, and for registries at the build's first poll.
     pub fn refused_hosts(&self, allowed: &AllowedNetworks) -> Vec<RefusedHost> {
         let mut refused = Vec::new();
         let mut check = |field: &str, shown: &str, host: Option<Host>| {
@@ -134,8 +139,7 @@ impl BuildSpec {
                 if let Some(callback) = &legacy.callback {
                     check("callback", callback, url_host(callback));
                 }
-                let registry = legacy.registry_host.split('/').next().unwrap_or_default();
-                check("gm_registry_host", registry, Host::parse(registry));
+                check("gm_registry_host", legacy.registry(), Host::parse(legacy.registry()));
                 legacy.kafka_hosts.iter().for_each(|broker| check("kafka_hosts", broker, Host::parse(broker)));
             }
         }
