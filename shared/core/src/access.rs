@@ -78,7 +78,7 @@ impl LinkSigner {
         let valid_for_ms = u64::try_from(valid_for.as_millis()).unwrap_or(u64::MAX);
         let expires = now_ms.saturating_add(valid_for_ms).div_ceil(1000);
         let signature = hex(&self.mac(source_id, expires).finalize().into_bytes());
-        format!("{}/{source_id}?expires={expires}&signature={signature}", shuttle_host.as_str().trim_end_matches('/'))
+        format!("{}?expires={expires}&signature={signature}", unsigned_link(shuttle_host, source_id))
     }
 
     /// Checks the `expires` and `signature` query parameters of a request for `source_id`.
@@ -98,6 +98,12 @@ impl LinkSigner {
         mac.update(format!("sources:{source_id}:{expires}").as_bytes());
         mac
     }
+}
+
+/// `{shuttle_host}/{source_id}`: the sources link without a signature (open mode without a
+/// key), and the part of a signed link before its query.
+pub fn unsigned_link(shuttle_host: &Url, source_id: Uuid) -> String {
+    format!("{}/{source_id}", shuttle_host.as_str().trim_end_matches('/'))
 }
 
 fn hex(bytes: &[u8]) -> String {

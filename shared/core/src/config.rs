@@ -221,7 +221,7 @@ impl Settings {
     pub fn sources_link_for_jenkins(&self, source_id: uuid::Uuid, now_ms: u64) -> String {
         match &self.sources_signer {
             Some(signer) => signer.link(&self.shuttle_host, source_id, now_ms, self.queue_timeout + self.build_timeout),
-            None => format!("{}/{source_id}", self.shuttle_host.as_str().trim_end_matches('/')),
+            None => crate::access::unsigned_link(&self.shuttle_host, source_id),
         }
     }
 }
