@@ -71,7 +71,9 @@ pub struct JenkinsClient {
 
 impl JenkinsClient {
     pub fn new(settings: JenkinsSettings) -> Result<Self, JenkinsError> {
+        let tls = crate::tls::client_config().map_err(|e| JenkinsError::Unexpected(e.to_string()))?;
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()

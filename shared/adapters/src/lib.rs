@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod kms;
 pub mod s3;
 pub mod sqs;
+pub mod tls;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -63,6 +63,7 @@ impl HttpWebhookClient {
     /// stream once its body has ended.
     pub fn with_timeout(timeout: Duration, allowed: AllowedNetworks) -> Result<Self, ServiceError> {
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::client_config()?)
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(GuardedResolver::new(allowed.clone()))
             .no_proxy()
