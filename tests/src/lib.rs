@@ -217,7 +217,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let settings = Settings::from_lookup(lookup).expect("test settings are complete");
     let poller = Arc::new(shuttle_adapters::poller(&stack.sdk, settings, None).expect("the poller's clients"));
     tokio::spawn(local_gateway::serve(listener, poller.shuttle.clone()));
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
+    let client = http_client().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
     let app = TestApp {
         address,
         client,
@@ -488,4 +488,15 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> std::io::Result<Opt
         .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
         .map(|(_, value)| value.trim().to_owned());
     Ok(Some(Seen { path, authorization }))
+}
+
+/// A reqwest client builder for the tests, on the shuttle's TLS stack (reqwest has no default
+/// cryptography in this workspace: `shuttle_adapters::tls`).
+pub fn http_client() -> reqwest::ClientBuilder {
+    shuttle_adapters::tls::reqwest_builder().expect("the TLS configuration")
+}
+
+/// `GET url`, as `reqwest::get` would.
+pub async fn get(url: &str) -> reqwest::Result<reqwest::Response> {
+    http_client().build()?.get(url).send().await
 }

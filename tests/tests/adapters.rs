@@ -119,7 +119,7 @@ async fn s3_presigned_url_returns_the_stored_bytes() {
     let link = sources.presign_source(source_id, Duration::from_secs(600)).await.unwrap();
     assert!(link.contains("X-Amz-Expires=600"), "{link}");
     assert!(link.contains("X-Amz-Signature="), "{link}");
-    let fetched = reqwest::get(&link).await.unwrap();
+    let fetched = shuttle_tests::get(&link).await.unwrap();
     assert_eq!(fetched.status().as_u16(), 200);
     assert_eq!(fetched.bytes().await.unwrap().to_vec(), bytes);
 }
@@ -132,7 +132,7 @@ async fn s3_sources_are_written_once() {
     sources.put_source(source_id, Bytes::from_static(b"first")).await.unwrap();
     sources.put_source(source_id, Bytes::from_static(b"second")).await.unwrap();
     let link = sources.presign_source(source_id, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(reqwest::get(&link).await.unwrap().bytes().await.unwrap().as_ref(), b"first");
+    assert_eq!(shuttle_tests::get(&link).await.unwrap().bytes().await.unwrap().as_ref(), b"first");
 }
 
 #[tokio::test]
@@ -315,5 +315,5 @@ async fn s3_copies_sources_for_a_rebuild() {
     assert!(sources.copy_source(from, to).await.unwrap());
     assert!(!sources.copy_source(missing, Uuid::new_v4()).await.unwrap(), "nothing to copy");
     let link = sources.presign_source(to, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(reqwest::get(link).await.unwrap().bytes().await.unwrap().as_ref(), b"archive bytes");
+    assert_eq!(shuttle_tests::get(&link).await.unwrap().bytes().await.unwrap().as_ref(), b"archive bytes");
 }

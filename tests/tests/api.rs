@@ -199,11 +199,11 @@ async fn legacy_build_with_inline_sources_is_served_back() {
     assert_eq!(redirect.status().as_u16(), 302);
     let location = redirect.headers()["location"].to_str().unwrap().to_owned();
     assert!(location.contains("X-Amz-Signature=") && location.contains("X-Amz-Expires="), "{location}");
-    assert_eq!(reqwest::get(&location).await.unwrap().bytes().await.unwrap().to_vec(), archive);
+    assert_eq!(shuttle_tests::get(&location).await.unwrap().bytes().await.unwrap().to_vec(), archive);
 
     let again = legacy.body(6, "data:base64,b3RoZXI=");
     assert_eq!(post_json(&app, "/", &again).await, (200, json!({"status": "ok"})), "a repeated build_uuid is answered ok");
-    assert_eq!(reqwest::get(&location).await.unwrap().bytes().await.unwrap().to_vec(), archive, "the first build stands");
+    assert_eq!(shuttle_tests::get(&location).await.unwrap().bytes().await.unwrap().to_vec(), archive, "the first build stands");
     assert_eq!(app.stack.items().await.len(), 1);
     assert_eq!(app.stack.queued().await.len(), 1);
 }
@@ -287,7 +287,7 @@ async fn a_5_mib_inline_source_is_accepted() {
     assert!(uri.len() <= 5 * 1024 * 1024 && uri.len() > 5 * 1024 * 1024 - 8);
     assert_eq!(post_json(&app, "/", &legacy.body(1, &uri)).await, (200, json!({"status": "ok"})));
     let location = app.get(&format!("/{}", legacy.build_uuid)).await.headers()["location"].to_str().unwrap().to_owned();
-    let stored = reqwest::get(&location).await.unwrap().bytes().await.unwrap();
+    let stored = shuttle_tests::get(&location).await.unwrap().bytes().await.unwrap();
     assert!(stored.as_ref() == archive.as_slice(), "the stored sources are the decoded bytes");
 }
 

@@ -123,7 +123,7 @@ async fn a_signed_sources_link_is_taken_without_a_token_until_it_expires() {
     let fresh = link(now_ms());
     let response = app.client.get(&fresh).send().await.unwrap();
     assert_eq!(response.status(), 302, "a signed link needs no token");
-    let sources = reqwest::get(response.headers()["location"].to_str().unwrap()).await.unwrap().bytes().await.unwrap();
+    let sources = shuttle_tests::get(response.headers()["location"].to_str().unwrap()).await.unwrap().bytes().await.unwrap();
     assert_eq!(sources.as_ref(), b"hello");
     assert_eq!(app.client.head(&fresh).send().await.unwrap().status(), 200);
 

@@ -51,7 +51,7 @@ fn failure(result: Result<(), FetchError>) -> String {
 /// The cached sources, read back the way Jenkins does: through a presigned link.
 async fn cached(stack: &Stack, source_id: Uuid) -> Vec<u8> {
     let link = sources(stack).presign_source(source_id, Duration::from_secs(60)).await.expect("presign");
-    let response = reqwest::get(&link).await.expect("GET the presigned link");
+    let response = shuttle_tests::get(&link).await.expect("GET the presigned link");
     assert_eq!(response.status().as_u16(), 200, "the sources are cached");
     response.bytes().await.expect("the cached body").to_vec()
 }

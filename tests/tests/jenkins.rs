@@ -124,7 +124,9 @@ async fn tail_log(jenkins: &dyn Jenkins, job: &str, number: u64) -> (Vec<u8>, us
 
 async fn console_text(jenkins: &StandIn, job: &str, number: u64) -> String {
     let config = jenkins.config();
-    reqwest::Client::new()
+    shuttle_tests::http_client()
+        .build()
+        .unwrap()
         .get(format!("{}job/{job}/{number}/consoleText", jenkins.base_url()))
         .basic_auth(&config.user, Some(&config.api_token))
         .send()
@@ -142,7 +144,7 @@ async fn a_job_is_created_once_from_the_template_and_deleted() {
     client.ensure_job("myapp-1").await.unwrap();
     client.ensure_job("myapp-1").await.unwrap();
     let job_url = format!("{}job/myapp-1/api/json", jenkins.base_url());
-    let http = reqwest::Client::new();
+    let http = shuttle_tests::http_client().build().unwrap();
     let config = jenkins.config();
     let get = || http.get(&job_url).basic_auth(&config.user, Some(&config.api_token)).send();
     assert_eq!(get().await.unwrap().status().as_u16(), 200);
@@ -242,7 +244,7 @@ async fn server_errors_and_stalls_are_transient_and_show_no_credentials() {
     let token = jenkins.config().api_token.clone();
     let client = client(&jenkins, &token, Duration::from_millis(500));
     client.ensure_job("app-f").await.unwrap();
-    let http = reqwest::Client::new();
+    let http = shuttle_tests::http_client().build().unwrap();
     let fault = |body: &'static str| http.post(format!("{}__standin/faults", jenkins.base_url())).body(body).send();
 
     fault(r#"{"status": 500, "count": 1}"#).await.unwrap();

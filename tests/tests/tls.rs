@@ -25,7 +25,7 @@ fn fixture(name: &str) -> PathBuf {
 async fn https_receiver() -> String {
     let certs = CertificateDer::pem_file_iter(fixture("receiver.pem")).expect("the certificate").collect::<Result<Vec<_>, _>>().unwrap();
     let key = PrivateKeyDer::from_pem_file(fixture("receiver.key")).expect("the key");
-    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -91,6 +91,7 @@ async fn a_receiver_whose_certificate_is_not_from_a_trusted_root_is_refused() {
 
     // The same request with the test CA trusted goes through.
     let trusting = reqwest::Client::builder()
+        // The test CA instead of the shared configuration's roots.
         .tls_backend_preconfigured(tls::build(tls::roots(Some(fixture("ca.pem")), None).unwrap()).unwrap())
         .build()
         .unwrap();

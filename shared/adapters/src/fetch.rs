@@ -52,8 +52,7 @@ impl HttpSourceFetcher {
     /// A fetcher that refuses sources larger than `max_bytes`, and hosts the SSRF guard refuses
     /// unless `allowed` opens them. Builds the HTTP client only: no network call.
     pub fn new(sources: Arc<S3SourceStore>, max_bytes: u64, allowed: AllowedNetworks) -> Result<Self, ServiceError> {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(crate::tls::client_config()?)
+        let http = crate::tls::reqwest_builder()?
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(GuardedResolver::new(allowed.clone()))
             .no_proxy()

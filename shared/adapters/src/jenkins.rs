@@ -71,9 +71,8 @@ pub struct JenkinsClient {
 
 impl JenkinsClient {
     pub fn new(settings: JenkinsSettings) -> Result<Self, JenkinsError> {
-        let tls = crate::tls::client_config().map_err(|e| JenkinsError::Unexpected(e.to_string()))?;
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+        let http = crate::tls::reqwest_builder()
+            .map_err(|e| JenkinsError::Unexpected(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()

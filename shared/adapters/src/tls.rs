@@ -28,6 +28,12 @@ pub fn client_config() -> Result<ClientConfig, ServiceError> {
         .map_err(|problem| ServiceError::new("tls", problem))
 }
 
+/// A reqwest client builder on this TLS configuration: reqwest has no cryptography of its own
+/// here (`rustls-no-provider`), so every reqwest client in the workspace starts from this one.
+pub fn reqwest_builder() -> Result<reqwest::ClientBuilder, ServiceError> {
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(client_config()?))
+}
+
 /// Mozilla's roots, or the certificates in `file` and `dir` (`SSL_CERT_FILE`, `SSL_CERT_DIR`)
 /// when either is given.
 pub fn roots(file: Option<PathBuf>, dir: Option<PathBuf>) -> Result<RootCertStore, String> {
@@ -51,9 +57,10 @@ pub fn roots(file: Option<PathBuf>, dir: Option<PathBuf>) -> Result<RootCertStor
     Ok(roots)
 }
 
-/// A client configuration trusting `roots`, with aws-lc-rs as its cryptography (as the AWS SDK's).
+/// A client configuration trusting `roots`, with ring as its cryptography (as the AWS SDK's,
+/// see [`crate::load_sdk_config`]).
 pub fn build(roots: RootCertStore) -> Result<ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
     Ok(config.with_root_certificates(roots).with_no_client_auth())
 }

@@ -62,8 +62,7 @@ impl HttpWebhookClient {
     /// A client whose receivers must answer within `timeout`: a JSON `POST` as a whole, a log
     /// stream once its body has ended.
     pub fn with_timeout(timeout: Duration, allowed: AllowedNetworks) -> Result<Self, ServiceError> {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(crate::tls::client_config()?)
+        let http = crate::tls::reqwest_builder()?
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(GuardedResolver::new(allowed.clone()))
             .no_proxy()

@@ -232,7 +232,7 @@ fn seconds(duration: Duration) -> String {
 #[allow(clippy::print_stdout)] // the summary is this tool's output
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse()?;
-    let client = reqwest::Client::builder()
+    let client = shuttle_tests::http_client()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(120))
         .build()

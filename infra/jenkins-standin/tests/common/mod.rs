@@ -73,6 +73,8 @@ pub async fn spawn_with(change: impl FnOnce(&mut StandInConfig)) -> Harness {
     change(&mut config);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let stand_in = jenkins_standin::start(config.clone(), listener).await.expect("start");
+    // reqwest has no default cryptography in this workspace (`rustls-no-provider`).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     Harness { stand_in, http, config }
 }
