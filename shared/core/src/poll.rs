@@ -25,9 +25,10 @@ use crate::source::Source;
 use crate::state::{BuildState, StopIntent};
 use crate::Shuttle;
 
-/// The size of one log archive chunk: large enough to keep S3 requests few, small enough to
-/// keep a poller's memory bounded whatever the log size.
-pub const ARCHIVE_CHUNK_BYTES: usize = 1024 * 1024;
+/// The largest log archive chunk, and so the most log text a build holds while it is archived:
+/// large enough to keep S3 requests few (a 100 MB log is 400 objects), small enough that a
+/// poller's memory per build stays within issue 7's 256 KiB whatever the log size.
+pub const ARCHIVE_CHUNK_BYTES: usize = 256 * 1024;
 
 /// A build not finished this long after its timeouts is failed by the schedule.
 pub const STUCK_MARGIN: Duration = Duration::from_secs(15 * 60);
@@ -348,10 +349,10 @@ impl Build<'_> {
     async fn fail_early(&mut self, reason: String) -> Result<Next, StepError> {
         let reason = redact(&reason);
         let line = Bytes::from(format!("[build shuttle] {reason}\n"));
-        let mut sink = ArchiveSink::new(self.shuttle().sources.as_ref(), self.record.source_id, self.record.progress.archive_len);
+        let mut sink =
+            ArchiveSink::new(self.shuttle().sources.as_ref(), self.relay, self.record.source_id, self.record.progress.archive_len);
         sink.write(line).await?;
         let end = sink.finish().await?;
-        sink.feed(self.relay);
         self.save(|r| r.progress.archive_len = r.progress.archive_len.max(end)).await?;
         self.end(None, &reason).await
     }
@@ -660,12 +661,11 @@ impl Build<'_> {
     /// Reads the log from the Jenkins cursor into the archive, then saves both positions.
     async fn read_log(&mut self, job: &str, number: u64) -> Result<LogWindow, JenkinsError> {
         let progress = self.record.progress.clone();
-        let mut sink = ArchiveSink::new(self.shuttle().sources.as_ref(), self.record.source_id, progress.archive_len);
+        let mut sink = ArchiveSink::new(self.shuttle().sources.as_ref(), self.relay, self.record.source_id, progress.archive_len);
         let reading = Instant::now();
         let window = self.shuttle().jenkins.read_log(job, number, progress.log_cursor, &mut sink).await?;
         let end = sink.finish().await?;
         tracing::debug!(build = %self.record.source_id, bytes = end - progress.archive_len, elapsed_ms = reading.elapsed().as_millis() as u64, "log read and archived");
-        sink.feed(self.relay);
         if sink.skip > 0 {
             // An interrupted poll archived more than Jenkins gave this read (from the same
             // cursor). Its cursor is unknown (Jenkins counts bytes it strips from plain text),
@@ -688,24 +688,25 @@ impl Build<'_> {
     }
 }
 
-/// Writes log text to the archive in chunks, at the archive's offsets. A chunk already stored
-/// at an offset (by an interrupted poll that read the same bytes) is kept, and only what lies
-/// past it is written: no byte is archived twice.
+/// Writes log text to the archive in chunks of at most [`ARCHIVE_CHUNK_BYTES`], at the
+/// archive's offsets, and hands each chunk written to the relay (which keeps a bounded part of
+/// it): whatever one read of Jenkins yields, a build holds one chunk. A chunk already stored at
+/// an offset (by an interrupted poll that read the same bytes) is kept, and only what lies past
+/// it is written: no byte is archived twice.
 struct ArchiveSink<'a> {
     sources: &'a dyn SourceStore,
+    relay: &'a Relay<'a>,
     source_id: Uuid,
     /// The archive's length so far.
     end: u64,
     /// Bytes still to come that an earlier chunk already holds.
     skip: u64,
     buffer: Vec<u8>,
-    /// What this sink wrote, at its offsets.
-    written: Vec<(u64, Bytes)>,
 }
 
 impl<'a> ArchiveSink<'a> {
-    fn new(sources: &'a dyn SourceStore, source_id: Uuid, end: u64) -> Self {
-        Self { sources, source_id, end, skip: 0, buffer: Vec::new(), written: Vec::new() }
+    fn new(sources: &'a dyn SourceStore, relay: &'a Relay<'a>, source_id: Uuid, end: u64) -> Self {
+        Self { sources, relay, source_id, end, skip: 0, buffer: Vec::new() }
     }
 
     async fn flush(&mut self) -> Result<(), ServiceError> {
@@ -716,7 +717,7 @@ impl<'a> ArchiveSink<'a> {
         while !bytes.is_empty() {
             match self.sources.put_log_chunk(self.source_id, self.end, bytes.clone()).await? {
                 ChunkWrite::Written => {
-                    self.written.push((self.end, bytes.clone()));
+                    self.relay.add_log(self.end, &bytes);
                     self.end += bytes.len() as u64;
                     break;
                 }
@@ -734,13 +735,6 @@ impl<'a> ArchiveSink<'a> {
         Ok(())
     }
 
-    /// Hands what was written to the relay, for the log targets.
-    fn feed(&mut self, relay: &Relay<'_>) {
-        for (offset, text) in self.written.drain(..) {
-            relay.add_log(offset, &text);
-        }
-    }
-
     /// Writes what is buffered; the archive's new length.
     async fn finish(&mut self) -> Result<u64, ServiceError> {
         self.flush().await?;
@@ -750,10 +744,13 @@ impl<'a> ArchiveSink<'a> {
 
 #[async_trait::async_trait]
 impl LogSink for ArchiveSink<'_> {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError> {
-        self.buffer.extend_from_slice(&chunk);
-        if self.buffer.len() >= ARCHIVE_CHUNK_BYTES {
-            self.flush().await?;
+    async fn write(&mut self, mut chunk: Bytes) -> Result<(), ServiceError> {
+        while !chunk.is_empty() {
+            let room = ARCHIVE_CHUNK_BYTES - self.buffer.len();
+            self.buffer.extend_from_slice(&chunk.split_to(room.min(chunk.len())));
+            if self.buffer.len() == ARCHIVE_CHUNK_BYTES {
+                self.flush().await?;
+            }
         }
         Ok(())
     }

@@ -35,9 +35,11 @@ pub struct Webhooks {
 
 /// The largest body frame of a log stream, and the most log one read from the archive yields.
 const FRAME_BYTES: usize = 64 * 1024;
-const READ_BYTES: u64 = 1024 * 1024;
-/// What the relay keeps of the log archived during the poll; older text is read back from S3.
-const FEED_MAX_BYTES: usize = 64 * 1024 * 1024;
+const READ_BYTES: u64 = 256 * 1024;
+/// What the relay keeps of the log archived during the poll, for targets that keep up (trimmed
+/// to half when it grows past this); a target further behind reads the archive back from S3.
+/// With the archive chunk, it bounds a build's log in memory (issue 7: 256 KiB per build).
+const FEED_MAX_BYTES: usize = 256 * 1024;
 
 /// `X-Build-Metadata` is the metadata percent-encoded: controls, non-ASCII and separators.
 const HEADER_VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%').add(b',').add(b';').add(b'\\');

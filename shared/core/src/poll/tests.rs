@@ -42,14 +42,25 @@ async fn written(sink: &mut ArchiveSink<'_>, parts: &[&'static [u8]]) -> u64 {
     sink.finish().await.unwrap()
 }
 
+/// A build, its spec and webhooks without targets: what an archive sink's relay needs.
+async fn a_build() -> (BuildSpec, BuildRecord, Webhooks) {
+    let fake = fake_shuttle();
+    fake.shuttle.create_v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    let record = fake.store.get(v2_source_id("app", "1")).await.unwrap().unwrap();
+    let spec = open_spec(&fake.shuttle, &record).await.unwrap();
+    (spec, record, Arc::new(RecordingWebhooks::default()).webhooks())
+}
+
 #[tokio::test]
 async fn the_archive_keeps_what_an_interrupted_poll_wrote_and_adds_only_the_rest() {
+    let (spec, record, webhooks) = a_build().await;
     let sources = MemorySources::default();
+    let relay = Relay::new(&webhooks, &sources, None, &spec, "logs", &record, Duration::ZERO);
     let id = Uuid::new_v4();
     // An interrupted poll archived the first 6 bytes of the log, then died before saving.
-    assert_eq!(written(&mut ArchiveSink::new(&sources, id, 0), &[b"line1\n"]).await, 6);
+    assert_eq!(written(&mut ArchiveSink::new(&sources, &relay, id, 0), &[b"line1\n"]).await, 6);
     // The next poll reads from the same cursor and gets more.
-    let mut sink = ArchiveSink::new(&sources, id, 0);
+    let mut sink = ArchiveSink::new(&sources, &relay, id, 0);
     assert_eq!(written(&mut sink, &[b"line1\nline2\n"]).await, 12);
     assert_eq!(sink.skip, 0);
     assert_eq!(sources.log(id), b"line1\nline2\n");
@@ -57,14 +68,35 @@ async fn the_archive_keeps_what_an_interrupted_poll_wrote_and_adds_only_the_rest
 
 #[tokio::test]
 async fn a_longer_chunk_already_archived_moves_the_cursor_past_it() {
+    let (spec, record, webhooks) = a_build().await;
     let sources = MemorySources::default();
+    let relay = Relay::new(&webhooks, &sources, None, &spec, "logs", &record, Duration::ZERO);
     let id = Uuid::new_v4();
-    assert_eq!(written(&mut ArchiveSink::new(&sources, id, 0), &[b"line1\nline2\nline3\n"]).await, 18);
+    assert_eq!(written(&mut ArchiveSink::new(&sources, &relay, id, 0), &[b"line1\nline2\nline3\n"]).await, 18);
     // A poll that read less from the same cursor (the log was shorter for it).
-    let mut sink = ArchiveSink::new(&sources, id, 0);
+    let mut sink = ArchiveSink::new(&sources, &relay, id, 0);
     assert_eq!(written(&mut sink, &[b"line1\n"]).await, 18);
     assert_eq!(sink.skip, 12, "the next 12 bytes from Jenkins are archived already");
     assert_eq!(sources.log(id), b"line1\nline2\nline3\n", "no byte archived twice");
+}
+
+#[tokio::test]
+async fn a_large_read_is_archived_in_chunks_of_at_most_the_chunk_size() {
+    let (spec, record, webhooks) = a_build().await;
+    let sources = MemorySources::default();
+    let relay = Relay::new(&webhooks, &sources, None, &spec, "logs", &record, Duration::ZERO);
+    let id = Uuid::new_v4();
+    let log: Vec<u8> = (0..3 * ARCHIVE_CHUNK_BYTES + 1000).map(|i| b"0123456789\n"[i % 11]).collect();
+    let mut sink = ArchiveSink::new(&sources, &relay, id, 0);
+    // As Jenkins' body arrives: parts of any size, one of them larger than a chunk.
+    for part in [&log[..1000], &log[1000..ARCHIVE_CHUNK_BYTES + 5000], &log[ARCHIVE_CHUNK_BYTES + 5000..]] {
+        sink.write(Bytes::copy_from_slice(part)).await.unwrap();
+    }
+    assert_eq!(sink.finish().await.unwrap(), log.len() as u64);
+    let chunks: Vec<(u64, usize)> = sources.logs.lock().unwrap()[&id].iter().map(|(at, bytes)| (*at, bytes.len())).collect();
+    let size = ARCHIVE_CHUNK_BYTES as u64;
+    assert_eq!(chunks, [(0, ARCHIVE_CHUNK_BYTES), (size, ARCHIVE_CHUNK_BYTES), (2 * size, ARCHIVE_CHUNK_BYTES), (3 * size, 1000)]);
+    assert_eq!(sources.log(id), log);
 }
 
 #[tokio::test]
