@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -332,13 +333,28 @@ async fn main() -> anyhow::Result<()> {
     say(format!("appending {per_round} bytes to each log every {} s; warm-up {} s", APPEND_EVERY.as_secs(), options.warmup.as_secs()));
     tokio::time::sleep(options.warmup).await;
 
+    // With every build running, the poller holds those whose message is in flight (in a poll);
+    // the others wait in the queue for their next poll and cost it nothing: counted too.
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let in_a_poll = || async {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&resources.queues.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .ok()?;
+        attributes.attributes()?.get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible)?.parse::<u64>().ok()
+    };
     let relayed_before = heard.log_bytes.load(Ordering::Relaxed);
-    let mut samples = Vec::new();
+    let (mut samples, mut polled) = (Vec::new(), Vec::new());
     let sampling = Instant::now();
     while sampling.elapsed() < options.sample {
         samples.push(proc_kib(pid, "VmRSS").context("the poller exited during the sampling; see MEMORY_POLLER_LOG")?);
+        polled.extend(in_a_poll().await);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let in_poll = median(&mut polled);
     let relayed = heard.log_bytes.load(Ordering::Relaxed) - relayed_before;
     let hwm_kib = proc_kib(pid, "VmHWM").unwrap_or(0);
     let still_building = heard.building.lock().expect("not poisoned").len();
@@ -346,14 +362,14 @@ async fn main() -> anyhow::Result<()> {
     let rss_kib = median(&mut samples);
     appender.abort();
     say(format!(
-        "RSS median {rss_kib} KiB over {} samples (min {min}, max {max}); log relayed while sampling {:.1} MiB ({:.0} KiB/s); appended per build {:.0} KiB",
+        "RSS median {rss_kib} KiB over {} samples (min {min}, max {max}); builds in a poll: median {in_poll}; log relayed while sampling {:.1} MiB ({:.0} KiB/s); appended per build {:.0} KiB",
         samples.len(),
         relayed as f64 / 1048576.0,
         relayed as f64 / 1024.0 / options.sample.as_secs_f64(),
         appended.load(Ordering::Relaxed) as f64 / 1024.0 / options.builds as f64,
     ));
     println!(
-        "memory-result builds={} rss_kib={rss_kib} idle_kib={idle_kib} hwm_kib={hwm_kib} relayed_bytes={relayed} appended_per_build={} building={still_building}",
+        "memory-result builds={} in_poll={in_poll} rss_kib={rss_kib} idle_kib={idle_kib} hwm_kib={hwm_kib} relayed_bytes={relayed} appended_per_build={} building={still_building}",
         options.builds,
         appended.load(Ordering::Relaxed) / options.builds as u64,
     );
