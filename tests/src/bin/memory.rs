@@ -189,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
             .spawn()
             .with_context(|| format!("start {}", options.standin_bin))?,
     );
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let client = shuttle_tests::http_client().timeout(Duration::from_secs(60)).build()?;
     let jenkins_ready = Instant::now();
     while client.get(format!("{jenkins_url}api/json")).basic_auth(&standin.user, Some(&standin.api_token)).send().await.is_err() {
         if jenkins_ready.elapsed() > Duration::from_secs(20) {
