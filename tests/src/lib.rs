@@ -24,7 +24,7 @@ pub async fn sdk_config() -> SdkConfig {
         std::env::var_os("AWS_ENDPOINT_URL").is_some(),
         "these tests run against the local AWS emulator: run them with `make test`, which starts it and sets AWS_ENDPOINT_URL"
     );
-    shuttle_adapters::load_sdk_config().await
+    shuttle_adapters::load_sdk_config().await.expect("the SDK configuration")
 }
 
 /// A name no other test uses: lowercase, short enough for an S3 bucket.

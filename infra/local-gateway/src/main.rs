@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .context("setting AWS_ENDPOINT_URL is required: the local gateway runs against the local AWS emulator")?;
     let stand_in = start_jenkins_stand_in().await?;
-    let sdk = shuttle_adapters::load_sdk_config().await;
+    let sdk = shuttle_adapters::load_sdk_config().await?;
     let prefix = std::env::var("LOCAL_STACK_PREFIX").unwrap_or_else(|_| "shuttle".to_owned());
     let resources = local_gateway::stack::create_resources(&sdk, &prefix)
         .await

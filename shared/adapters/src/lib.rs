@@ -4,6 +4,7 @@
 //! Every AWS client comes from one `SdkConfig` loaded the SDK's own way, so the local emulator
 //! is reached through `AWS_ENDPOINT_URL` and production and local runs are the same code.
 
+pub mod aws_http;
 pub mod dynamodb;
 pub mod fetch;
 pub mod guard;
@@ -18,7 +19,6 @@ pub mod webhooks;
 use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use shuttle_core::error::ServiceError;
 use shuttle_core::jenkins::JenkinsError;
 use shuttle_core::poll::Poller;
@@ -34,12 +34,10 @@ pub use s3::S3SourceStore;
 pub use sqs::SqsPollQueue;
 pub use webhooks::HttpWebhookClient;
 
-/// The SDK configuration from the environment: credentials, region and endpoints. Its HTTPS
-/// client is the SDK's own on rustls with ring (the TLS stack of [`tls`]) instead of its default
-/// aws-lc, which would be a second, larger cryptography library in every function.
-pub async fn load_sdk_config() -> SdkConfig {
-    let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-    aws_config::defaults(BehaviorVersion::latest()).http_client(https).load().await
+/// The SDK configuration from the environment: credentials, region and endpoints, with the
+/// shuttle's HTTP client ([`aws_http`]: reqwest on the one TLS configuration of [`tls`]).
+pub async fn load_sdk_config() -> Result<SdkConfig, ServiceError> {
+    Ok(aws_config::defaults(BehaviorVersion::latest()).http_client(aws_http::client()?).load().await)
 }
 
 /// Wires the poller's use cases: the API's, the download of `http(s)` sources into S3 (both

@@ -28,7 +28,7 @@ pub async fn poller_from_env() -> Result<Poller, lambda_http::Error> {
 /// The SDK configuration, the settings and `S3_LOCATION`, as every function reads them.
 async fn from_env() -> Result<(SdkConfig, Settings, Option<String>), StartupError> {
     let settings = Settings::from_env().map_err(|error| StartupError(error.to_string()))?;
-    let sdk = shuttle_adapters::load_sdk_config().await;
+    let sdk = shuttle_adapters::load_sdk_config().await.map_err(|error| StartupError(error.to_string()))?;
     let s3_region = std::env::var("S3_LOCATION").ok().filter(|r| !r.trim().is_empty());
     Ok((sdk, settings, s3_region))
 }

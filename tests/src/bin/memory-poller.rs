@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let queue_url = std::env::var("POLL_QUEUE_URL").context("setting POLL_QUEUE_URL is required")?;
     let poller = shuttle_http::poller_from_env().await.map_err(|error| anyhow!("{error}"))?;
-    let sqs = aws_sdk_sqs::Client::new(&shuttle_adapters::load_sdk_config().await);
+    let sqs = aws_sdk_sqs::Client::new(&shuttle_adapters::load_sdk_config().await?);
     let triggers = PollerTriggers {
         mapping: MappingOptions { max_concurrency: concurrency, ..MappingOptions::default() },
         ..PollerTriggers::default()
