@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Log relay (issue 7): `bash bench/relay.sh [runs]` (default 3; ≈1.5 min a run, plus the build).
+# Log relay (issue 7): `bash bench/relay.sh [runs]` (default 3; ≈50 s a run, plus the build).
 # Starts the AWS emulator on a free port, builds the relay bench (tests/src/bin/relay-bench.rs)
 # with `--profile bench` (the release profile without fat LTO: every figure is a ratio against a
 # baseline measured in the same run of the same binary, so both sides share the profile), runs
