@@ -614,6 +614,8 @@ impl Build<'_> {
         let deadline = Instant::now() + settings.poller.window;
         let mut stop_sent = false;
         loop {
+            // Reads start every interval, whatever each took: a line waits half an interval on average.
+            let next_read = Instant::now() + settings.poller.interval;
             let started = self.record.progress.started_at_ms.unwrap_or(self.record.created_at_ms);
             if self.record.stop.is_none() && now_ms().saturating_sub(started) > as_ms(settings.build_timeout) {
                 self.save(|r| r.stop = r.stop.or(Some(StopIntent::Timeout))).await?;
@@ -644,10 +646,10 @@ impl Build<'_> {
                 Err(JenkinsError::Sink(error)) => return Err(error.into()),
                 Err(error) => tracing::warn!(build = %self.record.source_id, %error, "could not read the build's log"),
             }
-            if Instant::now() + settings.poller.interval >= deadline {
+            if next_read >= deadline {
                 return Ok(Next::Wait(Duration::ZERO));
             }
-            tokio::time::sleep(settings.poller.interval).await;
+            tokio::time::sleep_until(next_read).await;
         }
     }
 
