@@ -25,10 +25,10 @@ use crate::source::Source;
 use crate::state::{BuildState, StopIntent};
 use crate::Shuttle;
 
-/// The largest log archive chunk, and so the most log text a build holds while it is archived:
-/// large enough to keep S3 requests few (a 100 MB log is 400 objects), small enough that a
-/// poller's memory per build stays within issue 7's 256 KiB whatever the log size.
-pub const ARCHIVE_CHUNK_BYTES: usize = 256 * 1024;
+/// The largest log archive chunk: large enough to keep S3 requests few, small enough to keep a
+/// poller's memory per build bounded whatever the log size (a read larger than a chunk is
+/// archived chunk by chunk).
+pub const ARCHIVE_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// A build not finished this long after its timeouts is failed by the schedule.
 pub const STUCK_MARGIN: Duration = Duration::from_secs(15 * 60);
@@ -719,7 +719,7 @@ impl<'a> ArchiveSink<'a> {
         while !bytes.is_empty() {
             match self.sources.put_log_chunk(self.source_id, self.end, bytes.clone()).await? {
                 ChunkWrite::Written => {
-                    self.relay.add_log(self.end, &bytes);
+                    self.relay.add_log(self.end, bytes.clone());
                     self.end += bytes.len() as u64;
                     break;
                 }

@@ -8,6 +8,7 @@
 //! the loops reached are saved with the build ([`Relay::positions`]); what is left is resumed by
 //! the next poll.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -35,11 +36,12 @@ pub struct Webhooks {
 
 /// The largest body frame of a log stream, and the most log one read from the archive yields.
 const FRAME_BYTES: usize = 64 * 1024;
-const READ_BYTES: u64 = 256 * 1024;
-/// What the relay keeps of the log archived during the poll, for targets that keep up (trimmed
-/// to half when it grows past this); a target further behind reads the archive back from S3.
-/// With the archive chunk, it bounds a build's log in memory (issue 7: 256 KiB per build).
-const FEED_MAX_BYTES: usize = 256 * 1024;
+const READ_BYTES: u64 = 1024 * 1024;
+/// The most the relay keeps of the log archived during the poll: the chunks some target has not
+/// read yet, and no more than this (issue 7: a build's memory is bounded whatever its log). Only
+/// a burst the targets have not been sent yet comes near it; a target further behind reads the
+/// archive back from S3.
+const FEED_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 /// `X-Build-Metadata` is the metadata percent-encoded: controls, non-ASCII and separators.
 const HEADER_VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%').add(b',').add(b';').add(b'\\');
@@ -47,10 +49,27 @@ const HEADER_VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%').add(b','
 /// What the poll tells the relay, and where the targets are.
 struct Shared {
     record: BuildRecord,
-    /// Log text archived during this poll, from archive offset `feed_start`.
-    feed_start: u64,
-    feed: Vec<u8>,
+    /// Chunks of log archived during this poll, contiguous, at their archive offsets: those some
+    /// log target has yet to read, within [`FEED_MAX_BYTES`].
+    feed: VecDeque<(u64, Bytes)>,
+    feed_bytes: usize,
+    /// Where each log target reads next (`u64::MAX` once it is done): the feed before the
+    /// smallest is dropped.
+    cursors: Vec<u64>,
     closing: bool,
+}
+
+impl Shared {
+    fn trim_feed(&mut self) {
+        let needed_from = self.cursors.iter().copied().min().unwrap_or(u64::MAX);
+        while let Some((offset, chunk)) = self.feed.front() {
+            if offset + chunk.len() as u64 > needed_from && self.feed_bytes <= FEED_MAX_BYTES {
+                break;
+            }
+            self.feed_bytes -= chunk.len();
+            self.feed.pop_front();
+        }
+    }
 }
 
 pub struct Relay<'a> {
@@ -84,7 +103,7 @@ impl<'a> Relay<'a> {
             let fresh = spec.deliveries(kafka_topic);
             (deliveries.status, deliveries.logs) = (fresh.status, fresh.logs);
         }
-        let feed_start = record.progress.archive_len;
+        let cursors = deliveries.logs.iter().map(|t| if t.closed { u64::MAX } else { t.done }).collect();
         Self {
             webhooks,
             sources,
@@ -92,7 +111,7 @@ impl<'a> Relay<'a> {
             status_targets,
             log_targets,
             grace,
-            shared: Mutex::new(Shared { record, feed_start, feed: Vec::new(), closing: false }),
+            shared: Mutex::new(Shared { record, feed: VecDeque::new(), feed_bytes: 0, cursors, closing: false }),
             changed,
         }
     }
@@ -117,22 +136,19 @@ impl<'a> Relay<'a> {
         self.notify();
     }
 
-    /// Log text just archived at `offset`.
-    pub fn add_log(&self, offset: u64, text: &[u8]) {
-        if text.is_empty() {
+    /// A chunk of log just archived at `offset` (kept as it is, not copied).
+    pub fn add_log(&self, offset: u64, chunk: Bytes) {
+        if chunk.is_empty() {
             return;
         }
         let mut shared = self.lock();
-        if offset != shared.feed_start + shared.feed.len() as u64 {
+        if shared.feed.back().is_some_and(|(at, last)| at + last.len() as u64 != offset) {
             shared.feed.clear();
-            shared.feed_start = offset;
+            shared.feed_bytes = 0;
         }
-        shared.feed.extend_from_slice(text);
-        if shared.feed.len() > FEED_MAX_BYTES {
-            let drop = shared.feed.len() - FEED_MAX_BYTES / 2;
-            shared.feed.drain(..drop);
-            shared.feed_start += drop as u64;
-        }
+        shared.feed_bytes += chunk.len();
+        shared.feed.push_back((offset, chunk));
+        shared.trim_feed();
     }
 
     /// The targets' positions, to be saved with the build.
@@ -218,7 +234,14 @@ impl<'a> Relay<'a> {
     }
 
     fn update_log(&self, index: usize, change: impl FnOnce(&mut Delivery)) {
-        change(&mut self.lock().record.progress.deliveries.logs[index]);
+        {
+            let mut shared = self.lock();
+            let target = &mut shared.record.progress.deliveries.logs[index];
+            change(target);
+            let cursor = if target.closed { u64::MAX } else { target.done };
+            shared.cursors[index] = cursor;
+            shared.trim_feed();
+        }
         self.notify();
     }
 
@@ -346,7 +369,7 @@ impl<'a> Relay<'a> {
                 return;
             }
             let sent = tokio::select! {
-                sent = self.send_log(target, position.done, &mut changes) => sent,
+                sent = self.send_log(index, position.done, &mut changes) => sent,
                 () = self.cut_off() => return,
             };
             let (reached, result) = sent;
@@ -384,19 +407,25 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// The archived log from `from`, at most [`READ_BYTES`]: from the feed when it holds it,
-    /// else read back from the archive. Empty when there is nothing past `from` yet.
-    async fn log_from(&self, from: u64) -> Result<Bytes, SendError> {
+    /// The archived log from `from` for log target `index`, at most [`READ_BYTES`]: from the
+    /// feed when it holds it (a part of one chunk, not copied), else read back from the archive.
+    /// Empty when there is nothing past `from` yet. The feed before `from` is no longer kept for
+    /// this target.
+    async fn log_from(&self, index: usize, from: u64) -> Result<Bytes, SendError> {
         let (end, feed_start, slice) = {
-            let shared = self.lock();
+            let mut shared = self.lock();
+            shared.cursors[index] = from;
+            shared.trim_feed();
             let end = shared.record.progress.archive_len;
-            let feed_end = shared.feed_start + shared.feed.len() as u64;
-            let slice = (from >= shared.feed_start && from < feed_end.min(end)).then(|| {
-                let start = usize::try_from(from - shared.feed_start).unwrap_or(usize::MAX);
-                let stop = usize::try_from(feed_end.min(end).min(from + READ_BYTES) - shared.feed_start).unwrap_or(usize::MAX);
-                Bytes::copy_from_slice(&shared.feed[start..stop])
-            });
-            (end, shared.feed_start, slice)
+            let feed_start = shared.feed.front().map_or(u64::MAX, |(offset, _)| *offset);
+            let slice = shared.feed.iter().find(|(offset, chunk)| (*offset..offset + chunk.len() as u64).contains(&from)).and_then(
+                |(offset, chunk)| {
+                    let stop = (offset + chunk.len() as u64).min(end).min(from + READ_BYTES);
+                    let (start, stop) = (usize::try_from(from - offset).ok()?, usize::try_from(stop.max(from) - offset).ok()?);
+                    (start < stop).then(|| chunk.slice(start..stop))
+                },
+            );
+            (end, feed_start, slice)
         };
         if let Some(slice) = slice {
             return Ok(slice);
@@ -414,17 +443,17 @@ impl<'a> Relay<'a> {
 
     /// One delivery of the log from `from`: a stream (HTTP) or a run of lines (Kafka). Returns
     /// how far the target has acknowledged, and whether it is done with the whole log.
-    async fn send_log(&self, target: &LogTarget, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, Refused>) {
-        match target {
-            LogTarget::Webhook(WebhookTarget::Http { url }) => self.stream_log(url, from, changes).await,
-            LogTarget::Webhook(WebhookTarget::Kafka { brokers, topic }) => self.produce_lines(brokers, topic, None, from).await,
-            LogTarget::LegacyKafka { brokers, topic, key } => self.produce_lines(brokers, topic, Some(key), from).await,
+    async fn send_log(&self, index: usize, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, Refused>) {
+        match &self.log_targets[index] {
+            LogTarget::Webhook(WebhookTarget::Http { url }) => self.stream_log(index, url, from, changes).await,
+            LogTarget::Webhook(WebhookTarget::Kafka { brokers, topic }) => self.produce_lines(index, brokers, topic, None, from).await,
+            LogTarget::LegacyKafka { brokers, topic, key } => self.produce_lines(index, brokers, topic, Some(key), from).await,
         }
     }
 
     /// One chunked `POST` of the log from `from`, held open while the log grows, until the
     /// relay closes or the build's whole log is sent.
-    async fn stream_log(&self, url: &str, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, Refused>) {
+    async fn stream_log(&self, index: usize, url: &str, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, Refused>) {
         let metadata = self.lock().record.metadata.clone();
         let headers = vec![
             ("X-Build-Metadata".to_owned(), utf8_percent_encode(&metadata, HEADER_VALUE).to_string()),
@@ -433,7 +462,7 @@ impl<'a> Relay<'a> {
         let stream = self.webhooks.http.stream(url, headers);
         let mut sent = from;
         let whole = loop {
-            let text = match self.log_from(sent).await {
+            let text = match self.log_from(index, sent).await {
                 Ok(text) => text,
                 Err(problem) => return (from, Err(problem.into())),
             };
@@ -476,8 +505,15 @@ impl<'a> Relay<'a> {
 
     /// The complete lines from `from` (the last one too, once the build's log is whole), one
     /// message each, their delivery reports awaited. `legacy`: the key of SPEC §3's envelope.
-    async fn produce_lines(&self, brokers: &[String], topic: &str, legacy: Option<&String>, from: u64) -> (u64, Result<LogSent, Refused>) {
-        let text = match self.log_from(from).await {
+    async fn produce_lines(
+        &self,
+        index: usize,
+        brokers: &[String],
+        topic: &str,
+        legacy: Option<&String>,
+        from: u64,
+    ) -> (u64, Result<LogSent, Refused>) {
+        let text = match self.log_from(index, from).await {
             Ok(text) => text,
             Err(problem) => return (from, Err(problem.into())),
         };
