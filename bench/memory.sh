@@ -26,7 +26,7 @@
 # a measured run had ≈ 120-140 of 1,000 in a poll, the rest visible in the queue, so the
 # 100→1,000 growth is mostly per tracked build, not per build held: read both columns.
 # Variants: "small" logs (MEMORY_SMALL_LOG_KIB per build over the flow, default 64) and "large"
-# logs (MEMORY_LARGE_LOG_MIB per build, default 4: sixteen archive chunks of 256 KiB, far more than
+# logs (MEMORY_LARGE_LOG_MIB per build, default 4: four archive chunks of 1 MiB, far more than
 # any stream buffer). The large variant runs MEMORY_LARGE_BUILDS (default "1 100"): at 1,000
 # builds it would push 4 GB through the stand-in and moto in under a minute, which 2 shared
 # cores cannot.

@@ -13,7 +13,7 @@
 #   Receiver, a hyper server recording when each body frame arrives), timed from the first
 #   append to the log's last byte at the sink. In that time: the appends themselves, the wait
 #   for the poller's next read (POLL_INTERVAL is 100 ms here, so ≤ 0.1 s of it), the Jenkins
-#   read, the S3 archive (256 KiB chunk objects in moto, a Python process, before the relay sees
+#   read, the S3 archive (1 MiB chunk objects in moto, a Python process, before the relay sees
 #   any of it), the DynamoDB save of the positions, and the chunked stream to the sink. The
 #   table's notes split it: append → first byte at the sink, first → last byte.
 # - Kafka relay throughput, lines/s; goal ≥ 0.5 × a bare rdkafka FutureProducer sending the same

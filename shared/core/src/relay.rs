@@ -27,6 +27,27 @@ use crate::redact::redact;
 use crate::request::BuildSpec;
 use crate::webhook::WebhookTarget;
 
+/// Bytes `from..stop` of the feed, which holds them: a part of one chunk as it is, or, across a
+/// chunk's end (where a line may be cut), a copy.
+fn feed_range(feed: &VecDeque<(u64, Bytes)>, from: u64, stop: u64) -> Bytes {
+    let mut parts = feed.iter().filter(|(offset, chunk)| *offset < stop && offset + chunk.len() as u64 > from).map(|(offset, chunk)| {
+        let start = usize::try_from(from.saturating_sub(*offset)).unwrap_or(usize::MAX).min(chunk.len());
+        let end = usize::try_from(stop - offset).unwrap_or(usize::MAX).min(chunk.len());
+        chunk.slice(start..end)
+    });
+    let first = parts.next().unwrap_or_default();
+    match parts.next() {
+        None => first,
+        Some(second) => {
+            let mut joined = Vec::with_capacity(usize::try_from(stop - from).unwrap_or(0));
+            for part in [first, second].into_iter().chain(parts) {
+                joined.extend_from_slice(&part);
+            }
+            Bytes::from(joined)
+        }
+    }
+}
+
 /// The senders: HTTP and Kafka.
 #[derive(Clone)]
 pub struct Webhooks {
@@ -418,13 +439,9 @@ impl<'a> Relay<'a> {
             shared.trim_feed();
             let end = shared.record.progress.archive_len;
             let feed_start = shared.feed.front().map_or(u64::MAX, |(offset, _)| *offset);
-            let slice = shared.feed.iter().find(|(offset, chunk)| (*offset..offset + chunk.len() as u64).contains(&from)).and_then(
-                |(offset, chunk)| {
-                    let stop = (offset + chunk.len() as u64).min(end).min(from + READ_BYTES);
-                    let (start, stop) = (usize::try_from(from - offset).ok()?, usize::try_from(stop.max(from) - offset).ok()?);
-                    (start < stop).then(|| chunk.slice(start..stop))
-                },
-            );
+            let feed_end = shared.feed.back().map_or(0, |(offset, chunk)| offset + chunk.len() as u64);
+            let stop = feed_end.min(end).min(from.saturating_add(READ_BYTES));
+            let slice = (from >= feed_start && from < stop).then(|| feed_range(&shared.feed, from, stop));
             (end, feed_start, slice)
         };
         if let Some(slice) = slice {

@@ -4,7 +4,11 @@
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::{complete_lines, legacy_message};
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::{complete_lines, feed_range, legacy_message};
 
 /// Log text with many line ends, `\r\n` ones and long lines among them.
 fn log_text() -> impl Strategy<Value = Vec<u8>> {
@@ -62,4 +66,18 @@ proptest! {
         prop_assert_eq!(&envelope["build"], &number.map_or(Value::Null, Value::from));
         prop_assert_eq!(&envelope["job"], &Value::String(number.map(|n| n.to_string()).unwrap_or_default()));
     }
+}
+
+#[test]
+fn the_feed_gives_any_range_it_holds_across_its_chunks() {
+    let text: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    // Chunks of 1000, 1000 and 1000 bytes from archive offset 500.
+    let feed: VecDeque<(u64, Bytes)> =
+        (0..3).map(|i| (500 + i * 1000, Bytes::copy_from_slice(&text[i as usize * 1000..(i as usize + 1) * 1000]))).collect();
+    for (from, stop) in [(500, 1500), (600, 700), (1400, 1600), (999, 3500), (500, 3500), (3499, 3500)] {
+        let range = feed_range(&feed, from, stop);
+        assert_eq!(range.as_ref(), &text[(from - 500) as usize..(stop - 500) as usize], "{from}..{stop}");
+    }
+    let within = feed_range(&feed, 600, 700);
+    assert_eq!(within.as_ptr(), feed[0].1[100..].as_ptr(), "a part of one chunk is not copied");
 }
