@@ -433,7 +433,7 @@ impl<'a> Relay<'a> {
     /// Empty when there is nothing past `from` yet. The feed before `from` is no longer kept for
     /// this target.
     async fn log_from(&self, index: usize, from: u64) -> Result<Bytes, SendError> {
-        let (end, feed_start, slice) = {
+        let (end, slice) = {
             let mut shared = self.lock();
             shared.cursors[index] = from;
             shared.trim_feed();
@@ -442,7 +442,7 @@ impl<'a> Relay<'a> {
             let feed_end = shared.feed.back().map_or(0, |(offset, chunk)| offset + chunk.len() as u64);
             let stop = feed_end.min(end).min(from.saturating_add(READ_BYTES));
             let slice = (from >= feed_start && from < stop).then(|| feed_range(&shared.feed, from, stop));
-            (end, feed_start, slice)
+            (end, slice)
         };
         if let Some(slice) = slice {
             return Ok(slice);
@@ -450,10 +450,11 @@ impl<'a> Relay<'a> {
         if from >= end {
             return Ok(Bytes::new());
         }
-        let until = if from < feed_start { feed_start.min(end) } else { end };
+        // A whole read, even past where the feed starts: stopping there could leave a line cut
+        // in two, which a Kafka target holds back and waits on.
         let source_id = self.lock().record.source_id;
         self.sources
-            .read_log_range(source_id, from, (until - from).min(READ_BYTES))
+            .read_log_range(source_id, from, (end - from).min(READ_BYTES))
             .await
             .map_err(|e| SendError::new(format!("could not read the log archive: {e}")))
     }
