@@ -429,7 +429,7 @@ impl<'a> Relay<'a> {
     }
 
     /// The archived log from `from` for log target `index`, at most [`READ_BYTES`]: from the
-    /// feed when it holds it (a part of one chunk, not copied), else read back from the archive.
+    /// feed when it holds it ([`feed_range`]), else read back from the archive.
     /// Empty when there is nothing past `from` yet. The feed before `from` is no longer kept for
     /// this target.
     async fn log_from(&self, index: usize, from: u64) -> Result<Bytes, SendError> {
