@@ -74,6 +74,11 @@ struct Shared {
     /// log target has yet to read, within [`FEED_MAX_BYTES`].
     feed: VecDeque<(u64, Bytes)>,
     feed_bytes: usize,
+    /// How far the log is archived: the build's saved `archive_len`, or further once this poll
+    /// archives more. A chunk in the archive is never rewritten (a later poll that reads the same
+    /// bytes keeps it), so what lies before this is sent without waiting for the build's save; a
+    /// target's position is saved with the build, after the archive's length, as before.
+    archived: u64,
     /// Where each log target reads next (`u64::MAX` once it is done): the feed before the
     /// smallest is dropped.
     cursors: Vec<u64>,
@@ -132,7 +137,14 @@ impl<'a> Relay<'a> {
             status_targets,
             log_targets,
             grace,
-            shared: Mutex::new(Shared { record, feed: VecDeque::new(), feed_bytes: 0, cursors, closing: false }),
+            shared: Mutex::new(Shared {
+                archived: record.progress.archive_len,
+                record,
+                feed: VecDeque::new(),
+                feed_bytes: 0,
+                cursors,
+                closing: false,
+            }),
             changed,
         }
     }
@@ -153,23 +165,29 @@ impl<'a> Relay<'a> {
             let positions = (shared.record.progress.deliveries.status.clone(), shared.record.progress.deliveries.logs.clone());
             shared.record = record.clone();
             (shared.record.progress.deliveries.status, shared.record.progress.deliveries.logs) = positions;
+            shared.archived = shared.archived.max(record.progress.archive_len);
         }
         self.notify();
     }
 
-    /// A chunk of log just archived at `offset` (kept as it is, not copied).
+    /// A chunk of log just archived at `offset` (kept as it is, not copied): the log targets
+    /// may be sent it now.
     pub fn add_log(&self, offset: u64, chunk: Bytes) {
         if chunk.is_empty() {
             return;
         }
-        let mut shared = self.lock();
-        if shared.feed.back().is_some_and(|(at, last)| at + last.len() as u64 != offset) {
-            shared.feed.clear();
-            shared.feed_bytes = 0;
+        {
+            let mut shared = self.lock();
+            if shared.feed.back().is_some_and(|(at, last)| at + last.len() as u64 != offset) {
+                shared.feed.clear();
+                shared.feed_bytes = 0;
+            }
+            shared.archived = shared.archived.max(offset + chunk.len() as u64);
+            shared.feed_bytes += chunk.len();
+            shared.feed.push_back((offset, chunk));
+            shared.trim_feed();
         }
-        shared.feed_bytes += chunk.len();
-        shared.feed.push_back((offset, chunk));
-        shared.trim_feed();
+        self.notify();
     }
 
     /// The targets' positions, to be saved with the build.
@@ -184,7 +202,7 @@ impl<'a> Relay<'a> {
     pub fn busy(&self) -> bool {
         let shared = self.lock();
         let record = &shared.record;
-        record.progress.deliveries.due(now_ms(), record.state, record.progress.archive_len)
+        record.progress.deliveries.due(now_ms(), record.state, shared.archived)
     }
 
     /// Waits until no target has anything to send now, or `deadline`.
@@ -366,7 +384,7 @@ impl<'a> Relay<'a> {
             let (position, end, finished) = {
                 let shared = self.lock();
                 let Some(position) = shared.record.progress.deliveries.logs.get(index).copied() else { return };
-                (position, shared.record.progress.archive_len, shared.record.state.is_terminal())
+                (position, shared.archived, shared.record.state.is_terminal())
             };
             if position.closed {
                 return;
@@ -437,7 +455,7 @@ impl<'a> Relay<'a> {
             let mut shared = self.lock();
             shared.cursors[index] = from;
             shared.trim_feed();
-            let end = shared.record.progress.archive_len;
+            let end = shared.archived;
             let feed_start = shared.feed.front().map_or(u64::MAX, |(offset, _)| *offset);
             let feed_end = shared.feed.back().map_or(0, |(offset, chunk)| offset + chunk.len() as u64);
             let stop = feed_end.min(end).min(from.saturating_add(READ_BYTES));
@@ -487,7 +505,7 @@ impl<'a> Relay<'a> {
             if text.is_empty() {
                 let (end, finished) = {
                     let shared = self.lock();
-                    (shared.record.progress.archive_len, shared.record.state.is_terminal())
+                    (shared.archived, shared.record.state.is_terminal())
                 };
                 if finished && sent >= end {
                     break true;
@@ -497,8 +515,9 @@ impl<'a> Relay<'a> {
                 }
                 continue;
             }
-            for frame in text.chunks(FRAME_BYTES) {
-                if stream.body.send(Bytes::copy_from_slice(frame)).await.is_err() {
+            for start in (0..text.len()).step_by(FRAME_BYTES) {
+                let frame = text.slice(start..text.len().min(start + FRAME_BYTES));
+                if stream.body.send(frame).await.is_err() {
                     // The request ended early: its answer says why.
                     let problem = match stream.answer.await {
                         Ok(Ok(answer)) => Ok(answer),
@@ -538,7 +557,7 @@ impl<'a> Relay<'a> {
         let (end, finished, metadata, number) = {
             let shared = self.lock();
             let record = &shared.record;
-            (record.progress.archive_len, record.state.is_terminal(), record.metadata.clone(), record.number)
+            (shared.archived, record.state.is_terminal(), record.metadata.clone(), record.number)
         };
         let whole = finished && from + text.len() as u64 >= end;
         let (lines, offset) = complete_lines(&text, from, whole);

@@ -100,6 +100,41 @@ async fn a_large_read_is_archived_in_chunks_of_at_most_the_chunk_size() {
 }
 
 #[tokio::test]
+async fn archived_log_goes_to_the_log_targets_before_the_build_is_saved() {
+    let fake = fake_shuttle();
+    let body = json!({
+        "source": {"url": "docker://registry.example/org/base:1"}, "destination": {"url": "docker://registry.example/org/app:1"},
+        "webhooks": {"logs": ["kafka://k:9092/logs"]},
+    });
+    fake.shuttle.create_v2("app", "1", body.to_string().as_bytes()).await.unwrap();
+    let id = v2_source_id("app", "1");
+    let record = fake.store.get(id).await.unwrap().unwrap();
+    let spec = open_spec(&fake.shuttle, &record).await.unwrap();
+    let recording = Arc::new(RecordingWebhooks::default());
+    let webhooks = recording.webhooks();
+    let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", &record, Duration::ZERO);
+    let sent_unsaved = async {
+        // A read archived, and the build not saved yet (a poll saves both positions after the read).
+        written(&mut ArchiveSink::new(fake.sources.as_ref(), &relay, id, 0), &[b"line1\n"]).await;
+        let sent = tokio::time::timeout(Duration::from_secs(5), async {
+            while recording.kafka.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        relay.close();
+        sent.is_ok()
+    };
+    let ((), sent) = tokio::join!(relay.run(), sent_unsaved);
+    assert!(sent, "the archived line reached the log target without waiting for the save");
+    assert_eq!(&recording.kafka.lock().unwrap()[0].1.payload[..], b"line1");
+    assert_eq!(fake.store.get(id).await.unwrap().unwrap().progress.archive_len, 0, "the build was not saved meanwhile");
+    let mut positions = record.progress.deliveries.clone();
+    relay.positions(&mut positions);
+    assert_eq!(positions.logs[0].done, 6, "the position saved next is past the line");
+}
+
+#[tokio::test]
 async fn sources_that_cannot_be_cached_fail_the_build_with_the_reason_in_its_log() {
     let (poller, fake) = poller();
     let id = v2_source_id("app", "1");
