@@ -47,6 +47,15 @@ runs="${MEMORY_RUNS:-1}"
 small_bytes=$((${MEMORY_SMALL_LOG_KIB:-64} * 1024))
 large_bytes=$((${MEMORY_LARGE_LOG_MIB:-4} * 1024 * 1024))
 export POLL_INTERVAL="${POLL_INTERVAL:-2s}" LOG_WINDOW="${LOG_WINDOW:-20s}"
+# The poller's malloc setting as template.yaml gives the function (its processes inherit it);
+# MEMORY_MALLOC=default measures glibc's own behaviour instead.
+if [ "${MEMORY_MALLOC:-template}" = default ]; then
+  unset MALLOC_MMAP_THRESHOLD_
+else
+  MALLOC_MMAP_THRESHOLD_="$(sed -n 's/^ *MALLOC_MMAP_THRESHOLD_: *"\([0-9]*\)".*/\1/p' "$REPO_ROOT/template.yaml")"
+  [ -n "$MALLOC_MMAP_THRESHOLD_" ] || { echo "template.yaml gives the poller no MALLOC_MMAP_THRESHOLD_" >&2; exit 1; }
+  export MALLOC_MMAP_THRESHOLD_
+fi
 release_flag=()
 [ "$profile" = release ] && release_flag=(--release)
 
@@ -61,7 +70,7 @@ trap stop_moto EXIT INT TERM
 start_moto "$(free_port)"
 results="$STATE_DIR/memory-results-$$.txt"
 : >"$results"
-log "$profile build; POLL_INTERVAL=$POLL_INTERVAL LOG_WINDOW=$LOG_WINDOW; $runs run(s); results in $results"
+log "$profile build; POLL_INTERVAL=$POLL_INTERVAL LOG_WINDOW=$LOG_WINDOW MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-unset}; $runs run(s); results in $results"
 
 step() { # variant builds log-bytes run
   local variant="$1" builds="$2" bytes="$3" run="$4" out

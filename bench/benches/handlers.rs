@@ -9,7 +9,8 @@
 //! open mode (the auth check runs and admits); log lines are formatted as JSON into a sink.
 //!
 //! `cargo bench -p shuttle-bench --bench handlers`; `BENCH_REQUESTS` (per pass, default 20000)
-//! and `BENCH_RUNS` (default 7, after one warm-up run) change the size.
+//! and `BENCH_RUNS` (default 7, after one warm-up run) change the size; `BENCH_HANDLERS` (words
+//! of the labels, comma-separated, e.g. `create,status`) runs only the handlers it names.
 
 // A bench's output is its table.
 #![allow(clippy::print_stdout)]
@@ -228,7 +229,9 @@ fn main() {
     println!("handler cost: {runs} runs (after a warm-up) of {requests} requests per handler and per empty handler");
     let mut rows = Vec::new();
     let mut all_met = true;
-    for case in CASES {
+    let only = std::env::var("BENCH_HANDLERS").unwrap_or_default();
+    let chosen = |case: &Case| only.is_empty() || only.split(',').any(|word| case.label().split(' ').next() == Some(word.trim()));
+    for case in CASES.into_iter().filter(chosen) {
         runtime.block_on(run(case, requests.min(1000), true));
         let (mut empty_rates, mut rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for index in 0..runs {
