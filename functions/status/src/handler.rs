@@ -2,11 +2,13 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
+use serde::Serialize;
 use serde_json::json;
 use shuttle_core::ports::LogTail;
-use shuttle_core::record::{rfc3339_ms, ApiKind, BuildRecord};
+use shuttle_core::record::{rfc3339_ms, ApiKind, BuildRecord, StatusBody};
 use shuttle_core::Shuttle;
 use shuttle_http::{error_response, json_response, path_param, text_response};
+use uuid::Uuid;
 
 pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
     let path = request.uri().path();
@@ -25,30 +27,37 @@ pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body
         }
     } else {
         match shuttle.find(&app_id, &build_id).await {
-            Ok(record) => json_response(StatusCode::OK, &status_body(&record)),
+            Ok(record) => status_response(&record),
             Err(error) => error_response(&error),
         }
     };
     Ok(response)
 }
 
-/// The status webhook's body, and for v2 the fields only the endpoint shows.
-fn status_body(record: &BuildRecord) -> serde_json::Value {
+/// The v2 endpoint's answer: the status webhook's body, and the fields only the endpoint shows.
+#[derive(Serialize)]
+struct V2Status<'a> {
+    #[serde(flatten)]
+    body: StatusBody<'a>,
+    human_readable_info: &'a str,
+    source_id: Uuid,
+    created_at: String,
+    updated_at: String,
+}
+
+fn status_response(record: &BuildRecord) -> Response<Body> {
     match record.kind {
-        ApiKind::V2 => {
-            let mut body = record.v2_status_body();
-            let extra = json!({
-                "human_readable_info": record.human_readable_info,
-                "source_id": record.source_id,
-                "created_at": rfc3339_ms(record.created_at_ms),
-                "updated_at": rfc3339_ms(record.updated_at_ms),
-            });
-            if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
-                body.extend(extra);
-            }
-            body
-        }
-        ApiKind::Legacy => record.legacy_status_body(),
+        ApiKind::V2 => json_response(
+            StatusCode::OK,
+            &V2Status {
+                body: record.v2_status_body(),
+                human_readable_info: &record.human_readable_info,
+                source_id: record.source_id,
+                created_at: rfc3339_ms(record.created_at_ms),
+                updated_at: rfc3339_ms(record.updated_at_ms),
+            },
+        ),
+        ApiKind::Legacy => json_response(StatusCode::OK, &record.legacy_status_body()),
     }
 }
 

@@ -213,33 +213,52 @@ impl BuildRecord {
     }
 
     /// The status webhook body of `event`: v2 (SPEC §2) or a legacy callback (SPEC §3).
-    pub fn status_body(&self, event: StatusEvent, callback: bool) -> serde_json::Value {
+    pub fn status_body(&self, event: StatusEvent, callback: bool) -> StatusBody<'_> {
         match callback {
-            false => serde_json::json!({
-                "id": self.metadata,
-                "type": "build system",
-                "building": event.state.building(),
-                "status": event.state.v2_status(),
-            }),
-            true => serde_json::json!({
-                "id": event.number,
-                "type": "jenkins",
-                "building": event.state.building(),
-                "status": event.state.legacy_status(),
-            }),
+            false => StatusBody {
+                id: StatusId::Metadata(&self.metadata),
+                kind: "build system",
+                building: event.state.building(),
+                status: event.state.v2_status(),
+            },
+            true => StatusBody {
+                id: StatusId::Number(event.number),
+                kind: "jenkins",
+                building: event.state.building(),
+                status: event.state.legacy_status(),
+            },
         }
     }
 
     /// The v2 status body of the build as it is now (SPEC §2); the status endpoint answers it
     /// with more fields.
-    pub fn v2_status_body(&self) -> serde_json::Value {
+    pub fn v2_status_body(&self) -> StatusBody<'_> {
         self.status_body(StatusEvent { state: self.state, number: self.number }, false)
     }
 
     /// The legacy callback body of the build as it is now, the legacy status endpoint's answer (SPEC §3).
-    pub fn legacy_status_body(&self) -> serde_json::Value {
+    pub fn legacy_status_body(&self) -> StatusBody<'_> {
         self.status_body(StatusEvent { state: self.state, number: self.number }, true)
     }
+}
+
+/// A status webhook's body, serialised as it is (no intermediate JSON tree).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusBody<'a> {
+    pub id: StatusId<'a>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub building: bool,
+    pub status: &'static str,
+}
+
+/// A status body's `id`: the build's metadata (v2), or its Jenkins build number (legacy, `null`
+/// until it has one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum StatusId<'a> {
+    Metadata(&'a str),
+    Number(Option<u64>),
 }
 
 pub fn now_ms() -> u64 {

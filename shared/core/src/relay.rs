@@ -342,7 +342,7 @@ impl<'a> Relay<'a> {
 
     async fn send_status(&self, target: &StatusTarget, record: &BuildRecord, seq: u64, event: StatusEvent) -> Result<Answer, SendError> {
         let callback = matches!(target, StatusTarget::Callback { .. });
-        let body = Bytes::from(record.status_body(event, callback).to_string());
+        let body = Bytes::from(serde_json::to_vec(&record.status_body(event, callback)).expect("a status body serialises"));
         let id = format!("{}:{seq}", record.source_id);
         match target {
             StatusTarget::Webhook(WebhookTarget::Kafka { brokers, topic }) => {

@@ -5,7 +5,8 @@ use aws_config::SdkConfig;
 use base64::Engine;
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 use shuttle_core::access::LinkError;
 use shuttle_core::error::ShuttleError;
 use shuttle_core::ids::parse_uuid;
@@ -123,18 +124,19 @@ pub fn body_bytes(request: &Request) -> &[u8] {
     }
 }
 
-pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    let text = serde_json::to_string(body).expect("the answers' bodies have string keys only");
     Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::Text(body.to_string()))
+        .header(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"))
+        .body(Body::Text(text))
         .expect("a static status and header always build")
 }
 
 pub fn text_response(status: StatusCode, text: String) -> Response<Body> {
     Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"))
         .body(Body::Text(text))
         .expect("a static status and header always build")
 }
@@ -176,7 +178,7 @@ mod tests {
 
     use super::*;
 
-    fn body_of(response: &Response<Body>) -> Value {
+    fn body_of(response: &Response<Body>) -> serde_json::Value {
         match response.body() {
             Body::Text(text) => serde_json::from_str(text).unwrap(),
             other => panic!("not a text body: {other:?}"),
