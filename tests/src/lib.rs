@@ -65,8 +65,11 @@ impl Stack {
         Settings::from_lookup(lookup).expect("test settings are complete")
     }
 
+    /// The API's use cases, every client built on first use (the functions build some at start,
+    /// the poller all): the tests of the API go through that path for each client.
     pub fn shuttle(&self, shuttle_host: &str) -> Shuttle {
-        shuttle_adapters::shuttle(&self.sdk, self.settings(shuttle_host), None).expect("the shuttle's clients")
+        shuttle_adapters::shuttle(&self.sdk, self.settings(shuttle_host), None, shuttle_adapters::Uses::default())
+            .expect("the shuttle's clients")
     }
 
     /// Every item of the table, as stored.
@@ -215,8 +218,11 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     };
     let token = lookup("SHUTTLE_API_TOKENS").and_then(|tokens| tokens.split(',').next().map(|t| t.trim().to_owned()));
     let settings = Settings::from_lookup(lookup).expect("test settings are complete");
+    // The API functions' use cases on their own clients, each built by the first request that
+    // uses it (the functions build some of theirs at start); the poller's, all built at start.
+    let api = shuttle_adapters::shuttle(&stack.sdk, settings.clone(), None, shuttle_adapters::Uses::default()).expect("the API's clients");
     let poller = Arc::new(shuttle_adapters::poller(&stack.sdk, settings, None).expect("the poller's clients"));
-    tokio::spawn(local_gateway::serve(listener, poller.shuttle.clone()));
+    tokio::spawn(local_gateway::serve(listener, api));
     let client = http_client().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
     let app = TestApp {
         address,

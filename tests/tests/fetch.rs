@@ -32,7 +32,7 @@ fn fetcher(stack: &Stack) -> HttpSourceFetcher {
 }
 
 fn fetcher_allowing(stack: &Stack, cidrs: &str) -> HttpSourceFetcher {
-    HttpSourceFetcher::new(sources(stack), MAX_BYTES, cidrs.parse().expect("CIDRs")).expect("the fetcher's HTTP client")
+    HttpSourceFetcher::new(sources(stack), MAX_BYTES, cidrs.parse().expect("CIDRs"))
 }
 
 /// Fetches, failing the test if the fetcher waits for bytes that will never come.

@@ -36,7 +36,7 @@ async fn main() -> Result<(), String> {
     lap("4 SDK clients, the first");
     let jenkins = JenkinsClient::new(JenkinsSettings::from(&settings.jenkins)).map_err(|e| e.to_string())?;
     lap("Jenkins client (reqwest)");
-    let shuttle = shuttle_adapters::shuttle(&sdk, settings.clone(), None).map_err(|e| e.to_string())?;
+    let shuttle = shuttle_adapters::shuttle(&sdk, settings.clone(), None, shuttle_adapters::Uses::ALL).map_err(|e| e.to_string())?;
     lap("API wiring, again");
     let poller = shuttle_adapters::poller(&sdk, settings, None).map_err(|e| e.to_string())?;
     lap("poller wiring, again");

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use crate::built::Built;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::primitives::Blob;
@@ -31,13 +32,13 @@ const ACTIVE: &str = "1";
 type Item = HashMap<String, AttributeValue>;
 
 pub struct DynamoDbBuildStore {
-    client: Client,
+    client: Built<Client>,
     table: String,
 }
 
 impl DynamoDbBuildStore {
-    pub fn new(client: Client, table: &str) -> Self {
-        Self { client, table: table.to_owned() }
+    pub fn new(client: impl Into<Built<Client>>, table: &str) -> Self {
+        Self { client: client.into(), table: table.to_owned() }
     }
 
     /// Creates the table with its key and indexes (tests and the local stack; the template

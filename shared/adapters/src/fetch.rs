@@ -26,6 +26,7 @@ use tokio::io::AsyncWriteExt;
 use url::{Origin, Url};
 use uuid::Uuid;
 
+use crate::built::Built;
 use crate::guard::{check_dialled, check_url, refusal_in, DialCheck, GuardedResolver};
 use crate::s3::S3SourceStore;
 
@@ -42,7 +43,8 @@ const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Caches a build's `http(s)` sources in S3 under its source id.
 pub struct HttpSourceFetcher {
-    http: reqwest::Client,
+    /// Built at the first download: most builds' sources are not `http(s)`.
+    http: Built<Result<reqwest::Client, String>>,
     sources: Arc<S3SourceStore>,
     max_bytes: u64,
     allowed: AllowedNetworks,
@@ -50,17 +52,21 @@ pub struct HttpSourceFetcher {
 
 impl HttpSourceFetcher {
     /// A fetcher that refuses sources larger than `max_bytes`, and hosts the SSRF guard refuses
-    /// unless `allowed` opens them. Builds the HTTP client only: no network call.
-    pub fn new(sources: Arc<S3SourceStore>, max_bytes: u64, allowed: AllowedNetworks) -> Result<Self, ServiceError> {
-        let http = crate::tls::reqwest_builder()?
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(GuardedResolver::new(allowed.clone()))
-            .no_proxy()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .build()
-            .map_err(|e| ServiceError::new("http client", e))?;
-        Ok(Self { http, sources, max_bytes, allowed })
+    /// unless `allowed` opens them. No network call; the HTTP client is built when first needed.
+    pub fn new(sources: Arc<S3SourceStore>, max_bytes: u64, allowed: AllowedNetworks) -> Self {
+        let guard = allowed.clone();
+        let http = Built::on_first_use(move || {
+            crate::tls::reqwest_builder()
+                .map_err(|e| e.to_string())?
+                .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(GuardedResolver::new(guard))
+                .no_proxy()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(READ_TIMEOUT)
+                .build()
+                .map_err(|e| format!("the HTTP client: {e}"))
+        });
+        Self { http, sources, max_bytes, allowed }
     }
 
     /// Sends the GETs, following at most [`MAX_REDIRECTS`] redirects, and returns the first
@@ -86,7 +92,8 @@ impl HttpSourceFetcher {
     }
 
     async fn get(&self, source: &SourceUrl, target: &Url) -> Result<Response, FetchError> {
-        let mut request = self.http.get(target.clone());
+        let http = self.http.as_ref().map_err(|e| FetchError::Service(ServiceError::new("sources fetcher", e.clone())))?;
+        let mut request = http.get(target.clone());
         if let Some(credentials) = source.credentials_for(target) {
             request = request.basic_auth(&credentials.user, Some(&credentials.password));
         }

@@ -18,6 +18,8 @@ use shuttle_core::jenkins::{parameters, BuildStatus, Jenkins, JenkinsError, Jenk
 use shuttle_core::redact::redact;
 use url::Url;
 
+use crate::built::Built;
+
 /// The job template, with the source-preparation script it writes into the workspace.
 const JOB_TEMPLATE: &str = include_str!("../../../infra/jenkins/config.xml");
 const PREPARE_SOURCES_SH: &str = include_str!("../../../infra/jenkins/prepare-sources.sh");
@@ -62,26 +64,47 @@ struct Crumb {
     cookie: Option<String>,
 }
 
+/// The HTTP client for Jenkins: redirects are answers, not followed.
+fn http_client() -> Result<reqwest::Client, String> {
+    crate::tls::reqwest_builder()
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 pub struct JenkinsClient {
-    http: reqwest::Client,
+    http: Built<Result<reqwest::Client, String>>,
     settings: JenkinsSettings,
     job_config: String,
     crumb: Mutex<Option<Crumb>>,
 }
 
 impl JenkinsClient {
+    /// A client with its HTTP client built.
     pub fn new(settings: JenkinsSettings) -> Result<Self, JenkinsError> {
-        let http = crate::tls::reqwest_builder()
-            .map_err(|e| JenkinsError::Unexpected(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| JenkinsError::Unexpected(e.to_string()))?;
+        let client = Self::with_http(Built::from(http_client()), settings);
+        client.http()?;
+        Ok(client)
+    }
+
+    /// A client whose HTTP client is built when it first calls Jenkins (a function that
+    /// rarely does).
+    pub fn on_first_use(settings: JenkinsSettings) -> Self {
+        Self::with_http(Built::on_first_use(http_client), settings)
+    }
+
+    fn with_http(http: Built<Result<reqwest::Client, String>>, settings: JenkinsSettings) -> Self {
         let mut url = settings.url.clone();
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
-        Ok(Self { http, settings: JenkinsSettings { url, ..settings }, job_config: job_config(), crumb: Mutex::new(None) })
+        Self { http, settings: JenkinsSettings { url, ..settings }, job_config: job_config(), crumb: Mutex::new(None) }
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, JenkinsError> {
+        self.http.as_ref().map_err(|e| JenkinsError::Unexpected(e.clone()))
     }
 
     fn url(&self, path: &str) -> Url {
@@ -101,9 +124,9 @@ impl JenkinsClient {
         timeout: Duration,
         body: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, JenkinsError> {
+        let http = self.http()?;
         let attempt = |crumb: Option<Crumb>| {
-            let mut request = self
-                .http
+            let mut request = http
                 .request(method.clone(), url.clone())
                 .basic_auth(&self.settings.user, Some(self.settings.token.expose()))
                 .timeout(timeout);
@@ -131,7 +154,7 @@ impl JenkinsClient {
 
     async fn fetch_crumb(&self) -> Result<Crumb, JenkinsError> {
         let response = self
-            .http
+            .http()?
             .get(self.url("crumbIssuer/api/json"))
             .basic_auth(&self.settings.user, Some(self.settings.token.expose()))
             .timeout(self.settings.timeout)

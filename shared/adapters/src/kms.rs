@@ -4,6 +4,7 @@
 //! 12-byte nonce | ciphertext with tag`. Only KMS can turn the encrypted data key back into
 //! the key, so neither the table nor a backup holds anything readable.
 
+use crate::built::Built;
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
@@ -19,7 +20,7 @@ const FORMAT_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
 
 pub struct KmsSealer {
-    client: Client,
+    client: Built<Client>,
     key_id: String,
 }
 
@@ -28,8 +29,8 @@ fn fail(error: impl std::fmt::Display) -> ServiceError {
 }
 
 impl KmsSealer {
-    pub fn new(client: Client, key_id: &str) -> Self {
-        Self { client, key_id: key_id.to_owned() }
+    pub fn new(client: impl Into<Built<Client>>, key_id: &str) -> Self {
+        Self { client: client.into(), key_id: key_id.to_owned() }
     }
 
     /// Creates a symmetric key and returns its id (tests and the local stack).

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::built::Built;
 use async_trait::async_trait;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -27,7 +28,7 @@ pub fn client(sdk: &SdkConfig, region: Option<String>) -> Client {
 }
 
 pub struct S3SourceStore {
-    client: Client,
+    client: Built<Client>,
     bucket: String,
 }
 
@@ -44,8 +45,8 @@ fn log_prefix(source_id: Uuid) -> String {
 }
 
 impl S3SourceStore {
-    pub fn new(client: Client, bucket: &str) -> Self {
-        Self { client, bucket: bucket.to_owned() }
+    pub fn new(client: impl Into<Built<Client>>, bucket: &str) -> Self {
+        Self { client: client.into(), bucket: bucket.to_owned() }
     }
 
     /// Caches a build's sources from a file (a streamed download). The first write wins.

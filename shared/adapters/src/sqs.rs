@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::built::Built;
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -16,7 +17,7 @@ const MAX_DELAY: Duration = Duration::from_secs(900);
 pub const MAX_RECEIVE_COUNT: u32 = 5;
 
 pub struct SqsPollQueue {
-    client: Client,
+    client: Built<Client>,
     queue_url: String,
     dead_letter_url: Option<String>,
 }
@@ -33,8 +34,8 @@ pub struct QueueUrls {
 }
 
 impl SqsPollQueue {
-    pub fn new(client: Client, queue_url: &str, dead_letter_url: Option<String>) -> Self {
-        Self { client, queue_url: queue_url.to_owned(), dead_letter_url }
+    pub fn new(client: impl Into<Built<Client>>, queue_url: &str, dead_letter_url: Option<String>) -> Self {
+        Self { client: client.into(), queue_url: queue_url.to_owned(), dead_letter_url }
     }
 
     /// Creates `name` and `name-dlq`, with the redrive policy the template declares (tests and the local stack).

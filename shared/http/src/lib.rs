@@ -13,11 +13,14 @@ use shuttle_core::ids::parse_uuid;
 use shuttle_core::poll::Poller;
 use shuttle_core::{Settings, Shuttle};
 
-/// Builds the use cases from the environment, once per cold start. A missing or malformed
-/// setting stops the function with a message naming it; no network call is made here.
-pub async fn shuttle_from_env() -> Result<Shuttle, lambda_http::Error> {
+pub use shuttle_adapters::Uses;
+
+/// Builds the use cases from the environment, once per cold start, with the clients `uses` names
+/// built now and the others on first use. A missing or malformed setting stops the function with
+/// a message naming it; no network call is made here.
+pub async fn shuttle_from_env(uses: Uses) -> Result<Shuttle, lambda_http::Error> {
     let (sdk, settings, s3_region) = from_env().await?;
-    shuttle_adapters::shuttle(&sdk, settings, s3_region).map_err(|error| StartupError(error.to_string()).into())
+    shuttle_adapters::shuttle(&sdk, settings, s3_region, uses).map_err(|error| StartupError(error.to_string()).into())
 }
 
 /// Builds the poller's use cases from the environment, once per cold start.

@@ -221,7 +221,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let lookup = |name: &str| settings.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-    let shuttle = shuttle_adapters::shuttle(&sdk, Settings::from_lookup(lookup)?, None)?;
+    let shuttle = shuttle_adapters::shuttle(&sdk, Settings::from_lookup(lookup)?, None, shuttle_adapters::Uses::ALL)?;
     tokio::spawn(local_gateway::serve(listener, shuttle));
     let heard = Arc::new(Heard::default());
     let sinks = start_sinks(heard.clone()).await?;
