@@ -58,6 +58,14 @@ pub struct Webhooks {
 /// The largest body frame of a log stream, and the most log one read from the archive yields.
 const FRAME_BYTES: usize = 64 * 1024;
 const READ_BYTES: u64 = 1024 * 1024;
+/// The most log bytes one Kafka log message carries: a longer line goes in pieces
+/// ([`complete_lines`]). Well under the 1,000,000 bytes a producer and a broker take by default
+/// even in the legacy envelope, whose JSON escapes can make a byte six (`\u0000`), and under
+/// [`READ_BYTES`], so every read of the log either holds a whole line or fills a piece: a
+/// Kafka target never waits on a line that no read can complete.
+const KAFKA_LINE_MAX_BYTES: usize = 128 * 1024;
+// A read of the log fills a piece, and a piece's legacy envelope fits the default limit.
+const _: () = assert!((KAFKA_LINE_MAX_BYTES as u64) < READ_BYTES && 6 * KAFKA_LINE_MAX_BYTES + 1024 < 1_000_000);
 /// The most the relay keeps of the log archived during the poll: the chunks some target has not
 /// read yet, and no more than this (issue 7: a build's memory is bounded whatever its log). Only
 /// a burst the targets have not been sent yet comes near it; a target further behind reads the
@@ -541,7 +549,8 @@ impl<'a> Relay<'a> {
     }
 
     /// The complete lines from `from` (the last one too, once the build's log is whole), one
-    /// message each, their delivery reports awaited. `legacy`: the key of SPEC §3's envelope.
+    /// message each and a line too long for one in pieces ([`complete_lines`]), their delivery
+    /// reports awaited. `legacy`: the key of SPEC §3's envelope.
     async fn produce_lines(
         &self,
         index: usize,
@@ -560,7 +569,7 @@ impl<'a> Relay<'a> {
             (shared.archived, record.state.is_terminal(), record.metadata.clone(), record.number)
         };
         let whole = finished && from + text.len() as u64 >= end;
-        let (lines, offset) = complete_lines(&text, from, whole);
+        let (lines, offset) = complete_lines(&text, from, whole, KAFKA_LINE_MAX_BYTES);
         let mut messages: Vec<KafkaMessage> = lines
             .iter()
             .map(|(offset, line)| match legacy {
@@ -592,20 +601,59 @@ impl<'a> Relay<'a> {
     }
 }
 
-/// The lines of `text` (log bytes from offset `from`), each with its offset: the complete ones,
-/// and the last one too when `whole` (the build's log is complete). Also the offset reached: a
-/// partial last line is held back until it is complete.
-fn complete_lines(text: &[u8], from: u64, whole: bool) -> (Vec<(u64, &[u8])>, u64) {
+/// The messages of `text` (log bytes from offset `from`), each with its offset: its complete
+/// lines, and the last one too when `whole` (the build's log is complete). A line longer than
+/// `max_bytes` ([`KAFKA_LINE_MAX_BYTES`]; its newline counted) goes in pieces of at most that
+/// many bytes, the newline with the last piece: a line with no newline within a read would
+/// otherwise be held back for good, and a broker refuses a message past its size limit. Each
+/// piece has its own offset, so a consumer tells the pieces of a line by offsets that follow on
+/// with no newline between. Also the offset reached: a partial last line shorter than
+/// `max_bytes` is held back until it is complete.
+///
+/// Where a line is cut depends only on the line, not on how its bytes arrived, so a retry sends
+/// the same messages.
+fn complete_lines(text: &[u8], from: u64, whole: bool, max_bytes: usize) -> (Vec<(u64, &[u8])>, u64) {
+    let max_bytes = max_bytes.max(1);
     let mut lines = Vec::new();
     let mut offset = from;
-    for line in text.split_inclusive(|b| *b == b'\n') {
-        if !line.ends_with(b"\n") && !whole {
-            break;
-        }
+    let mut rest = text;
+    while !rest.is_empty() {
+        let window = &rest[..rest.len().min(max_bytes)];
+        let length = match window.iter().position(|b| *b == b'\n') {
+            Some(newline) => newline + 1,
+            None if window.len() == max_bytes => without_cut_char(window),
+            None if whole => rest.len(),
+            None => break,
+        };
+        let (line, after) = rest.split_at(length);
         lines.push((offset, line));
-        offset += line.len() as u64;
+        offset += length as u64;
+        rest = after;
     }
     (lines, offset)
+}
+
+/// The length of `piece` without the UTF-8 character its end cuts in two, if any, so that the
+/// pieces of a long line split no character (the legacy envelope would make each half U+FFFD).
+/// All of `piece` when its end cuts no character, or when that character is all it holds. Text
+/// that is not UTF-8 is cut near the end, wherever that falls.
+fn without_cut_char(piece: &[u8]) -> usize {
+    // The last character starts within the last four bytes, at the last byte that is not a
+    // continuation byte (`10xxxxxx`).
+    let Some(back) = (1..=piece.len().min(4)).find(|back| piece[piece.len() - back] & 0xC0 != 0x80) else {
+        return piece.len();
+    };
+    let width = match piece[piece.len() - back] {
+        0x00..=0x7F => 1,
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        _ => 4,
+    };
+    if width > back && back < piece.len() {
+        piece.len() - back
+    } else {
+        piece.len()
+    }
 }
 
 /// What a target's loop does next.

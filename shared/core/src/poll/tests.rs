@@ -99,9 +99,8 @@ async fn a_large_read_is_archived_in_chunks_of_at_most_the_chunk_size() {
     assert_eq!(sources.log(id), log);
 }
 
-#[tokio::test]
-async fn archived_log_goes_to_the_log_targets_before_the_build_is_saved() {
-    let fake = fake_shuttle();
+/// A v2 build of `fake` whose log goes to one Kafka target: its id, record and spec.
+async fn a_build_logging_to_kafka(fake: &FakeShuttle) -> (Uuid, BuildRecord, BuildSpec) {
     let body = json!({
         "source": {"url": "docker://registry.example/org/base:1"}, "destination": {"url": "docker://registry.example/org/app:1"},
         "webhooks": {"logs": ["kafka://k:9092/logs"]},
@@ -110,20 +109,33 @@ async fn archived_log_goes_to_the_log_targets_before_the_build_is_saved() {
     let id = v2_source_id("app", "1");
     let record = fake.store.get(id).await.unwrap().unwrap();
     let spec = open_spec(&fake.shuttle, &record).await.unwrap();
+    (id, record, spec)
+}
+
+/// Waits (10 s at most) until `recording` holds a Kafka message whose payload is `payload`, then
+/// closes `relay`. Whether the message came.
+async fn kafka_received(relay: &Relay<'_>, recording: &RecordingWebhooks, payload: &[u8]) -> bool {
+    let received = tokio::time::timeout(Duration::from_secs(10), async {
+        while !recording.kafka.lock().unwrap().iter().any(|(_, message)| message.payload == payload) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    relay.close();
+    received.is_ok()
+}
+
+#[tokio::test]
+async fn archived_log_goes_to_the_log_targets_before_the_build_is_saved() {
+    let fake = fake_shuttle();
+    let (id, record, spec) = a_build_logging_to_kafka(&fake).await;
     let recording = Arc::new(RecordingWebhooks::default());
     let webhooks = recording.webhooks();
     let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", &record, Duration::ZERO);
     let sent_unsaved = async {
         // A read archived, and the build not saved yet (a poll saves both positions after the read).
         written(&mut ArchiveSink::new(fake.sources.as_ref(), &relay, id, 0), &[b"line1\n"]).await;
-        let sent = tokio::time::timeout(Duration::from_secs(5), async {
-            while recording.kafka.lock().unwrap().is_empty() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await;
-        relay.close();
-        sent.is_ok()
+        kafka_received(&relay, &recording, b"line1").await
     };
     let ((), sent) = tokio::join!(relay.run(), sent_unsaved);
     assert!(sent, "the archived line reached the log target without waiting for the save");
@@ -132,6 +144,45 @@ async fn archived_log_goes_to_the_log_targets_before_the_build_is_saved() {
     let mut positions = record.progress.deliveries.clone();
     relay.positions(&mut positions);
     assert_eq!(positions.logs[0].done, 6, "the position saved next is past the line");
+}
+
+#[tokio::test]
+async fn a_line_longer_than_a_read_of_the_log_reaches_kafka_in_pieces_while_the_build_runs() {
+    let fake = fake_shuttle();
+    let (id, record, spec) = a_build_logging_to_kafka(&fake).await;
+    let recording = Arc::new(RecordingWebhooks::default());
+    let webhooks = recording.webhooks();
+    let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", &record, Duration::ZERO);
+    // 2.5 MiB without a newline (more than one read of the log, and than a Kafka message may
+    // hold), then a short line.
+    let mut log: Vec<u8> = (0..5 * 512 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    log.extend_from_slice(b"end\n");
+    let sent = async {
+        let mut sink = ArchiveSink::new(fake.sources.as_ref(), &relay, id, 0);
+        sink.write(Bytes::from(log.clone())).await.unwrap();
+        assert_eq!(sink.finish().await.unwrap(), log.len() as u64);
+        kafka_received(&relay, &recording, b"end").await
+    };
+    let ((), sent) = tokio::join!(relay.run(), sent);
+    assert!(sent, "the line after the long one reached Kafka while the build runs");
+    // What a consumer does: each message's text at its `log-offset`, a newline where the next
+    // offset leaves one byte between them (the newline the message does not carry).
+    let messages = recording.kafka.lock().unwrap().clone();
+    let mut received = Vec::new();
+    for (_, message) in &messages {
+        let offset: usize = message.headers.iter().find(|(name, _)| name == "log-offset").unwrap().1.parse().unwrap();
+        if offset == received.len() + 1 {
+            received.push(b'\n');
+        }
+        assert_eq!(offset, received.len(), "the messages follow each other");
+        assert!(message.payload.len() < 1_000_000, "every message fits Kafka's default limit");
+        received.extend_from_slice(&message.payload);
+    }
+    received.push(b'\n');
+    assert_eq!(received, log, "every byte of the log reached Kafka, in order");
+    let mut positions = record.progress.deliveries.clone();
+    relay.positions(&mut positions);
+    assert_eq!(positions.logs[0].done, log.len() as u64);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Property-based fuzzing of the relay's pure parts (issue 6): the line splitting of Kafka log
-//! delivery and the legacy message envelope. `PROPTEST_CASES` sets the run length.
+//! delivery (long lines in pieces among it) and the legacy message envelope. `PROPTEST_CASES`
+//! sets the run length.
 
 use proptest::prelude::*;
 use serde_json::Value;
@@ -8,26 +9,45 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{complete_lines, feed_range, legacy_message};
+use super::{complete_lines, feed_range, legacy_message, KAFKA_LINE_MAX_BYTES};
 
-/// Log text with many line ends, `\r\n` ones and long lines among them.
+/// Log text with many line ends, `\r\n` ones and long lines among them, and UTF-8 text with
+/// characters of every width.
 fn log_text() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         any::<Vec<u8>>(),
         prop::collection::vec(prop_oneof![4 => any::<u8>(), 1 => Just(b'\n'), 1 => Just(b'\r')], 0..400),
         "([a-z ]{0,20}(\r?\n)?){0,20}".prop_map(String::into_bytes),
+        "([a-z é€😀]{0,30}(\r?\n)?){0,20}".prop_map(String::into_bytes),
     ]
+}
+
+/// The most bytes a message carries: the product's, or one small enough that lines of
+/// [`log_text`] go in pieces.
+fn max_bytes() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(KAFKA_LINE_MAX_BYTES), 1..40usize]
 }
 
 proptest! {
     #[test]
-    fn fuzz_complete_lines_cover_the_text_in_order(text in log_text(), from in prop_oneof![Just(0u64), any::<u32>().prop_map(u64::from)], whole in any::<bool>()) {
-        let (lines, reached) = complete_lines(&text, from, whole);
+    fn fuzz_complete_lines_cover_the_text_in_order(
+        text in log_text(),
+        from in prop_oneof![Just(0u64), any::<u32>().prop_map(u64::from)],
+        whole in any::<bool>(),
+        max in max_bytes(),
+    ) {
+        let (lines, reached) = complete_lines(&text, from, whole, max);
         let mut offset = from;
-        for (at, line) in &lines {
+        for (i, (at, line)) in lines.iter().enumerate() {
             prop_assert_eq!(*at, offset, "lines are contiguous");
             prop_assert!(!line.is_empty());
+            prop_assert!(line.len() <= max, "no message is longer than the limit");
             prop_assert!(!line[..line.len() - 1].contains(&b'\n'), "one line per message");
+            let last_of_whole_log = whole && i + 1 == lines.len();
+            if !line.ends_with(b"\n") && !last_of_whole_log {
+                // A piece of a longer line: the limit, or less the character it would cut.
+                prop_assert!(line.len() + 3 >= max, "a line is cut only at the limit");
+            }
             offset += line.len() as u64;
         }
         prop_assert_eq!(reached, offset);
@@ -36,20 +56,23 @@ proptest! {
         if whole {
             prop_assert_eq!(covered, text.len(), "the whole log is sent, its last line too");
         } else {
-            prop_assert!(lines.iter().all(|(_, l)| l.ends_with(b"\n")), "a partial line is held back");
             prop_assert!(!text[covered..].contains(&b'\n'), "only a partial line is held back");
+            prop_assert!(text.len() - covered < max, "only a line shorter than the limit is held back");
+        }
+        if std::str::from_utf8(&text).is_ok() && max >= 4 {
+            prop_assert!(lines.iter().all(|(_, l)| std::str::from_utf8(l).is_ok()), "no character is cut in two");
         }
     }
 
     #[test]
-    fn fuzz_complete_lines_do_not_depend_on_how_the_log_arrived(text in log_text(), cut in any::<prop::sample::Index>()) {
+    fn fuzz_complete_lines_do_not_depend_on_how_the_log_arrived(text in log_text(), cut in any::<prop::sample::Index>(), max in max_bytes()) {
         // A read that ends inside a line, then a read from where the first reached, yield the
-        // lines one read of the whole log yields.
+        // lines (and pieces of lines) one read of the whole log yields.
         let cut = cut.index(text.len() + 1);
-        let (first, reached) = complete_lines(&text[..cut], 0, false);
+        let (first, reached) = complete_lines(&text[..cut], 0, false, max);
         let rest = &text[usize::try_from(reached).unwrap()..];
-        let (second, end) = complete_lines(rest, reached, true);
-        let (at_once, at_once_end) = complete_lines(&text, 0, true);
+        let (second, end) = complete_lines(rest, reached, true, max);
+        let (at_once, at_once_end) = complete_lines(&text, 0, true, max);
         prop_assert_eq!(first.into_iter().chain(second).collect::<Vec<_>>(), at_once);
         prop_assert_eq!(end, at_once_end);
     }
@@ -66,6 +89,38 @@ proptest! {
         prop_assert_eq!(&envelope["build"], &number.map_or(Value::Null, Value::from));
         prop_assert_eq!(&envelope["job"], &Value::String(number.map(|n| n.to_string()).unwrap_or_default()));
     }
+}
+
+#[test]
+fn a_line_longer_than_the_limit_goes_in_pieces_and_its_short_rest_waits() {
+    let limit = KAFKA_LINE_MAX_BYTES;
+    // No newline anywhere, and bytes that differ along the line, so that order shows.
+    let line: Vec<u8> = (0..3 * limit + 10).map(|i| b'a' + (i % 26) as u8).collect();
+    let from = 1000;
+    let (pieces, reached) = complete_lines(&line, from, false, limit);
+    let expected: Vec<(u64, &[u8])> = (0..3).map(|i| (from + (i * limit) as u64, &line[i * limit..(i + 1) * limit])).collect();
+    assert_eq!(pieces, expected, "three pieces of the limit, in order, each at the offset of its first byte");
+    assert_eq!(reached, from + 3 * limit as u64, "the last 10 bytes wait for the rest of their line");
+    // The rest of the line arrives: its last piece goes with the newline.
+    let rest = [&line[3 * limit..], b"\n"].concat();
+    assert_eq!(complete_lines(&rest, reached, false, limit), (vec![(reached, &rest[..])], reached + 11));
+    // Or the build's log is whole: the rest goes as it is.
+    let (pieces, reached) = complete_lines(&line, from, true, limit);
+    assert_eq!(pieces.len(), 4);
+    assert_eq!(pieces[3], (from + 3 * limit as u64, &line[3 * limit..]));
+    assert_eq!(reached, from + line.len() as u64);
+}
+
+#[test]
+fn a_long_line_is_cut_between_characters() {
+    let limit = KAFKA_LINE_MAX_BYTES;
+    // `x` then two-byte characters: the limit's last byte is the first half of one.
+    let line = format!("x{}\n", "é".repeat(limit));
+    let (pieces, reached) = complete_lines(line.as_bytes(), 0, false, limit);
+    assert_eq!(pieces[0].1.len(), limit - 1, "the character the limit would cut starts the next piece");
+    assert!(pieces.iter().all(|(_, piece)| std::str::from_utf8(piece).is_ok()));
+    assert_eq!(pieces.iter().flat_map(|(_, piece)| piece.iter().copied()).collect::<Vec<u8>>(), line.as_bytes());
+    assert_eq!(reached, line.len() as u64);
 }
 
 #[test]
