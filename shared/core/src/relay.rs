@@ -635,24 +635,13 @@ fn complete_lines(text: &[u8], from: u64, whole: bool, max_bytes: usize) -> (Vec
 
 /// The length of `piece` without the UTF-8 character its end cuts in two, if any, so that the
 /// pieces of a long line split no character (the legacy envelope would make each half U+FFFD).
-/// All of `piece` when its end cuts no character, or when that character is all it holds. Text
-/// that is not UTF-8 is cut near the end, wherever that falls.
+/// All of `piece` when its end cuts no character, when that character is all it holds, or when
+/// the text is not UTF-8 before its end.
 fn without_cut_char(piece: &[u8]) -> usize {
-    // The last character starts within the last four bytes, at the last byte that is not a
-    // continuation byte (`10xxxxxx`).
-    let Some(back) = (1..=piece.len().min(4)).find(|back| piece[piece.len() - back] & 0xC0 != 0x80) else {
-        return piece.len();
-    };
-    let width = match piece[piece.len() - back] {
-        0x00..=0x7F => 1,
-        0xC0..=0xDF => 2,
-        0xE0..=0xEF => 3,
-        _ => 4,
-    };
-    if width > back && back < piece.len() {
-        piece.len() - back
-    } else {
-        piece.len()
+    match std::str::from_utf8(piece) {
+        // `error_len() == None`: the text ends inside a character that is valid so far.
+        Err(cut) if cut.error_len().is_none() && cut.valid_up_to() > 0 => cut.valid_up_to(),
+        _ => piece.len(),
     }
 }
 
