@@ -77,7 +77,6 @@ fn http_client() -> Result<reqwest::Client, String> {
 pub struct JenkinsClient {
     http: Built<Result<reqwest::Client, String>>,
     settings: JenkinsSettings,
-    job_config: String,
     crumb: Mutex<Option<Crumb>>,
 }
 
@@ -100,7 +99,7 @@ impl JenkinsClient {
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
-        Self { http, settings: JenkinsSettings { url, ..settings }, job_config: job_config(), crumb: Mutex::new(None) }
+        Self { http, settings: JenkinsSettings { url, ..settings }, crumb: Mutex::new(None) }
     }
 
     fn http(&self) -> Result<&reqwest::Client, JenkinsError> {
@@ -234,7 +233,8 @@ impl Jenkins for JenkinsClient {
         }
         let mut url = self.url("createItem");
         url.query_pairs_mut().append_pair("name", job);
-        let config = self.job_config.clone();
+        // Built when a job is created, not at every start: the script is ≈11 KB to encode.
+        let config = job_config();
         let response =
             self.send(Method::POST, url, self.settings.timeout, |r| r.header(CONTENT_TYPE, "application/xml").body(config.clone())).await?;
         if response.status() == StatusCode::BAD_REQUEST {
