@@ -38,8 +38,22 @@ pub use webhooks::HttpWebhookClient;
 
 /// The SDK configuration from the environment: credentials, region and endpoints, with the
 /// shuttle's HTTP client ([`aws_http`]: reqwest on the one TLS configuration of [`tls`]).
+///
+/// Lambda gives every function its region (`AWS_REGION`) and credentials (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) in the environment, where the SDK's default
+/// chains look first. Naming them when they are there gives the same region and credentials and
+/// skips building the chains' fallbacks (an IMDS client, and an STS client for web identity):
+/// ≈0.2 ms of a cold start (issue 7). Without them, the default chains.
 pub async fn load_sdk_config() -> Result<SdkConfig, ServiceError> {
-    Ok(aws_config::defaults(BehaviorVersion::latest()).http_client(aws_http::client()?).load().await)
+    let set = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(aws_http::client()?);
+    if let Some(region) = set("AWS_REGION") {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if set("AWS_ACCESS_KEY_ID").is_some() && set("AWS_SECRET_ACCESS_KEY").is_some() {
+        loader = loader.credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
+    }
+    Ok(loader.load().await)
 }
 
 /// The outside systems whose clients a function builds at start, because its requests use them;
