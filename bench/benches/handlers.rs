@@ -8,6 +8,10 @@
 //! and the response is serialised to JSON. The stores are `shuttle_core::fakes` in memory, in
 //! open mode (the auth check runs and admits); log lines are formatted as JSON into a sink.
 //!
+//! Each run also times a handler that does no work and answers a copy of the measured handler's
+//! first answer: its ratio is the most any handler giving that answer can reach, since the
+//! adapter turns a body and headers into the response event however they were made.
+//!
 //! `cargo bench -p shuttle-bench --bench handlers`; `BENCH_REQUESTS` (per pass, default 20000)
 //! and `BENCH_RUNS` (default 7, after one warm-up run) change the size; `BENCH_HANDLERS` (words
 //! of the labels, comma-separated, e.g. `create,status`) runs only the handlers it names.
@@ -181,9 +185,12 @@ async fn empty(_request: Request) -> Result<Response<Body>, Error> {
     Ok(Response::new(Body::Empty))
 }
 
-/// One run of `case`: (empty handler, the case's handler), in requests/s, on the same events;
-/// `empty_first` says which goes first (the runs alternate, so neither always has the warmer caches).
-async fn run(case: Case, requests: usize, empty_first: bool) -> (f64, f64) {
+/// One run of `case`, in requests/s on the same events: (empty handler, a handler answering
+/// the case's own answer from a copy, the case's handler). `empty_first` says whether the empty
+/// handler goes before or after the case's handler (the runs alternate, so neither always has
+/// the warmer caches).
+async fn run(case: Case, requests: usize, empty_first: bool) -> (f64, f64, f64) {
+    let answer = first_answer(case).await;
     let (fake, events) = case.prepare(requests).await;
     let mut empty_rate = None;
     if empty_first {
@@ -205,7 +212,31 @@ async fn run(case: Case, requests: usize, empty_first: bool) -> (f64, f64) {
         Some(rate) => rate,
         None => empty_pass(&events).await,
     };
-    (empty_rate, rate)
+    let (answer_rate, _) = pass(service_fn(|_request: Request| std::future::ready(Ok::<_, Error>(copy(&answer)))), &events).await;
+    (empty_rate, answer_rate, rate)
+}
+
+/// The case's handler's answer to its first event, on a shuttle of its own.
+async fn first_answer(case: Case) -> Response<Body> {
+    let (fake, events) = case.prepare(1).await;
+    let shuttle = &fake.shuttle;
+    let payload: LambdaRequest = serde_json::from_slice(&events[0]).expect("an API Gateway v2 event");
+    let request = Request::from(payload);
+    let answer = match case {
+        Case::CreateNew | Case::CreateRepeat => create::handler::handle(shuttle, request).await,
+        Case::Status => status::handler::handle(shuttle, request).await,
+        Case::Stop => stop::handler::handle(shuttle, request).await,
+        Case::Sources => sources::handler::handle(shuttle, request).await,
+    };
+    answer.expect("the handler answers")
+}
+
+/// A copy of `answer`, made as a handler makes its own: a new body and header map.
+fn copy(answer: &Response<Body>) -> Response<Body> {
+    let mut response = Response::new(answer.body().clone());
+    *response.status_mut() = answer.status();
+    *response.headers_mut() = answer.headers().clone();
+    response
 }
 
 async fn empty_pass(events: &[Vec<u8>]) -> f64 {
@@ -233,12 +264,13 @@ fn main() {
     let chosen = |case: &Case| only.is_empty() || only.split(',').any(|word| case.label().split(' ').next() == Some(word.trim()));
     for case in CASES.into_iter().filter(chosen) {
         runtime.block_on(run(case, requests.min(1000), true));
-        let (mut empty_rates, mut rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut empty_rates, mut rates, mut ratios, mut answer_ratios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for index in 0..runs {
-            let (empty_rate, rate) = runtime.block_on(run(case, requests, index % 2 == 0));
+            let (empty_rate, answer_rate, rate) = runtime.block_on(run(case, requests, index % 2 == 0));
             empty_rates.push(empty_rate);
             rates.push(rate);
             ratios.push(rate / empty_rate);
+            answer_ratios.push(answer_rate / empty_rate);
         }
         let ratio = median(&ratios);
         let met = case.goal().map(|goal| ratio >= goal);
@@ -252,12 +284,14 @@ fn main() {
                 ratios.iter().copied().fold(f64::INFINITY, f64::min),
                 ratios.iter().copied().fold(0.0, f64::max)
             ),
+            format!("{:.2}", median(&answer_ratios)),
             case.goal().map_or("–".to_owned(), |goal| format!("≥ {goal}")),
             met.map_or("–".to_owned(), |met| if met { "yes" } else { "no" }.to_owned()),
         ]);
     }
-    let header = ["handler", "requests/s", "empty handler, same events", "ratio (min–max)", "goal", "met"];
+    let header = ["handler", "requests/s", "empty handler, same events", "ratio (min–max)", "same answer, no work", "goal", "met"];
     print!("{}", table(&header, &rows));
     println!("requests/s: median of the runs; ratio: median of each run's handler / empty handler");
+    println!("same answer, no work: a handler answering a copy of the handler's first answer / empty handler (what the answer alone costs the adapter)");
     println!("{}", if all_met { "every goal met" } else { "some goals not met" });
 }
