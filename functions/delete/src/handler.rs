@@ -11,7 +11,7 @@ pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body
         return Ok(refusal);
     }
     let app = path_param(&request, "app").unwrap_or_default();
-    let response = match shuttle.delete_app(&app).await {
+    let response = match shuttle.delete_app(app).await {
         Ok(()) => json_response(StatusCode::OK, &json!({"status": "ok"})),
         Err(error) => error_response(&error),
     };

@@ -8,17 +8,17 @@ use shuttle_http::{empty_response, error_response, path_param};
 
 pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
     let build_uuid = path_param(&request, "build_uuid").unwrap_or_default();
-    if let Some(refusal) = shuttle_http::unauthorized_for_sources(shuttle, &request, &build_uuid) {
+    if let Some(refusal) = shuttle_http::unauthorized_for_sources(shuttle, &request, build_uuid) {
         return Ok(refusal);
     }
     let response = if request.method() == Method::HEAD {
-        match shuttle.sources_exist(&build_uuid).await {
+        match shuttle.sources_exist(build_uuid).await {
             Ok(true) => empty_response(StatusCode::OK),
             Ok(false) => empty_response(StatusCode::NOT_FOUND),
             Err(error) => error_response(&error).map(|_| Body::Empty),
         }
     } else {
-        match shuttle.sources_link(&build_uuid).await {
+        match shuttle.sources_link(build_uuid).await {
             Ok(link) => Response::builder()
                 .status(StatusCode::FOUND)
                 .header(header::LOCATION, link)

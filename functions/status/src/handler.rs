@@ -5,7 +5,7 @@ use lambda_http::{Body, Error, Request, Response};
 use serde::Serialize;
 use serde_json::json;
 use shuttle_core::ports::LogTail;
-use shuttle_core::record::{rfc3339_ms, ApiKind, BuildRecord, StatusBody};
+use shuttle_core::record::{ApiKind, BuildRecord, Rfc3339Ms, StatusBody};
 use shuttle_core::Shuttle;
 use shuttle_http::{error_response, json_response, path_param, text_response};
 use uuid::Uuid;
@@ -21,12 +21,12 @@ pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body
     let app_id = path_param(&request, "app_id").unwrap_or_default();
     let build_id = path_param(&request, "build_id").unwrap_or_default();
     let response = if path.ends_with("/logs") {
-        match shuttle.logs(&app_id, &build_id).await {
+        match shuttle.logs(app_id, build_id).await {
             Ok((record, tail)) => logs_response(&record, &tail),
             Err(error) => error_response(&error),
         }
     } else {
-        match shuttle.find(&app_id, &build_id).await {
+        match shuttle.find(app_id, build_id).await {
             Ok(record) => status_response(&record),
             Err(error) => error_response(&error),
         }
@@ -41,8 +41,8 @@ struct V2Status<'a> {
     body: StatusBody<'a>,
     human_readable_info: &'a str,
     source_id: Uuid,
-    created_at: String,
-    updated_at: String,
+    created_at: Rfc3339Ms,
+    updated_at: Rfc3339Ms,
 }
 
 fn status_response(record: &BuildRecord) -> Response<Body> {
@@ -53,8 +53,8 @@ fn status_response(record: &BuildRecord) -> Response<Body> {
                 body: record.v2_status_body(),
                 human_readable_info: &record.human_readable_info,
                 source_id: record.source_id,
-                created_at: rfc3339_ms(record.created_at_ms),
-                updated_at: rfc3339_ms(record.updated_at_ms),
+                created_at: Rfc3339Ms(record.created_at_ms),
+                updated_at: Rfc3339Ms(record.updated_at_ms),
             },
         ),
         ApiKind::Legacy => json_response(StatusCode::OK, &record.legacy_status_body()),

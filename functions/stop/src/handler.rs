@@ -14,7 +14,7 @@ pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body
     }
     let app_id = path_param(&request, "app_id").unwrap_or_default();
     let build_id = path_param(&request, "build_id").unwrap_or_default();
-    let response = match shuttle.stop(&app_id, &build_id).await {
+    let response = match shuttle.stop(app_id, build_id).await {
         Ok((ApiKind::V2, StopOutcome::Stopping)) => json_response(StatusCode::OK, &json!({"status": "OK"})),
         Ok((ApiKind::V2, StopOutcome::AlreadyFinished)) => error_response(&ShuttleError::NotRunning),
         Ok((ApiKind::Legacy, _)) => json_response(StatusCode::OK, &json!({"status": "ok"})),

@@ -265,31 +265,77 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Milliseconds since the epoch as RFC 3339 UTC (`2026-11-23T10:00:00.123Z`).
-pub fn rfc3339_ms(ms: u64) -> String {
-    let (days, ms_of_day) = ((ms / 86_400_000) as i64, ms % 86_400_000);
-    // Civil-from-days (Howard Hinnant's algorithm), valid for the whole u64 millisecond range we use.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, milli) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+/// Milliseconds since the epoch, serialised as RFC 3339 UTC (`2026-11-23T10:00:00.123Z`)
+/// straight from a buffer on the stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rfc3339Ms(pub u64);
+
+impl Rfc3339Ms {
+    fn as_str(self) -> Rfc3339Text {
+        let ms = self.0;
+        let (days, ms_of_day) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+        // Civil-from-days (Howard Hinnant's algorithm), valid for the whole u64 millisecond range we use.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        // RFC 3339 years have four digits.
+        let year = (yoe + era * 400 + i64::from(month <= 2)).min(9999);
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        for (at, width, value) in [
+            (0, 4, year as u64),
+            (5, 2, month as u64),
+            (8, 2, day as u64),
+            (11, 2, ms_of_day / 3_600_000),
+            (14, 2, ms_of_day / 60_000 % 60),
+            (17, 2, ms_of_day / 1000 % 60),
+            (20, 3, ms_of_day % 1000),
+        ] {
+            let mut value = value;
+            for digit in text[at..at + width].iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        Rfc3339Text(text)
+    }
+}
+
+/// The 24 ASCII bytes of an [`Rfc3339Ms`].
+struct Rfc3339Text([u8; 24]);
+
+impl std::ops::Deref for Rfc3339Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("digits and separators are ASCII")
+    }
+}
+
+impl Serialize for Rfc3339Ms {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.as_str())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn rfc3339_ms(ms: u64) -> String {
+        Rfc3339Ms(ms).as_str().to_owned()
+    }
+
     #[test]
     fn timestamps_are_rfc3339() {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(1_795_392_000_123), "2026-11-23T00:00:00.123Z");
         assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(serde_json::to_string(&Rfc3339Ms(1_795_392_000_123)).unwrap(), r#""2026-11-23T00:00:00.123Z""#);
     }
 }

@@ -165,20 +165,20 @@ pub fn parse_v2(app_id: &str, build_id: &str, body: &[u8]) -> Result<BuildSpec, 
     let arguments = arguments(&body)?;
 
     let source_url = nested_url(&body, "source", &["url"])?;
-    let source = match Url::parse(&source_url).map(|u| u.scheme().to_owned()) {
-        Ok(scheme) if scheme == "http" || scheme == "https" => {
-            let url = Url::parse(&source_url).expect("parsed above");
+    let source = match Url::parse(&source_url) {
+        Ok(url) if url.scheme() == "http" || url.scheme() == "https" => {
             if url.host_str().is_none_or(str::is_empty) {
                 return Err(ValidationError::new("source.url", "has no host"));
             }
             Source::Http { url: url.to_string() }
         }
-        Ok(scheme) if scheme == "docker" => {
+        Ok(url) if url.scheme() == "docker" => {
             let image = DockerImage::parse_url(&source_url).map_err(|e| ValidationError::new("source.url", e.to_string()))?;
             Source::Docker { image }
         }
-        Ok(scheme) => {
-            return Err(ValidationError::new("source.url", format!("scheme '{scheme}' is not supported; use http, https or docker")))
+        Ok(url) => {
+            let scheme = url.scheme();
+            return Err(ValidationError::new("source.url", format!("scheme '{scheme}' is not supported; use http, https or docker")));
         }
         Err(_) => return Err(ValidationError::new("source.url", "is not a URL")),
     };

@@ -113,8 +113,8 @@ fn refusal(reason: &str) -> Response<Body> {
 }
 
 /// A path parameter of the matched route (the gateway decodes them).
-pub fn path_param(request: &Request, name: &str) -> Option<String> {
-    request.path_parameters_ref().and_then(|params| params.first(name)).map(str::to_owned)
+pub fn path_param<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request.path_parameters_ref().and_then(|params| params.first(name))
 }
 
 /// The request body as bytes (API Gateway hands text or base64-decoded binary).
@@ -129,23 +129,24 @@ pub fn body_bytes(request: &Request) -> &[u8] {
 
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     let text = serde_json::to_string(body).expect("the answers' bodies have string keys only");
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"))
-        .body(Body::Text(text))
-        .expect("a static status and header always build")
+    typed_response(status, "application/json", Body::Text(text))
 }
 
 pub fn text_response(status: StatusCode, text: String) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"))
-        .body(Body::Text(text))
-        .expect("a static status and header always build")
+    typed_response(status, "text/plain; charset=utf-8", Body::Text(text))
 }
 
 pub fn empty_response(status: StatusCode) -> Response<Body> {
-    Response::builder().status(status).body(Body::Empty).expect("a static status always builds")
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = status;
+    response
+}
+
+fn typed_response(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response
 }
 
 /// The status code and body of every error, decided here and nowhere else. A 5xx body never
