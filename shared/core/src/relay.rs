@@ -603,12 +603,12 @@ impl<'a> Relay<'a> {
 
 /// The messages of `text` (log bytes from offset `from`), each with its offset: its complete
 /// lines, and the last one too when `whole` (the build's log is complete). A line longer than
-/// `max_bytes` ([`KAFKA_LINE_MAX_BYTES`]; its newline counted) goes in pieces of at most that
-/// many bytes, the newline with the last piece: a line with no newline within a read would
+/// `max_bytes` ([`KAFKA_LINE_MAX_BYTES`]; its newline not counted) goes in pieces of at most
+/// that many bytes, the newline with the last piece: a line with no newline within a read would
 /// otherwise be held back for good, and a broker refuses a message past its size limit. Each
 /// piece has its own offset, so a consumer tells the pieces of a line by offsets that follow on
-/// with no newline between. Also the offset reached: a partial last line shorter than
-/// `max_bytes` is held back until it is complete.
+/// with no newline between. Also the offset reached: a partial last line of at most `max_bytes`
+/// is held back until it is complete.
 ///
 /// Where a line is cut depends only on the line, not on how its bytes arrived, so a retry sends
 /// the same messages.
@@ -618,10 +618,11 @@ fn complete_lines(text: &[u8], from: u64, whole: bool, max_bytes: usize) -> (Vec
     let mut offset = from;
     let mut rest = text;
     while !rest.is_empty() {
-        let window = &rest[..rest.len().min(max_bytes)];
+        // The limit and the newline that may end the line there.
+        let window = &rest[..rest.len().min(max_bytes + 1)];
         let length = match window.iter().position(|b| *b == b'\n') {
             Some(newline) => newline + 1,
-            None if window.len() == max_bytes => without_cut_char(window),
+            None if window.len() > max_bytes => without_cut_char(&window[..max_bytes]),
             None if whole => rest.len(),
             None => break,
         };
@@ -751,8 +752,8 @@ fn legacy_message(key: &str, number: Option<u64>, line: &[u8]) -> KafkaMessage {
         job: String,
         message: String,
     }
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // The line's end, `\n` or `\r\n`; a piece of a longer line keeps a `\r` it ends in.
+    let line = line.strip_suffix(b"\n").map_or(line, |line| line.strip_suffix(b"\r").unwrap_or(line));
     let envelope = Envelope {
         metadata: key,
         build: number,

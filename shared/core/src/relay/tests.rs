@@ -41,7 +41,7 @@ proptest! {
         for (i, (at, line)) in lines.iter().enumerate() {
             prop_assert_eq!(*at, offset, "lines are contiguous");
             prop_assert!(!line.is_empty());
-            prop_assert!(line.len() <= max, "no message is longer than the limit");
+            prop_assert!(line.len() <= max || (line.len() == max + 1 && line.ends_with(b"\n")), "no message is longer than the limit and its newline");
             prop_assert!(!line[..line.len() - 1].contains(&b'\n'), "one line per message");
             let last_of_whole_log = whole && i + 1 == lines.len();
             if !line.ends_with(b"\n") && !last_of_whole_log {
@@ -57,7 +57,7 @@ proptest! {
             prop_assert_eq!(covered, text.len(), "the whole log is sent, its last line too");
         } else {
             prop_assert!(!text[covered..].contains(&b'\n'), "only a partial line is held back");
-            prop_assert!(text.len() - covered < max, "only a line shorter than the limit is held back");
+            prop_assert!(text.len() - covered <= max, "only a line no longer than the limit is held back");
         }
         if std::str::from_utf8(&text).is_ok() && max >= 4 {
             prop_assert!(lines.iter().all(|(_, l)| std::str::from_utf8(l).is_ok()), "no character is cut in two");
@@ -82,8 +82,7 @@ proptest! {
         let message = legacy_message(&key, number, &line);
         prop_assert_eq!(&message.key, &key);
         let envelope: Value = serde_json::from_slice(&message.payload).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let text = line.strip_suffix(b"\n").map_or(&line[..], |text| text.strip_suffix(b"\r").unwrap_or(text));
         prop_assert_eq!(&envelope["message"], &Value::String(String::from_utf8_lossy(text).into_owned()));
         prop_assert_eq!(&envelope["metadata"], &Value::String(key));
         prop_assert_eq!(&envelope["build"], &number.map_or(Value::Null, Value::from));
@@ -109,6 +108,23 @@ fn a_line_longer_than_the_limit_goes_in_pieces_and_its_short_rest_waits() {
     assert_eq!(pieces.len(), 4);
     assert_eq!(pieces[3], (from + 3 * limit as u64, &line[3 * limit..]));
     assert_eq!(reached, from + line.len() as u64);
+}
+
+#[test]
+fn a_line_of_the_limit_and_its_newline_is_one_message() {
+    let limit = KAFKA_LINE_MAX_BYTES;
+    let line = [vec![b'a'; limit], b"\n".to_vec()].concat();
+    assert_eq!(complete_lines(&line, 0, false, limit), (vec![(0, &line[..])], line.len() as u64));
+    // Without its newline yet, it waits: the next byte may end it.
+    assert_eq!(complete_lines(&line[..limit], 0, false, limit), (vec![], 0));
+}
+
+#[test]
+fn a_legacy_piece_keeps_the_carriage_return_it_ends_in() {
+    let message = |line: &[u8]| -> Value { serde_json::from_slice(&legacy_message("app-space", Some(3), line).payload).unwrap() };
+    assert_eq!(message(b"50%\r")["message"], "50%\r", "a piece cut after a progress bar's \\r");
+    assert_eq!(message(b"done\r\n")["message"], "done", "a line's end, \\r\\n");
+    assert_eq!(message(b"done\n")["message"], "done");
 }
 
 #[test]
