@@ -27,7 +27,7 @@ fn record(app_key: &str, number: Option<u64>, created_at_ms: u64) -> BuildRecord
         created_at_ms,
         updated_at_ms: created_at_ms,
         version: 0,
-        sealed_spec: vec![1, 2, 3, 0, 255],
+        sealed_spec: vec![1, 2, 3, 0, 255].into(),
         progress: Progress { polled_at_ms: created_at_ms, ..Progress::default() },
     }
 }

@@ -14,7 +14,7 @@ pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body
     let response = match (path_param(&request, "app_id"), path_param(&request, "build_id")) {
         (Some(app_id), Some(build_id)) => match shuttle.create_v2(app_id, build_id, body).await {
             Ok(outcome) => {
-                tracing::info!(build = %format!("{app_id}/{build_id}"), ?outcome, "build accepted");
+                tracing::info!(build = format_args!("{app_id}/{build_id}"), ?outcome, "build accepted");
                 json_response(StatusCode::OK, &json!({"status": "OK"}))
             }
             Err(error) => error_response(&error),

@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use aws_sdk_dynamodb::Client;
+use bytes::Bytes;
 use shuttle_core::error::{ServiceError, StoreError};
 use shuttle_core::ports::BuildStore;
 use shuttle_core::record::{ApiKind, BuildRecord, Deliveries, Lease, Progress};
@@ -220,7 +221,7 @@ fn to_item(record: &BuildRecord, version: u64) -> Item {
         ("created_at".to_owned(), n(record.created_at_ms)),
         ("updated_at".to_owned(), n(record.updated_at_ms)),
         ("version".to_owned(), n(version)),
-        ("spec".to_owned(), AttributeValue::B(Blob::new(record.sealed_spec.clone()))),
+        ("spec".to_owned(), AttributeValue::B(Blob::new(record.sealed_spec.to_vec()))),
     ]);
     if let Some(number) = record.number {
         item.insert("number".to_owned(), n(number));
@@ -293,7 +294,7 @@ fn from_item(item: &Item) -> Result<BuildRecord, StoreError> {
         created_at_ms: required_number("created_at")?,
         updated_at_ms: required_number("updated_at")?,
         version: required_number("version")?,
-        sealed_spec: item.get("spec").and_then(|v| v.as_b().ok()).map(|b| b.as_ref().to_vec()).ok_or_else(|| bad("spec"))?,
+        sealed_spec: item.get("spec").and_then(|v| v.as_b().ok()).map(|b| Bytes::copy_from_slice(b.as_ref())).ok_or_else(|| bad("spec"))?,
         progress: Progress {
             round: number("round").unwrap_or(0),
             lease: match (item.get("lease_owner").and_then(|v| v.as_s().ok()), number("lease_until")) {

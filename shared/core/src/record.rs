@@ -2,6 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -51,7 +52,8 @@ pub struct BuildRecord {
     /// Incremented by every write; every write is conditional on it.
     pub version: u64,
     /// The [`crate::request::BuildSpec`] as JSON, encrypted by the [`crate::ports::Sealer`].
-    pub sealed_spec: Vec<u8>,
+    /// Written once, at create: a copy of the record shares it.
+    pub sealed_spec: Bytes,
     /// Where the poller is with the build.
     pub progress: Progress,
 }

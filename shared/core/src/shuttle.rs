@@ -122,7 +122,7 @@ impl Shuttle {
         spec: &BuildSpec,
     ) -> Result<BuildRecord, ShuttleError> {
         let plaintext = serde_json::to_vec(spec).expect("a build spec always serialises");
-        let sealed_spec = self.sealer.seal(&plaintext).await?;
+        let sealed_spec = Bytes::from(self.sealer.seal(&plaintext).await?);
         let now = now_ms();
         Ok(BuildRecord {
             source_id,
@@ -178,14 +178,14 @@ impl Shuttle {
             if record.stop == Some(StopIntent::Stop) {
                 return Ok(StopOutcome::Stopping);
             }
-            let mut next = record.clone();
-            next.stop = Some(StopIntent::Stop);
-            next.updated_at_ms = now_ms();
+            // A lost race reads the build again, so the record read is the one written.
+            record.stop = Some(StopIntent::Stop);
+            record.updated_at_ms = now_ms();
             if record.state == BuildState::Accepted {
-                next.move_to(BuildState::Stopped);
-                next.failure = Some("stopped before the build reached Jenkins".to_owned());
+                record.move_to(BuildState::Stopped);
+                record.failure = Some("stopped before the build reached Jenkins".to_owned());
             }
-            match self.store.update(&next).await {
+            match self.store.update(&record).await {
                 Ok(stored) => {
                     if !stored.state.is_terminal() {
                         self.halt_in_jenkins(&stored).await;
