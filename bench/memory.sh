@@ -52,8 +52,7 @@ export POLL_INTERVAL="${POLL_INTERVAL:-2s}" LOG_WINDOW="${LOG_WINDOW:-20s}"
 if [ "${MEMORY_MALLOC:-template}" = default ]; then
   unset MALLOC_MMAP_THRESHOLD_
 else
-  MALLOC_MMAP_THRESHOLD_="$(sed -n 's/^ *MALLOC_MMAP_THRESHOLD_: *"\([0-9]*\)".*/\1/p' "$REPO_ROOT/template.yaml")"
-  [ -n "$MALLOC_MMAP_THRESHOLD_" ] || { echo "template.yaml gives the poller no MALLOC_MMAP_THRESHOLD_" >&2; exit 1; }
+  MALLOC_MMAP_THRESHOLD_="$(template_malloc_threshold)"
   export MALLOC_MMAP_THRESHOLD_
 fi
 release_flag=()

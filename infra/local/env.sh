@@ -14,6 +14,15 @@ export AWS_EC2_METADATA_DISABLED=true
 
 log() { printf '[local-stack] %s\n' "$*" >&2; }
 
+# The poller's malloc setting as template.yaml gives it in Lambda (glibc's mmap threshold, held
+# where large log buffers go back to the system when freed).
+template_malloc_threshold() {
+  local threshold
+  threshold="$(sed -n 's/^ *MALLOC_MMAP_THRESHOLD_: *"\([0-9]*\)".*/\1/p' "$REPO_ROOT/template.yaml")"
+  [ -n "$threshold" ] || { echo "template.yaml gives the poller no MALLOC_MMAP_THRESHOLD_" >&2; return 1; }
+  echo "$threshold"
+}
+
 ensure_venv() {
   if [ ! -x "$VENV/bin/moto_server" ]; then
     log "installing the AWS emulator ($MOTO_VERSION_SPEC) into $VENV"

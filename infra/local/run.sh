@@ -10,4 +10,7 @@ ensure_venv
 cargo build --quiet --bin local-gateway
 trap stop_moto EXIT INT TERM
 start_moto "${MOTO_PORT:-5000}"
+# The gateway runs the poller too: the same malloc setting as the poller in Lambda.
+MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-$(template_malloc_threshold)}"
+export MALLOC_MMAP_THRESHOLD_
 "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/local-gateway"
