@@ -12,7 +12,10 @@
 //! Per run:
 //! - HTTP: a raw loopback TCP copy of the log's bytes (connect done, first write → last byte
 //!   read), then the same bytes appended at once to a running stand-in build whose only log
-//!   target is the sink (first append → the log's last byte at the sink).
+//!   target is the sink (first append → the log's last byte at the sink). Also the archive
+//!   alone: the same bytes written to the log archive in the poller's chunks, one after the
+//!   other, through the shuttle's S3 adapter, which is as fast as a relay that sends only what
+//!   the archive holds can go.
 //! - Kafka: a bare `FutureProducer` (the adapter's settings) sending the log's lines, then the same
 //!   bytes appended to a running build whose only log target is `kafka://` on the same broker;
 //!   both timed from the first send / append to librdkafka reporting the last line delivered (the
@@ -35,6 +38,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::json;
 use shuttle_bench::{median, table};
+use shuttle_core::poll::ARCHIVE_CHUNK_BYTES;
 use shuttle_core::ports::{KafkaClient, KafkaMessage, SendError};
 use shuttle_tests::kafka::Kafka;
 use shuttle_tests::receiver::{Received, Receiver};
@@ -193,6 +197,18 @@ async fn tcp_copy(text: &[u8]) -> anyhow::Result<Duration> {
     let (read, done) = reader.await??;
     ensure!(read == expected, "the TCP copy read {read} of {expected} bytes");
     Ok(done.duration_since(started))
+}
+
+/// How long writing `text` to the log archive takes, in the poller's chunks one after the other,
+/// through the shuttle's own S3 adapter (to a build id of its own).
+async fn archive_alone(app: &TestApp, text: &[u8]) -> anyhow::Result<Duration> {
+    let source_id = uuid::Uuid::new_v4();
+    let started = Instant::now();
+    for (index, chunk) in text.chunks(ARCHIVE_CHUNK_BYTES).enumerate() {
+        let offset = (index * ARCHIVE_CHUNK_BYTES) as u64;
+        app.poller.shuttle.sources.put_log_chunk(source_id, offset, bytes::Bytes::copy_from_slice(chunk)).await?;
+    }
+    Ok(started.elapsed())
 }
 
 /// The HTTP relay, timed: the append alone, append → first byte of the log at the sink, and
@@ -426,6 +442,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let (mut tcp, mut http, mut http_ratio, mut http_parts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut archive, mut archive_ratio) = (Vec::new(), Vec::new());
     let (mut bare, mut ours_kafka, mut kafka_ratio) = (Vec::new(), Vec::new(), Vec::new());
     let (mut p50s, mut p99s, mut all_probes) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..options.runs {
@@ -439,6 +456,11 @@ async fn main() -> anyhow::Result<()> {
             relay.append.as_secs_f64(),
             relay.first.as_secs_f64()
         );
+        let archived = archive_alone(&throughput_app, &text).await?;
+        let archive_rate = mb / archived.as_secs_f64();
+        eprintln!("run {run}: the archive alone {:.2} s ({archive_rate:.0} MB/s)", archived.as_secs_f64());
+        archive.push(archive_rate);
+        archive_ratio.push(archive_rate / copy_rate);
         tcp.push(copy_rate);
         http.push(relay_rate);
         http_ratio.push(relay_rate / copy_rate);
@@ -483,6 +505,14 @@ async fn main() -> anyhow::Result<()> {
             format!("{http_r:.4}"),
             format!("≥ {THROUGHPUT_GOAL}"),
             yes_no(http_r >= THROUGHPUT_GOAL),
+        ],
+        vec![
+            format!("the archive alone, {mb:.0} MB: the most an archive-first relay reaches"),
+            format!("raw loopback TCP copy: {:.0} MB/s", median(&tcp)),
+            format!("{:.2} MB/s", median(&archive)),
+            format!("{:.4}", median(&archive_ratio)),
+            "–".to_owned(),
+            "–".to_owned(),
         ],
         vec![
             format!("Kafka relay, {} lines (lines/s)", options.lines),
