@@ -6,8 +6,8 @@ use serde_json::json;
 use super::*;
 use crate::fakes::{fake_shuttle, FakeShuttle, MemorySources, RecordingWebhooks};
 use crate::ids::v2_source_id;
-use crate::ports::Answer;
 use crate::ports::BuildStore;
+use crate::ports::{Answer, KafkaMessage};
 
 struct Unreachable;
 
@@ -147,29 +147,74 @@ async fn archived_log_goes_to_the_log_targets_before_the_build_is_saved() {
 }
 
 #[tokio::test]
-async fn a_line_longer_than_a_read_of_the_log_reaches_kafka_in_pieces_while_the_build_runs() {
+async fn a_line_begun_in_an_earlier_poll_is_read_back_whole_from_the_archive() {
+    let fake = fake_shuttle();
+    let (id, mut record, spec) = a_build_logging_to_kafka(&fake).await;
+    // An earlier poll archived a line and the start of the next, and delivered nothing.
+    let earlier: &[u8] = b"first\nhalf of a li";
+    fake.sources.put_log_chunk(id, 0, Bytes::from_static(earlier)).await.unwrap();
+    record.progress.archive_len = earlier.len() as u64;
+    let recording = Arc::new(RecordingWebhooks::default());
+    let webhooks = recording.webhooks();
+    let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", &record, Duration::ZERO);
+    let sent = async {
+        // This poll archives the rest: the feed starts inside the line, which only a read-back
+        // from the archive that goes past the feed's start gets whole.
+        written(&mut ArchiveSink::new(fake.sources.as_ref(), &relay, id, earlier.len() as u64), &[b"ne\nend\n"]).await;
+        kafka_received(&relay, &recording, b"end").await
+    };
+    let ((), sent) = tokio::join!(relay.run(), sent);
+    assert!(sent, "the lines after the one cut by the feed's start reached Kafka while the build runs");
+    let payloads: Vec<Bytes> = recording.kafka.lock().unwrap().iter().map(|(_, message)| message.payload.clone()).collect();
+    assert_eq!(payloads, [&b"first"[..], b"half of a line", b"end"], "each line once, whole, in order");
+}
+
+/// What a Kafka log target of a running build was sent while one poll archived `log` in one
+/// read, the relay running until the message `until` came (10 s at most): whether it came, the
+/// messages, and the target's position to be saved.
+async fn relayed_to_kafka(log: &[u8], until: &[u8]) -> (bool, Vec<KafkaMessage>, u64) {
     let fake = fake_shuttle();
     let (id, record, spec) = a_build_logging_to_kafka(&fake).await;
     let recording = Arc::new(RecordingWebhooks::default());
     let webhooks = recording.webhooks();
     let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", &record, Duration::ZERO);
+    let sent = async {
+        let mut sink = ArchiveSink::new(fake.sources.as_ref(), &relay, id, 0);
+        sink.write(Bytes::copy_from_slice(log)).await.unwrap();
+        assert_eq!(sink.finish().await.unwrap(), log.len() as u64);
+        kafka_received(&relay, &recording, until).await
+    };
+    let ((), sent) = tokio::join!(relay.run(), sent);
+    let messages = recording.kafka.lock().unwrap().iter().map(|(_, message)| message.clone()).collect();
+    let mut positions = record.progress.deliveries.clone();
+    relay.positions(&mut positions);
+    (sent, messages, positions.logs[0].done)
+}
+
+#[tokio::test]
+async fn a_line_across_two_archive_chunks_reaches_kafka_whole() {
+    // Lines of 1,000 bytes: the 1,049th starts before the first chunk's end (1 MiB) and ends after it.
+    let lines = 1100;
+    let mut log: Vec<u8> = (0..lines).flat_map(|i| format!("{i:0>999}\n").into_bytes()).collect();
+    log.extend_from_slice(b"end\n");
+    let (sent, messages, _) = relayed_to_kafka(&log, b"end").await;
+    assert!(sent, "the lines after the one across the chunks reached Kafka while the build runs");
+    assert_eq!(messages.len(), lines + 1, "one message a line");
+    assert_eq!(messages[1048].payload, format!("{:0>999}", 1048).as_bytes(), "the line across the chunks, whole");
+}
+
+#[tokio::test]
+async fn a_line_longer_than_a_read_of_the_log_reaches_kafka_in_pieces_while_the_build_runs() {
     // 2.5 MiB without a newline (more than one read of the log, and than a Kafka message may
     // hold), then a short line.
     let mut log: Vec<u8> = (0..5 * 512 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
     log.extend_from_slice(b"end\n");
-    let sent = async {
-        let mut sink = ArchiveSink::new(fake.sources.as_ref(), &relay, id, 0);
-        sink.write(Bytes::from(log.clone())).await.unwrap();
-        assert_eq!(sink.finish().await.unwrap(), log.len() as u64);
-        kafka_received(&relay, &recording, b"end").await
-    };
-    let ((), sent) = tokio::join!(relay.run(), sent);
+    let (sent, messages, position) = relayed_to_kafka(&log, b"end").await;
     assert!(sent, "the line after the long one reached Kafka while the build runs");
     // What a consumer does: each message's text at its `log-offset`, a newline where the next
     // offset leaves one byte between them (the newline the message does not carry).
-    let messages = recording.kafka.lock().unwrap().clone();
     let mut received = Vec::new();
-    for (_, message) in &messages {
+    for message in &messages {
         let offset: usize = message.headers.iter().find(|(name, _)| name == "log-offset").unwrap().1.parse().unwrap();
         if offset == received.len() + 1 {
             received.push(b'\n');
@@ -180,9 +225,7 @@ async fn a_line_longer_than_a_read_of_the_log_reaches_kafka_in_pieces_while_the_
     }
     received.push(b'\n');
     assert_eq!(received, log, "every byte of the log reached Kafka, in order");
-    let mut positions = record.progress.deliveries.clone();
-    relay.positions(&mut positions);
-    assert_eq!(positions.logs[0].done, log.len() as u64);
+    assert_eq!(position, log.len() as u64);
 }
 
 #[tokio::test]
