@@ -374,10 +374,21 @@ async fn latencies(app: &TestApp, sources: &TestServer, app_id: &str, probes: us
     let before = app.console_text(app_id, 1).await.len() as u64;
     wait_for(LIMIT, "the pipeline's own lines at the sink", || reached(&receiver, "/logs") >= before).await?;
     let mut appended = Vec::with_capacity(probes);
+    // The times come from a thread of their own, so that they do not follow the runtime's
+    // timers, which the poller's reads use too: each probe is timed from when it was due.
+    let (due_tx, mut due) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for _ in 0..probes {
+            std::thread::sleep(poll.mul_f64(0.25 + random_unit()));
+            if due_tx.send(Instant::now()).is_err() {
+                return;
+            }
+        }
+    });
     for i in 0..probes {
-        tokio::time::sleep(poll.mul_f64(0.25 + random_unit())).await;
+        let at = due.recv().await.context("the probe clock ended early")?;
         let line = format!("latency probe {app_id} {i:04}\n");
-        appended.push((line.clone(), Instant::now()));
+        appended.push((line.clone(), at));
         append(app, app_id, line.as_bytes()).await?;
     }
     let (last, _) = appended.last().context("at least one probe")?;
