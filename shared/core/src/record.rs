@@ -273,7 +273,8 @@ pub fn now_ms() -> u64 {
 pub struct Rfc3339Ms(pub u64);
 
 impl Rfc3339Ms {
-    fn as_str(self) -> Rfc3339Text {
+    /// The 24 ASCII bytes of the timestamp.
+    fn text(self) -> [u8; 24] {
         let ms = self.0;
         let (days, ms_of_day) = ((ms / 86_400_000) as i64, ms % 86_400_000);
         // Civil-from-days (Howard Hinnant's algorithm), valid for the whole u64 millisecond range we use.
@@ -303,24 +304,13 @@ impl Rfc3339Ms {
                 value /= 10;
             }
         }
-        Rfc3339Text(text)
-    }
-}
-
-/// The 24 ASCII bytes of an [`Rfc3339Ms`].
-struct Rfc3339Text([u8; 24]);
-
-impl std::ops::Deref for Rfc3339Text {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("digits and separators are ASCII")
+        text
     }
 }
 
 impl Serialize for Rfc3339Ms {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.as_str())
+        serializer.serialize_str(std::str::from_utf8(&self.text()).expect("digits and separators are ASCII"))
     }
 }
 
@@ -329,7 +319,7 @@ mod tests {
     use super::*;
 
     fn rfc3339_ms(ms: u64) -> String {
-        Rfc3339Ms(ms).as_str().to_owned()
+        String::from_utf8(Rfc3339Ms(ms).text().to_vec()).unwrap()
     }
 
     #[test]
