@@ -27,6 +27,7 @@ use serde_json::{json, Map, Value};
 use shuttle_bench::{median, table};
 use shuttle_core::fakes::{fake_shuttle, FakeShuttle};
 use shuttle_core::ports::SourceStore;
+use shuttle_core::Shuttle;
 
 const V2_BODY: &str = r#"{"metadata":"my-namespace","source":{"url":"https://sources.example/org/my-app.tgz"},"destination":{"url":"docker://registry.example.com/org/my-app:1"}}"#;
 
@@ -196,13 +197,7 @@ async fn run(case: Case, requests: usize, empty_first: bool) -> (f64, f64, f64) 
     if empty_first {
         empty_rate = Some(empty_pass(&events).await);
     }
-    let shuttle = &fake.shuttle;
-    let (rate, statuses) = match case {
-        Case::CreateNew | Case::CreateRepeat => pass(service_fn(|request| create::handler::handle(shuttle, request)), &events).await,
-        Case::Status => pass(service_fn(|request| status::handler::handle(shuttle, request)), &events).await,
-        Case::Stop => pass(service_fn(|request| stop::handler::handle(shuttle, request)), &events).await,
-        Case::Sources => pass(service_fn(|request| sources::handler::handle(shuttle, request)), &events).await,
-    };
+    let (rate, statuses) = pass(service_fn(|request| handle(case, &fake.shuttle, request)), &events).await;
     let unexpected = statuses.iter().filter(|status| **status != case.expected_status()).count();
     assert_eq!(unexpected, 0, "{}: {unexpected} of {requests} answers were not {}", case.label(), case.expected_status());
     if case == Case::CreateNew {
@@ -216,19 +211,21 @@ async fn run(case: Case, requests: usize, empty_first: bool) -> (f64, f64, f64) 
     (empty_rate, answer_rate, rate)
 }
 
-/// The case's handler's answer to its first event, on a shuttle of its own.
-async fn first_answer(case: Case) -> Response<Body> {
-    let (fake, events) = case.prepare(1).await;
-    let shuttle = &fake.shuttle;
-    let payload: LambdaRequest = serde_json::from_slice(&events[0]).expect("an API Gateway v2 event");
-    let request = Request::from(payload);
-    let answer = match case {
+/// The API function's handler that `case` measures.
+async fn handle(case: Case, shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
+    match case {
         Case::CreateNew | Case::CreateRepeat => create::handler::handle(shuttle, request).await,
         Case::Status => status::handler::handle(shuttle, request).await,
         Case::Stop => stop::handler::handle(shuttle, request).await,
         Case::Sources => sources::handler::handle(shuttle, request).await,
-    };
-    answer.expect("the handler answers")
+    }
+}
+
+/// The case's handler's answer to its first event, on a shuttle of its own.
+async fn first_answer(case: Case) -> Response<Body> {
+    let (fake, events) = case.prepare(1).await;
+    let payload: LambdaRequest = serde_json::from_slice(&events[0]).expect("an API Gateway v2 event");
+    handle(case, &fake.shuttle, Request::from(payload)).await.expect("the handler answers")
 }
 
 /// A copy of `answer`, made as a handler makes its own: a new body and header map.
