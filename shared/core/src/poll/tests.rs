@@ -148,41 +148,34 @@ async fn archived_log_goes_to_the_log_targets_before_the_build_is_saved() {
 
 #[tokio::test]
 async fn a_line_begun_in_an_earlier_poll_is_read_back_whole_from_the_archive() {
-    let fake = fake_shuttle();
-    let (id, mut record, spec) = a_build_logging_to_kafka(&fake).await;
-    // An earlier poll archived a line and the start of the next, and delivered nothing.
-    let earlier: &[u8] = b"first\nhalf of a li";
-    fake.sources.put_log_chunk(id, 0, Bytes::from_static(earlier)).await.unwrap();
-    record.progress.archive_len = earlier.len() as u64;
-    let recording = Arc::new(RecordingWebhooks::default());
-    let webhooks = recording.webhooks();
-    let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", &record, Duration::ZERO);
-    let sent = async {
-        // This poll archives the rest: the feed starts inside the line, which only a read-back
-        // from the archive that goes past the feed's start gets whole.
-        written(&mut ArchiveSink::new(fake.sources.as_ref(), &relay, id, earlier.len() as u64), &[b"ne\nend\n"]).await;
-        kafka_received(&relay, &recording, b"end").await
-    };
-    let ((), sent) = tokio::join!(relay.run(), sent);
+    // An earlier poll archived a line and the start of the next, and delivered nothing; this poll
+    // archives the rest. The feed starts inside the line, which only a read-back from the archive
+    // that goes past the feed's start gets whole.
+    let (sent, messages, _) = relayed_to_kafka(b"first\nhalf of a li", b"ne\nend\n").await;
     assert!(sent, "the lines after the one cut by the feed's start reached Kafka while the build runs");
-    let payloads: Vec<Bytes> = recording.kafka.lock().unwrap().iter().map(|(_, message)| message.payload.clone()).collect();
+    let payloads: Vec<Bytes> = messages.into_iter().map(|message| message.payload).collect();
     assert_eq!(payloads, [&b"first"[..], b"half of a line", b"end"], "each line once, whole, in order");
 }
 
 /// What a Kafka log target of a running build was sent while one poll archived `log` in one
-/// read, the relay running until the message `until` came (10 s at most): whether it came, the
-/// messages, and the target's position to be saved.
-async fn relayed_to_kafka(log: &[u8], until: &[u8]) -> (bool, Vec<KafkaMessage>, u64) {
+/// read after the `earlier` log an earlier poll archived (and delivered none of), the relay
+/// running until the message `end` came (10 s at most): whether it came, the messages, and the
+/// target's position to be saved.
+async fn relayed_to_kafka(earlier: &'static [u8], log: &[u8]) -> (bool, Vec<KafkaMessage>, u64) {
     let fake = fake_shuttle();
-    let (id, record, spec) = a_build_logging_to_kafka(&fake).await;
+    let (id, mut record, spec) = a_build_logging_to_kafka(&fake).await;
+    if !earlier.is_empty() {
+        fake.sources.put_log_chunk(id, 0, Bytes::from_static(earlier)).await.unwrap();
+        record.progress.archive_len = earlier.len() as u64;
+    }
     let recording = Arc::new(RecordingWebhooks::default());
     let webhooks = recording.webhooks();
     let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", &record, Duration::ZERO);
     let sent = async {
-        let mut sink = ArchiveSink::new(fake.sources.as_ref(), &relay, id, 0);
+        let mut sink = ArchiveSink::new(fake.sources.as_ref(), &relay, id, earlier.len() as u64);
         sink.write(Bytes::copy_from_slice(log)).await.unwrap();
-        assert_eq!(sink.finish().await.unwrap(), log.len() as u64);
-        kafka_received(&relay, &recording, until).await
+        assert_eq!(sink.finish().await.unwrap(), (earlier.len() + log.len()) as u64);
+        kafka_received(&relay, &recording, b"end").await
     };
     let ((), sent) = tokio::join!(relay.run(), sent);
     let messages = recording.kafka.lock().unwrap().iter().map(|(_, message)| message.clone()).collect();
@@ -197,7 +190,7 @@ async fn a_line_across_two_archive_chunks_reaches_kafka_whole() {
     let lines = 1100;
     let mut log: Vec<u8> = (0..lines).flat_map(|i| format!("{i:0>999}\n").into_bytes()).collect();
     log.extend_from_slice(b"end\n");
-    let (sent, messages, _) = relayed_to_kafka(&log, b"end").await;
+    let (sent, messages, _) = relayed_to_kafka(b"", &log).await;
     assert!(sent, "the lines after the one across the chunks reached Kafka while the build runs");
     assert_eq!(messages.len(), lines + 1, "one message a line");
     assert_eq!(messages[1048].payload, format!("{:0>999}", 1048).as_bytes(), "the line across the chunks, whole");
@@ -209,7 +202,7 @@ async fn a_line_longer_than_a_read_of_the_log_reaches_kafka_in_pieces_while_the_
     // hold), then a short line.
     let mut log: Vec<u8> = (0..5 * 512 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
     log.extend_from_slice(b"end\n");
-    let (sent, messages, position) = relayed_to_kafka(&log, b"end").await;
+    let (sent, messages, position) = relayed_to_kafka(b"", &log).await;
     assert!(sent, "the line after the long one reached Kafka while the build runs");
     // What a consumer does: each message's text at its `log-offset`, a newline where the next
     // offset leaves one byte between them (the newline the message does not carry).
