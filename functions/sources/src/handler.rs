@@ -1,7 +1,7 @@
 //! `GET /{build_uuid}` (302 to a freshly presigned link) and `HEAD /{build_uuid}`, for a caller
 //! with a token or a signed link.
 
-use lambda_http::http::{header, Method, StatusCode};
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Error, Request, Response};
 use shuttle_core::Shuttle;
 use shuttle_http::{empty_response, error_response, path_param};
@@ -19,14 +19,18 @@ pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body
         }
     } else {
         match shuttle.sources_link(build_uuid).await {
-            Ok(link) => Response::builder()
-                .status(StatusCode::FOUND)
-                .header(header::LOCATION, link)
-                .header(header::CACHE_CONTROL, "no-store")
-                .body(Body::Empty)
-                .expect("a presigned URL is a valid header value"),
+            Ok(link) => found(HeaderValue::try_from(link).expect("a presigned URL is a valid header value")),
             Err(error) => error_response(&error),
         }
     };
     Ok(response)
+}
+
+/// A 302 to `location`, not to be cached: the link in it expires.
+fn found(location: HeaderValue) -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::FOUND;
+    response.headers_mut().insert(header::LOCATION, location);
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

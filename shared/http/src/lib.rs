@@ -75,8 +75,12 @@ pub fn unauthorized(shuttle: &Shuttle, request: &Request) -> Option<Response<Bod
 pub fn unauthorized_for_sources(shuttle: &Shuttle, request: &Request, build_uuid: &str) -> Option<Response<Body>> {
     let query = request.query_string_parameters_ref();
     let param = |name: &str| query.and_then(|q| q.first(name));
-    let link = match (&shuttle.settings.sources_signer, parse_uuid(build_uuid)) {
-        (Some(signer), Some(source_id)) => signer.check(source_id, param("expires"), param("signature"), shuttle_core::record::now_ms()),
+    // Only a link with both parameters is checked: the id is parsed and the clock read for it alone.
+    let link = match (&shuttle.settings.sources_signer, param("expires"), param("signature")) {
+        (Some(signer), expires @ Some(_), signature @ Some(_)) => match parse_uuid(build_uuid) {
+            Some(source_id) => signer.check(source_id, expires, signature, shuttle_core::record::now_ms()),
+            None => Err(LinkError::Unsigned),
+        },
         _ => Err(LinkError::Unsigned),
     };
     match link {
