@@ -45,7 +45,8 @@ struct V2Status<'a> {
     updated_at: Rfc3339Ms,
 }
 
-fn status_response(record: &BuildRecord) -> Response<Body> {
+/// The status endpoint's answer for `record` (public for the handler bench's least status).
+pub fn status_response(record: &BuildRecord) -> Response<Body> {
     match record.kind {
         ApiKind::V2 => json_response(
             StatusCode::OK,
