@@ -358,8 +358,8 @@ async fn least_create(shuttle: &Shuttle, request: Request) -> Result<Response<Bo
 /// The least that any `GET /{app_id}/{build_id}/status` of a stored v2 build must do, written
 /// for this bench: the build's id derived, the build looked up in the in-memory store and
 /// answered from there, with the status handler's own answer, without copying the record out.
-/// The status handler does this through the store's port, which hands out a copy. Its ratio is
-/// an upper bound for status's through any store that copies no less.
+/// The status handler does this through the store's port, which hands out a copy, after the auth
+/// check and the path's checks, which this leaves out. Its ratio is an upper bound for status's.
 fn least_status(store: &MemoryStore, request: &Request) -> Result<Response<Body>, Error> {
     let (Some(app_id), Some(build_id)) = (path_param(request, "app_id"), path_param(request, "build_id")) else {
         return Err("the status route's path parameters".into());
@@ -372,7 +372,7 @@ fn least_status(store: &MemoryStore, request: &Request) -> Result<Response<Body>
 /// The least that any `DELETE /{app_id}/{build_id}` of a pending v2 build must do, written for
 /// this bench: the build's id derived, and the stop recorded as the stop handler records it, but
 /// in place in the in-memory store (no copy read, none written), and stop's answer. It leaves
-/// out the auth check and the store's port. Its ratio is an upper bound for stop's.
+/// out the auth check, the path's checks and the store's port. Its ratio is an upper bound for stop's.
 fn least_stop(store: &MemoryStore, request: &Request) -> Result<Response<Body>, Error> {
     let (Some(app_id), Some(build_id)) = (path_param(request, "app_id"), path_param(request, "build_id")) else {
         return Err("the stop route's path parameters".into());
