@@ -29,7 +29,7 @@ use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lambda_http::http::{header, HeaderValue, StatusCode};
+use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{service_fn, Adapter, Body, Context, Error, IntoResponse, LambdaEvent, Request, Response, Service};
 use serde::Deserialize;
@@ -322,9 +322,7 @@ async fn least_create(shuttle: &Shuttle, request: Request) -> Result<Response<Bo
         url: Cow<'a, str>,
     }
 
-    let (Some(app_id), Some(build_id)) = (path_param(&request, "app_id"), path_param(&request, "build_id")) else {
-        return Err("the create route's path parameters".into());
-    };
+    let (app_id, build_id) = v2_path(&request)?;
     let body = body_bytes(&request);
     let create: Create<'_> = serde_json::from_slice(body)?;
     Url::parse(&create.source.url)?;
@@ -352,7 +350,7 @@ async fn least_create(shuttle: &Shuttle, request: Request) -> Result<Response<Bo
         return Err("a new build id every request".into());
     }
     shuttle.queue.enqueue(&PollMessage { source_id, round: 0 }, Duration::ZERO).await?;
-    Ok(json_response(StatusCode::OK, &json!({"status": "OK"})))
+    Ok(v2_ok())
 }
 
 /// The least that any `GET /{app_id}/{build_id}/status` of a stored v2 build must do, written
@@ -361,9 +359,7 @@ async fn least_create(shuttle: &Shuttle, request: Request) -> Result<Response<Bo
 /// The status handler does this through the store's port, which hands out a copy, after the auth
 /// check and the path's checks, which this leaves out. Its ratio is an upper bound for status's.
 fn least_status(store: &MemoryStore, request: &Request) -> Result<Response<Body>, Error> {
-    let (Some(app_id), Some(build_id)) = (path_param(request, "app_id"), path_param(request, "build_id")) else {
-        return Err("the status route's path parameters".into());
-    };
+    let (app_id, build_id) = v2_path(request)?;
     let builds = store.builds.lock().map_err(|_| "the store's lock")?;
     let record = builds.get(&v2_source_id(app_id, build_id)).ok_or("a stored build")?;
     Ok(status::handler::status_response(record))
@@ -374,9 +370,7 @@ fn least_status(store: &MemoryStore, request: &Request) -> Result<Response<Body>
 /// in place in the in-memory store (no copy read, none written), and stop's answer. It leaves
 /// out the auth check, the path's checks and the store's port. Its ratio is an upper bound for stop's.
 fn least_stop(store: &MemoryStore, request: &Request) -> Result<Response<Body>, Error> {
-    let (Some(app_id), Some(build_id)) = (path_param(request, "app_id"), path_param(request, "build_id")) else {
-        return Err("the stop route's path parameters".into());
-    };
+    let (app_id, build_id) = v2_path(request)?;
     let mut builds = store.builds.lock().map_err(|_| "the store's lock")?;
     let record = builds.get_mut(&v2_source_id(app_id, build_id)).ok_or("a stored build")?;
     if record.state != BuildState::Accepted || record.stop.is_some() {
@@ -387,12 +381,12 @@ fn least_stop(store: &MemoryStore, request: &Request) -> Result<Response<Body>, 
     record.move_to(BuildState::Stopped);
     record.failure = Some("stopped before the build reached Jenkins".to_owned());
     record.version += 1;
-    Ok(json_response(StatusCode::OK, &json!({"status": "OK"})))
+    Ok(v2_ok())
 }
 
 /// The least that any `GET /{build_uuid}` of cached sources must do, written for this bench: the
 /// id parsed, the sources looked up and a link made through the same ports as the sources
-/// handler, and its 302 made without `http`'s builder. It leaves out the auth check. Its ratio is
+/// handler, and its 302. It leaves out the auth check. Its ratio is
 /// an upper bound for sources'.
 async fn least_sources(fake: &FakeShuttle, request: Request) -> Result<Response<Body>, Error> {
     let source_id = path_param(&request, "build_uuid").and_then(parse_uuid).ok_or("a build's UUID")?;
@@ -400,20 +394,27 @@ async fn least_sources(fake: &FakeShuttle, request: Request) -> Result<Response<
         return Err("cached sources".into());
     }
     let link = fake.sources.presign_source(source_id, fake.shuttle.settings.sources_link_ttl).await?;
-    let mut response = Response::new(Body::Empty);
-    *response.status_mut() = StatusCode::FOUND;
-    response.headers_mut().insert(header::LOCATION, HeaderValue::try_from(link)?);
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(sources::handler::found(HeaderValue::try_from(link)?))
+}
+
+/// A v2 route's `app_id` and `build_id`.
+fn v2_path(request: &Request) -> Result<(&str, &str), Error> {
+    match (path_param(request, "app_id"), path_param(request, "build_id")) {
+        (Some(app_id), Some(build_id)) => Ok((app_id, build_id)),
+        _ => Err("a v2 route's path parameters".into()),
+    }
+}
+
+/// The answer of a v2 create or stop that went through.
+fn v2_ok() -> Response<Body> {
+    json_response(StatusCode::OK, &json!({"status": "OK"}))
 }
 
 /// The create handler's log line for a new v2 build, and its answer.
 fn create_log_line(request: &Request) -> Result<Response<Body>, Error> {
-    let (Some(app_id), Some(build_id)) = (path_param(request, "app_id"), path_param(request, "build_id")) else {
-        return Err("the create route's path parameters".into());
-    };
+    let (app_id, build_id) = v2_path(request)?;
     tracing::info!(build = format_args!("{app_id}/{build_id}"), outcome = ?CreateOutcome::Created, "build accepted");
-    Ok(json_response(StatusCode::OK, &json!({"status": "OK"})))
+    Ok(v2_ok())
 }
 
 /// The case's handler's answer to its first event, on a shuttle of its own.

@@ -27,9 +27,8 @@ pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body
 }
 
 /// A 302 to `location`, not to be cached: the link in it expires.
-fn found(location: HeaderValue) -> Response<Body> {
-    let mut response = Response::new(Body::Empty);
-    *response.status_mut() = StatusCode::FOUND;
+pub fn found(location: HeaderValue) -> Response<Body> {
+    let mut response = empty_response(StatusCode::FOUND);
     response.headers_mut().insert(header::LOCATION, location);
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
