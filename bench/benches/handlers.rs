@@ -386,8 +386,7 @@ fn least_stop(store: &MemoryStore, request: &Request) -> Result<Response<Body>, 
 
 /// The least that any `GET /{build_uuid}` of cached sources must do, written for this bench: the
 /// id parsed, the sources looked up and a link made through the same ports as the sources
-/// handler, and its 302. It leaves out the auth check. Its ratio is
-/// an upper bound for sources'.
+/// handler, and its 302. It leaves out the auth check. Its ratio is an upper bound for sources'.
 async fn least_sources(fake: &FakeShuttle, request: Request) -> Result<Response<Body>, Error> {
     let source_id = path_param(&request, "build_uuid").and_then(parse_uuid).ok_or("a build's UUID")?;
     if !fake.sources.source_exists(source_id).await? {
