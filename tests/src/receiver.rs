@@ -53,6 +53,25 @@ impl Received {
 }
 
 type Script = dyn Fn(&str, usize) -> Reply + Send + Sync;
+/// Judges a whole body as its real consumer would: `Err` is answered `500`.
+type Check = dyn Fn(&[u8]) -> Result<(), String> + Send + Sync;
+
+/// What the app controller stores a legacy callback's `status` in: a Postgres enum.
+pub const CONTROLLER_STATUSES: [&str; 5] = ["queued", "pending", "failed", "succeeded", "unknown"];
+
+/// The app controller's check of a legacy callback: it writes `status` into its enum column
+/// and `id` into a number column, and answers `500` when either does not fit.
+pub fn controller_check(body: &[u8]) -> Result<(), String> {
+    let callback: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let status = callback["status"].as_str().unwrap_or_default();
+    if !CONTROLLER_STATUSES.contains(&status) {
+        return Err(format!("invalid input value for enum build_status: {}", callback["status"]));
+    }
+    if !callback["id"].is_u64() {
+        return Err(format!("the build id {} is not a number", callback["id"]));
+    }
+    Ok(())
+}
 
 /// A receiver on `127.0.0.1:0`.
 pub struct Receiver {
@@ -72,20 +91,30 @@ impl Receiver {
         Self::on(listener, script)
     }
 
+    /// The app controller's callback endpoint: `200` to a callback it can store, `500` to one
+    /// whose `status` is outside its enum or whose `id` is not a number ([`controller_check`]).
+    pub async fn controller() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+        Self::serve(listener, Arc::new(|_: &str, _| Reply::Status(200)), Some(Arc::new(controller_check)))
+    }
+
     /// As [`Receiver::start`], on a listener of the caller's (a port that was down until now).
     pub fn on(listener: TcpListener, script: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self::serve(listener, Arc::new(script), None)
+    }
+
+    fn serve(listener: TcpListener, script: Arc<Script>, check: Option<Arc<Check>>) -> Self {
         let base = format!("http://{}", listener.local_addr().expect("a bound address"));
         let received = Arc::new(Mutex::new(Vec::new()));
         let counts = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
-        let script: Arc<Script> = Arc::new(script);
         let log = received.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (log, counts, script) = (log.clone(), counts.clone(), script.clone());
+                let (log, counts, script, check) = (log.clone(), counts.clone(), script.clone(), check.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
-                        let (log, counts, script) = (log.clone(), counts.clone(), script.clone());
-                        async move { receive(request, &log, &counts, script.as_ref()).await }
+                        let (log, counts, script, check) = (log.clone(), counts.clone(), script.clone(), check.clone());
+                        async move { receive(request, &log, &counts, script.as_ref(), check.as_deref()).await }
                     });
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
@@ -101,6 +130,12 @@ impl Receiver {
     /// Every request to `path` so far, in arrival order (those still arriving too).
     pub fn requests(&self, path: &str) -> Vec<Received> {
         self.received.lock().expect("the receiver's log").iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    /// Whether every request to `path` was answered with a 2xx (and there was one at least).
+    pub fn all_acknowledged(&self, path: &str) -> bool {
+        let requests = self.requests(path);
+        !requests.is_empty() && requests.iter().all(|r| r.answered.is_some_and(|status| (200..300).contains(&status)))
     }
 
     /// The JSON bodies posted to `path` (whole requests only).
@@ -138,6 +173,7 @@ async fn receive(
     log: &Mutex<Vec<Received>>,
     counts: &Mutex<HashMap<String, usize>>,
     script: &Script,
+    check: Option<&Check>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let path = request.uri().path().to_owned();
     let n = {
@@ -184,6 +220,14 @@ async fn receive(
     }
     if let Reply::Delay(delay, _) = reply {
         tokio::time::sleep(delay).await;
+    }
+    let judged = check.map(|check| check(&log.lock().expect("the receiver's log")[index].body));
+    if let Some(Err(problem)) = judged {
+        update(&|r| {
+            r.complete = true;
+            r.answered = Some(500);
+        });
+        return Ok(Response::builder().status(500).body(Full::new(Bytes::from(problem))).expect("a valid response"));
     }
     let response = match reply {
         Reply::Status(status) | Reply::Delay(_, status) => Response::builder().status(status).body(Full::new(Bytes::new())),

@@ -212,6 +212,9 @@ async fn legacy_callbacks_and_kafka_logs_are_exactly_what_the_controller_reads()
         ],
         "one pending as soon as n is known, one terminal"
     );
+    for uuid in [numbered, unnumbered] {
+        assert!(receiver.all_acknowledged(&format!("/cb/{uuid}")), "the controller stored every callback");
+    }
     for callback in &callbacks {
         assert_eq!(callback.header("authorization"), Some("Basic dXNlcjpwYXNz, opaque"), "callback_auth verbatim");
         assert_eq!(callback.header("content-type"), Some("application/json"));
@@ -241,6 +244,75 @@ async fn legacy_callbacks_and_kafka_logs_are_exactly_what_the_controller_reads()
     assert_eq!(first_build, expected);
     let raw = messages.iter().map(|m| String::from_utf8_lossy(&m.payload)).find(|raw| raw.contains(r#""build":41"#)).expect("one of 41");
     assert!(raw.starts_with(r#"{"metadata":"myapp-default","build":41,"job":"41","message":"#), "field order as SPEC §3: {raw}");
+}
+
+/// A legacy create body reporting to `callback`, from `sources`, numbered `number` if given.
+fn legacy_build(uuid: &str, sources: &str, callback: &str, number: Option<u64>) -> String {
+    let mut body = json!({
+        "app": "ctl", "space": "default", "app_uuid": "6c0d2e4f-8a1b-4c3d-9e5f-7a8b9c0d1e2f", "build_uuid": uuid,
+        "sources": sources, "gm_registry_host": "registry.example", "gm_registry_repo": "org", "callback": callback,
+    });
+    if let Some(number) = number {
+        body["build_number"] = json!(number);
+    }
+    body.to_string()
+}
+
+#[tokio::test]
+async fn every_legacy_ending_reaches_the_controller_as_pending_then_a_status_it_stores() {
+    let options = AppOptions { settings: vec![("BUILD_TIMEOUT", "4s".into())], ..AppOptions::default() };
+    let app = spawn_app_with(options).await;
+    let controller = Receiver::controller().await;
+    let slow = sources("FROM alpine:3\nRUN sleep 30\n").await;
+    let job = "/ctl-6c0d2e4f-8a1b-4c3d-9e5f-7a8b9c0d1e2f";
+    let (stopped, timed_out, broken, unnumbered) = (
+        "1a2b3c4d-0000-4000-8000-000000000001",
+        "1a2b3c4d-0000-4000-8000-000000000002",
+        "1a2b3c4d-0000-4000-8000-000000000003",
+        "1a2b3c4d-0000-4000-8000-000000000004",
+    );
+    let callback = |uuid: &str| controller.url(&format!("/cb/{uuid}"));
+    assert_eq!(app.post("/", legacy_build(stopped, &slow.url("/src.tgz"), &callback(stopped), Some(7))).await.status(), 200);
+    app.status_until(&format!("{job}/7"), ENOUGH, |s| s["building"] == true).await;
+    assert_eq!(app.delete(&format!("{job}/7")).await.status(), 200);
+    assert_eq!(app.post("/", legacy_build(timed_out, &slow.url("/src.tgz"), &callback(timed_out), Some(8))).await.status(), 200);
+    // Bad base64 is accepted, then failed through the callback (SPEC §3).
+    assert_eq!(app.post("/", legacy_build(broken, "data:base64,@@@", &callback(broken), Some(9))).await.status(), 200);
+    assert_eq!(app.post("/", legacy_build(unnumbered, "data:base64,@@@", &callback(unnumbered), None)).await.status(), 200);
+    for uuid in [stopped, timed_out, broken, unnumbered] {
+        let path = format!("/cb/{uuid}");
+        controller.until(ENOUGH, &format!("the end of {uuid} at the controller"), |c| c.bodies(&path).len() >= 2).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let told = |uuid: &str| controller.bodies(&format!("/cb/{uuid}"));
+    let callback_of = |id: u64, building: bool, status: &str| json!({"id": id, "type": "jenkins", "building": building, "status": status});
+    assert_eq!(told(stopped), vec![callback_of(7, false, "pending"), callback_of(7, false, "failed")], "a stopped build is failed");
+    assert_eq!(told(timed_out), vec![callback_of(8, false, "pending"), callback_of(8, false, "failed")], "a timed-out build is failed");
+    assert_eq!(
+        told(broken),
+        vec![callback_of(9, false, "pending"), callback_of(9, false, "failed")],
+        "pending first, also when it fails at once"
+    );
+    assert_eq!(told(unnumbered), vec![callback_of(0, false, "pending"), callback_of(0, false, "failed")], "no number yet: id 0");
+    for uuid in [stopped, timed_out, broken, unnumbered] {
+        assert!(controller.all_acknowledged(&format!("/cb/{uuid}")), "the controller stored every callback of {uuid}");
+    }
+    // The status endpoint keeps `stopped`; the unnumbered build is build 0, log and all.
+    assert_eq!(app.legacy_finished(&format!("{job}/7"), ENOUGH).await["status"], "stopped");
+    assert_eq!(app.legacy_finished(&format!("{job}/8"), ENOUGH).await["status"], "failed");
+    assert_eq!(app.legacy_finished(&format!("{job}/0"), ENOUGH).await, callback_of(0, false, "failed"));
+    let log: Value = serde_json::from_str(&app.logs(&format!("{job}/0")).await).expect("JSON");
+    assert!(log["output"].as_str().is_some_and(|text| text.contains("base64")), "the failure is in build 0's log: {log}");
+}
+
+#[tokio::test]
+async fn the_controller_check_refuses_what_the_controller_cannot_store() {
+    use shuttle_tests::receiver::controller_check;
+    assert!(controller_check(br#"{"id": 6, "type": "jenkins", "building": false, "status": "failed"}"#).is_ok());
+    assert!(controller_check(br#"{"id": 6, "type": "jenkins", "building": false, "status": "stopped"}"#).is_err());
+    assert!(controller_check(br#"{"id": 6, "type": "jenkins", "building": false, "status": "timedout"}"#).is_err());
+    assert!(controller_check(br#"{"id": null, "type": "jenkins", "building": false, "status": "failed"}"#).is_err());
+    assert!(controller_check(br#"{"id": "6", "type": "jenkins", "building": false, "status": "failed"}"#).is_err());
 }
 
 #[tokio::test]

@@ -51,14 +51,14 @@ pub fn status_response(record: &BuildRecord) -> Response<Body> {
         ApiKind::V2 => json_response(
             StatusCode::OK,
             &V2Status {
-                body: record.v2_status_body(),
+                body: record.endpoint_status_body(),
                 human_readable_info: &record.human_readable_info,
                 source_id: record.source_id,
                 created_at: Rfc3339Ms(record.created_at_ms),
                 updated_at: Rfc3339Ms(record.updated_at_ms),
             },
         ),
-        ApiKind::Legacy => json_response(StatusCode::OK, &record.legacy_status_body()),
+        ApiKind::Legacy => json_response(StatusCode::OK, &record.endpoint_status_body()),
     }
 }
 

@@ -2,9 +2,11 @@
 //! first is conditional on the item's `version`.
 //!
 //! Indexes: `by_app` (`app_key`, `created_at`) lists an app's builds; `by_number`
-//! (`app_number` = `{app_key}#{n}`, `created_at`) finds the newest legacy build numbered `n`.
+//! (`app_number` = `{app_key}#{n}`, `created_at`) finds the newest legacy build numbered `n` (`0`:
+//! not numbered yet).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::built::Built;
 use async_trait::async_trait;
@@ -225,7 +227,10 @@ fn to_item(record: &BuildRecord, version: u64) -> Item {
     ]);
     if let Some(number) = record.number {
         item.insert("number".to_owned(), n(number));
-        item.insert("app_number".to_owned(), s(&app_number(&record.app_key, number)));
+    }
+    // A legacy build Jenkins has not numbered yet is build 0 to the controller (SPEC §3).
+    if record.kind == ApiKind::Legacy {
+        item.insert("app_number".to_owned(), s(&app_number(&record.app_key, record.number.unwrap_or(0))));
     }
     if let Some(stop) = record.stop {
         item.insert("stop".to_owned(), s(stop_str(stop)));

@@ -18,7 +18,7 @@ use crate::ports::{
     Answer, BuildStore, ChunkWrite, KafkaClient, KafkaMessage, LogStream, LogTail, PollMessage, PollQueue, Sealer, SendError, SourceStore,
     WebhookClient,
 };
-use crate::record::BuildRecord;
+use crate::record::{ApiKind, BuildRecord};
 use crate::relay::Webhooks;
 use crate::shuttle::Shuttle;
 
@@ -44,7 +44,11 @@ impl BuildStore for MemoryStore {
 
     async fn find_by_number(&self, app_key: &str, number: u64) -> Result<Option<BuildRecord>, StoreError> {
         let builds = self.builds.lock().unwrap();
-        Ok(builds.values().filter(|b| b.app_key == app_key && b.number == Some(number)).max_by_key(|b| b.created_at_ms).cloned())
+        Ok(builds
+            .values()
+            .filter(|b| b.app_key == app_key && b.kind == ApiKind::Legacy && b.number.unwrap_or(0) == number)
+            .max_by_key(|b| b.created_at_ms)
+            .cloned())
     }
 
     async fn list_by_app(&self, app_key: &str) -> Result<Vec<BuildRecord>, StoreError> {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::state::{BuildState, StopIntent};
+use crate::state::{Audience, BuildState, StopIntent};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -106,6 +106,25 @@ pub struct StatusEvent {
     pub number: Option<u64>,
 }
 
+/// One status a target is told: the build's event number `seq`, or a `pending` implied by
+/// the event `seq` (a legacy callback's, see [`Deliveries::events_for`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub seq: u64,
+    pub event: StatusEvent,
+    pub implied: bool,
+}
+
+impl Notice {
+    /// Its Standard Webhooks `webhook-id`: the same for every attempt, unique per notice.
+    pub fn webhook_id(&self, source_id: Uuid) -> String {
+        match self.implied {
+            false => format!("{source_id}:{}", self.seq),
+            true => format!("{source_id}:{}:pending", self.seq),
+        }
+    }
+}
+
 /// One target's position.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -142,15 +161,22 @@ impl Deliveries {
         }
     }
 
-    /// The events a status target is told, in order: a legacy callback hears one `pending`
-    /// once the build number is known, then the end; any other target hears every change.
-    pub fn events_for(&self, target: &Delivery) -> Vec<(u64, StatusEvent)> {
-        let all = self.events.iter().enumerate().map(|(seq, event)| (seq as u64, *event));
+    /// What a status target is told, in order: a legacy callback hears one `pending` once the
+    /// build number is known, then the end; any other target hears every change. A build that
+    /// ends before a numbered `pending` was told (it failed at once, or finished between two
+    /// polls) still tells its callback `pending` first, implied by its end: the controller
+    /// expects one before every terminal status.
+    pub fn events_for(&self, target: &Delivery) -> Vec<Notice> {
+        let all = self.events.iter().enumerate().map(|(seq, event)| Notice { seq: seq as u64, event: *event, implied: false });
         if !target.callback {
             return all.collect();
         }
-        let pending = all.clone().find(|(_, e)| !e.state.is_terminal() && e.state != BuildState::Accepted && e.number.is_some());
-        let end = all.clone().find(|(_, e)| e.state.is_terminal());
+        let numbered =
+            all.clone().find(|n| !n.event.state.is_terminal() && n.event.state != BuildState::Accepted && n.event.number.is_some());
+        let end = all.clone().find(|n| n.event.state.is_terminal());
+        let pending = numbered.or_else(|| {
+            end.map(|end| Notice { event: StatusEvent { state: BuildState::Pending, number: end.event.number }, implied: true, ..end })
+        });
         pending.into_iter().chain(end).collect()
     }
 
@@ -214,33 +240,25 @@ impl BuildRecord {
         !self.state.is_terminal() || self.progress.deliveries.pending()
     }
 
-    /// The status webhook body of `event`: v2 (SPEC §2) or a legacy callback (SPEC §3).
-    pub fn status_body(&self, event: StatusEvent, callback: bool) -> StatusBody<'_> {
-        match callback {
-            false => StatusBody {
-                id: StatusId::Metadata(&self.metadata),
-                kind: "build system",
-                building: event.state.building(),
-                status: event.state.v2_status(),
-            },
-            true => StatusBody {
-                id: StatusId::Number(event.number),
-                kind: "jenkins",
-                building: event.state.building(),
-                status: event.state.legacy_status(),
-            },
-        }
+    /// The body `audience` is told of `event` (SPEC §2, §3): v2 bodies carry the metadata as
+    /// `id`, legacy ones the build number (`0` until Jenkins numbers the build, the
+    /// controller's own placeholder).
+    pub fn status_body(&self, event: StatusEvent, audience: Audience) -> StatusBody<'_> {
+        let (id, kind) = match audience {
+            Audience::V2Webhook | Audience::V2Endpoint => (StatusId::Metadata(&self.metadata), "build system"),
+            Audience::LegacyCallback | Audience::LegacyEndpoint => (StatusId::Number(event.number.unwrap_or(0)), "jenkins"),
+        };
+        StatusBody { id, kind, building: event.state.building(), status: event.state.status_for(audience) }
     }
 
-    /// The v2 status body of the build as it is now (SPEC §2); the status endpoint answers it
-    /// with more fields.
-    pub fn v2_status_body(&self) -> StatusBody<'_> {
-        self.status_body(StatusEvent { state: self.state, number: self.number }, false)
-    }
-
-    /// The legacy callback body of the build as it is now, the legacy status endpoint's answer (SPEC §3).
-    pub fn legacy_status_body(&self) -> StatusBody<'_> {
-        self.status_body(StatusEvent { state: self.state, number: self.number }, true)
+    /// The build as it is now, as the status endpoint of its API answers it (the v2 endpoint
+    /// adds fields).
+    pub fn endpoint_status_body(&self) -> StatusBody<'_> {
+        let audience = match self.kind {
+            ApiKind::V2 => Audience::V2Endpoint,
+            ApiKind::Legacy => Audience::LegacyEndpoint,
+        };
+        self.status_body(StatusEvent { state: self.state, number: self.number }, audience)
     }
 }
 
@@ -254,13 +272,12 @@ pub struct StatusBody<'a> {
     pub status: &'static str,
 }
 
-/// A status body's `id`: the build's metadata (v2), or its Jenkins build number (legacy, `null`
-/// until it has one).
+/// A status body's `id`: the build's metadata (v2), or its build number (legacy).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum StatusId<'a> {
     Metadata(&'a str),
-    Number(Option<u64>),
+    Number(u64),
 }
 
 pub fn now_ms() -> u64 {

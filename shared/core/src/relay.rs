@@ -22,9 +22,10 @@ use uuid::Uuid;
 
 use crate::delivery::{verdict, LogTarget, RetryPolicy, SigningSecret, StatusTarget, Verdict};
 use crate::ports::{Answer, KafkaClient, KafkaMessage, SendError, SourceStore, WebhookClient};
-use crate::record::{now_ms, BuildRecord, Deliveries, Delivery, StatusEvent};
+use crate::record::{now_ms, BuildRecord, Deliveries, Delivery, Notice};
 use crate::redact::redact;
 use crate::request::BuildSpec;
+use crate::state::Audience;
 use crate::webhook::WebhookTarget;
 
 /// Bytes `from..stop` of the feed, which holds them: a part of one chunk as it is, or, across a
@@ -302,10 +303,10 @@ impl<'a> Relay<'a> {
                 let shared = self.lock();
                 let deliveries = &shared.record.progress.deliveries;
                 let Some(position) = deliveries.status.get(index).copied() else { return };
-                let event = deliveries.events_for(&position).get(position.done as usize).copied();
-                (position, event, shared.record.clone())
+                let notice = deliveries.events_for(&position).get(position.done as usize).copied();
+                (position, notice, shared.record.clone())
             };
-            let (position, Some((seq, event)), record) = next else {
+            let (position, Some(notice), record) = next else {
                 if self.wait(&mut changes, None).await {
                     continue;
                 }
@@ -320,7 +321,7 @@ impl<'a> Relay<'a> {
                 Step::Stop => return,
             }
             let sent = tokio::select! {
-                sent = self.send_status(target, &record, seq, event) => sent,
+                sent = self.send_status(target, &record, notice) => sent,
                 () = self.cut_off() => return,
             };
             let callback = matches!(target, StatusTarget::Callback { .. });
@@ -348,10 +349,13 @@ impl<'a> Relay<'a> {
         }
     }
 
-    async fn send_status(&self, target: &StatusTarget, record: &BuildRecord, seq: u64, event: StatusEvent) -> Result<Answer, SendError> {
-        let callback = matches!(target, StatusTarget::Callback { .. });
-        let body = Bytes::from(serde_json::to_vec(&record.status_body(event, callback)).expect("a status body serialises"));
-        let id = format!("{}:{seq}", record.source_id);
+    async fn send_status(&self, target: &StatusTarget, record: &BuildRecord, notice: Notice) -> Result<Answer, SendError> {
+        let audience = match target {
+            StatusTarget::Callback { .. } => Audience::LegacyCallback,
+            StatusTarget::Webhook(_) => Audience::V2Webhook,
+        };
+        let body = Bytes::from(serde_json::to_vec(&record.status_body(notice.event, audience)).expect("a status body serialises"));
+        let id = notice.webhook_id(record.source_id);
         match target {
             StatusTarget::Webhook(WebhookTarget::Kafka { brokers, topic }) => {
                 let message = KafkaMessage { key: record.metadata.clone(), payload: body, headers: vec![("webhook-id".to_owned(), id)] };

@@ -19,6 +19,19 @@ pub enum BuildState {
     TimedOut,
 }
 
+/// Who reads a build's status: each has its own mapping of states to statuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// A v2 status webhook (HTTP or Kafka), SPEC §2.
+    V2Webhook,
+    /// `GET /{app_id}/{build_id}/status` of a v2 build.
+    V2Endpoint,
+    /// A legacy build's `callback`, read by the app controller, SPEC §3.
+    LegacyCallback,
+    /// `GET /{app}-{app_uuid}/{n}/status`.
+    LegacyEndpoint,
+}
+
 /// Why a build is being ended from our side; decides what an `ABORTED` result means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,8 +61,19 @@ impl BuildState {
         matches!(self, Self::Building)
     }
 
-    /// The v2 status: `pending | queued | timedout | failed | succeeded` (a stopped build is `failed`).
-    pub const fn v2_status(self) -> &'static str {
+    /// What `audience` is told of a build in this state (SPEC §2, §3): each reader has its own
+    /// vocabulary, and the legacy callback's is the narrowest.
+    pub const fn status_for(self, audience: Audience) -> &'static str {
+        match audience {
+            Audience::V2Webhook | Audience::V2Endpoint => self.v2_status(),
+            Audience::LegacyCallback => self.legacy_callback_status(),
+            Audience::LegacyEndpoint => self.legacy_endpoint_status(),
+        }
+    }
+
+    /// v2 webhooks and the v2 status endpoint: `pending | queued | timedout | failed |
+    /// succeeded` (a stopped build is `failed`).
+    const fn v2_status(self) -> &'static str {
         match self {
             Self::Accepted | Self::Pending | Self::Building => "pending",
             Self::Queued => "queued",
@@ -59,8 +83,19 @@ impl BuildState {
         }
     }
 
-    /// The legacy status endpoint: `pending | failed | stopped | succeeded`.
-    pub const fn legacy_status(self) -> &'static str {
+    /// Legacy callbacks: `pending | succeeded | failed`. The app controller writes the value
+    /// into an enum column of `queued | pending | failed | succeeded | unknown` and answers
+    /// `500` to anything else, so stopped and timed-out builds are `failed`.
+    const fn legacy_callback_status(self) -> &'static str {
+        match self {
+            Self::Accepted | Self::Pending | Self::Queued | Self::Building => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed | Self::Stopped | Self::TimedOut => "failed",
+        }
+    }
+
+    /// The legacy status endpoint: `pending | failed | stopped | succeeded` (it keeps `stopped`).
+    const fn legacy_endpoint_status(self) -> &'static str {
         match self {
             Self::Accepted | Self::Pending | Self::Queued | Self::Building => "pending",
             Self::Succeeded => "succeeded",
@@ -124,11 +159,38 @@ mod tests {
         assert!(!Pending.can_move_to(Accepted));
     }
 
+    /// Every state through one audience's mapping, in the order of [`ALL`].
+    fn statuses(audience: Audience) -> Vec<&'static str> {
+        ALL.into_iter().map(|state| state.status_for(audience)).collect()
+    }
+
     #[test]
-    fn statuses_per_api() {
-        assert_eq!((Queued.v2_status(), Queued.legacy_status()), ("queued", "pending"));
-        assert_eq!((Stopped.v2_status(), Stopped.legacy_status()), ("failed", "stopped"));
-        assert_eq!((TimedOut.v2_status(), TimedOut.legacy_status()), ("timedout", "failed"));
+    fn v2_webhooks_and_the_v2_endpoint_tell_queued_and_timedout_and_a_stop_as_failed() {
+        let expected = ["pending", "pending", "queued", "pending", "succeeded", "failed", "failed", "timedout"];
+        assert_eq!(statuses(Audience::V2Webhook), expected);
+        assert_eq!(statuses(Audience::V2Endpoint), expected);
+    }
+
+    #[test]
+    fn legacy_callbacks_carry_only_what_the_controller_stores() {
+        assert_eq!(
+            statuses(Audience::LegacyCallback),
+            ["pending", "pending", "pending", "pending", "succeeded", "failed", "failed", "failed"]
+        );
+        let controller = ["queued", "pending", "failed", "succeeded", "unknown"];
+        assert!(statuses(Audience::LegacyCallback).iter().all(|status| controller.contains(status)));
+    }
+
+    #[test]
+    fn the_legacy_endpoint_keeps_stopped() {
+        assert_eq!(
+            statuses(Audience::LegacyEndpoint),
+            ["pending", "pending", "pending", "pending", "succeeded", "failed", "stopped", "failed"]
+        );
+    }
+
+    #[test]
+    fn building_is_true_only_while_jenkins_runs_the_build() {
         assert!(Building.building() && !Queued.building() && !Succeeded.building());
     }
 

@@ -341,9 +341,36 @@ fn a_legacy_callback_hears_pending_once_the_number_is_known_then_the_end() {
         event(BuildState::Building, Some(3)),
         event(BuildState::Succeeded, Some(3)),
     ];
-    let seqs = |target| deliveries.events_for(target).into_iter().map(|(seq, _)| seq).collect::<Vec<_>>();
+    let seqs = |target| deliveries.events_for(target).into_iter().map(|notice| notice.seq).collect::<Vec<_>>();
     assert_eq!(seqs(&deliveries.status[0]), vec![2, 3], "the callback");
     assert_eq!(seqs(&deliveries.status[1]), vec![0, 1, 2, 3], "a v2 target");
+}
+
+#[test]
+fn a_legacy_callback_of_a_build_that_ends_before_a_numbered_pending_hears_pending_first() {
+    use crate::record::{Deliveries, StatusEvent};
+    let event = |state, number| StatusEvent { state, number };
+    let told = |events: Vec<StatusEvent>| {
+        let mut deliveries = Deliveries::for_targets([true], 0);
+        deliveries.events = events;
+        deliveries.events_for(&deliveries.status[0])
+    };
+    // Failed at once, before Jenkins numbered it: `pending` then `failed`, both build 0.
+    let failed = told(vec![event(BuildState::Pending, None), event(BuildState::Failed, None)]);
+    let states: Vec<_> = failed.iter().map(|n| (n.event.state, n.event.number, n.implied)).collect();
+    assert_eq!(states, [(BuildState::Pending, None, true), (BuildState::Failed, None, false)]);
+    let id = Uuid::nil();
+    assert_ne!(failed[0].webhook_id(id), failed[1].webhook_id(id), "each notice has its own webhook-id");
+    // Finished between two polls: numbered only at its end, the implied pending carries the number.
+    let quick = told(vec![event(BuildState::Pending, None), event(BuildState::Queued, None), event(BuildState::Succeeded, Some(4))]);
+    assert_eq!(
+        quick.iter().map(|n| (n.event.state, n.event.number)).collect::<Vec<_>>(),
+        [(BuildState::Pending, Some(4)), (BuildState::Succeeded, Some(4))]
+    );
+    // Stopped before it reached Jenkins: its one event is the end.
+    assert_eq!(told(vec![event(BuildState::Stopped, Some(2))]).len(), 2);
+    // Still running and unnumbered: nothing yet.
+    assert!(told(vec![event(BuildState::Pending, None), event(BuildState::Queued, None)]).is_empty());
 }
 
 /// A v2 build whose sources cannot be fetched (it fails at once), with these webhooks.
