@@ -243,7 +243,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 impl TestApp {
     /// Starts the poller's triggers: the SQS event source mapping and the schedule.
     pub fn start_poller(&self) {
-        let triggers = PollerTriggers { schedule_every: self.schedule_every, ..PollerTriggers::default() };
+        let triggers = PollerTriggers { schedule_every: Some(self.schedule_every), ..PollerTriggers::default() };
         let task =
             tokio::spawn(run_poller(self.poller.clone(), self.stack.sqs.clone(), self.stack.resources.queues.queue_url.clone(), triggers));
         if let Some(previous) = self.poller_task.lock().expect("not poisoned").replace(task) {

@@ -1,35 +1,113 @@
 //! One invocation: an SQS batch of poll messages, handled concurrently, answered with the
-//! partial batch failures; or a scheduled event, answered by re-driving stale builds.
+//! partial batch failures; or the schedule's event, answered by re-driving stale builds.
+//!
+//! The events are AWS's own types (`aws_lambda_events`), as the two triggers of the poller in
+//! `template.yaml` deliver them: its SQS event source mapping, and its EventBridge Scheduler
+//! schedule, whose target `Input` is [`RedriveInput`].
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
 use lambda_runtime::Error;
-use serde_json::{json, Value};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 use shuttle_core::poll::{Polled, Poller};
 use shuttle_core::ports::PollMessage;
 
-pub async fn handle(poller: &Poller, event: Value) -> Result<Value, Error> {
-    if let Some(records) = event.get("Records").and_then(Value::as_array) {
-        return Ok(handle_batch(poller, records).await);
-    }
-    if event.get("source").and_then(Value::as_str) == Some("aws.events") {
-        let redriven = poller.redrive(poller.shuttle.settings.poller.stale_after).await?;
-        tracing::info!(requeued = redriven.requeued.len(), failed = redriven.failed.len(), "scheduled re-drive");
-        return Ok(json!({"requeued": redriven.requeued.len(), "failed": redriven.failed.len()}));
-    }
-    Err("the poller handles SQS batches and scheduled events; this event is neither".into())
+/// What the poller is invoked with.
+#[derive(Debug)]
+pub enum PollerEvent {
+    /// A batch of the poll queue, from the SQS event source mapping.
+    Polls(SqsEvent),
+    /// The schedule's own payload: the target `Input` of `template.yaml`'s schedule.
+    Redrive(RedriveInput),
+    /// A scheduled event in EventBridge's shape: a rule's (`aws.events`), or EventBridge
+    /// Scheduler's default one (`aws.scheduler`, a target without `Input`). Accepted so that a
+    /// schedule declared either way re-drives.
+    Scheduled(EventBridgeEvent<Value>),
 }
 
-/// `{"batchItemFailures": [...]}`: the messages SQS should deliver again.
-async fn handle_batch(poller: &Poller, records: &[Value]) -> Value {
+/// The schedule's payload, `{"action": "redrive"}` (`template.yaml`, `Redrive` event, `Input`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveInput {
+    pub action: RedriveAction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedriveAction {
+    Redrive,
+}
+
+/// The sources a scheduled EventBridge-shaped event may come from.
+const SCHEDULE_SOURCES: [&str; 2] = ["aws.events", "aws.scheduler"];
+
+impl<'de> Deserialize<'de> for PollerEvent {
+    /// Tells the three apart by their shape, then reads each as its own type, so that an event
+    /// that is none of them is refused with what it lacks.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let event = Value::deserialize(deserializer)?;
+        let Some(fields) = event.as_object() else {
+            return Err(D::Error::custom("the poller is invoked with a JSON object (an SQS batch or the schedule's payload)"));
+        };
+        let read = |what: &str, error: serde_json::Error| D::Error::custom(format!("not {what}: {error}"));
+        if fields.contains_key("Records") {
+            return serde_json::from_value(event).map(Self::Polls).map_err(|e| read("an SQS batch", e));
+        }
+        if fields.contains_key("action") {
+            return serde_json::from_value(event).map(Self::Redrive).map_err(|e| read("the schedule's input", e));
+        }
+        if fields.contains_key("source") {
+            let scheduled: EventBridgeEvent<Value> = serde_json::from_value(event).map_err(|e| read("an EventBridge event", e))?;
+            if !SCHEDULE_SOURCES.contains(&scheduled.source.as_str()) || scheduled.detail_type != "Scheduled Event" {
+                return Err(D::Error::custom(format!(
+                    "an EventBridge event of source '{}' and detail-type '{}' is not a scheduled event (source aws.events or aws.scheduler, detail-type Scheduled Event)",
+                    scheduled.source, scheduled.detail_type
+                )));
+            }
+            return Ok(Self::Scheduled(scheduled));
+        }
+        Err(D::Error::custom(
+            "the poller handles SQS batches (Records) and its schedule's input ({\"action\":\"redrive\"}); this event is neither",
+        ))
+    }
+}
+
+/// The poller's answer: the batch's failures, or what the re-drive did.
+#[derive(Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PollerAnswer {
+    Batch(SqsBatchResponse),
+    Redriven { requeued: usize, failed: usize },
+}
+
+pub async fn handle(poller: &Poller, event: PollerEvent) -> Result<PollerAnswer, Error> {
+    match event {
+        PollerEvent::Polls(batch) => Ok(PollerAnswer::Batch(handle_batch(poller, &batch.records).await)),
+        PollerEvent::Redrive(_) | PollerEvent::Scheduled(_) => {
+            let redriven = poller.redrive(poller.shuttle.settings.poller.stale_after).await?;
+            tracing::info!(requeued = redriven.requeued.len(), failed = redriven.failed.len(), "scheduled re-drive");
+            Ok(PollerAnswer::Redriven { requeued: redriven.requeued.len(), failed: redriven.failed.len() })
+        }
+    }
+}
+
+/// The messages SQS should deliver again.
+async fn handle_batch(poller: &Poller, records: &[SqsMessage]) -> SqsBatchResponse {
     let outcomes = join_all(records.iter().map(|record| handle_record(poller, record))).await;
-    let failures: Vec<Value> = outcomes.into_iter().flatten().map(|id| json!({"itemIdentifier": id})).collect();
-    json!({"batchItemFailures": failures})
+    let mut response = SqsBatchResponse::default();
+    for message_id in outcomes.into_iter().flatten() {
+        response.add_failure(message_id);
+    }
+    response
 }
 
 /// The message id when the message must come back.
-async fn handle_record(poller: &Poller, record: &Value) -> Option<String> {
-    let message_id = record.get("messageId").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let body = record.get("body").and_then(Value::as_str).unwrap_or_default();
+async fn handle_record(poller: &Poller, record: &SqsMessage) -> Option<String> {
+    let message_id = record.message_id.clone().unwrap_or_default();
+    let body = record.body.as_deref().unwrap_or_default();
     let message: PollMessage = match serde_json::from_str(body) {
         Ok(message) => message,
         Err(error) => {

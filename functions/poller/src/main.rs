@@ -2,11 +2,11 @@
 //! scheduled events.
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use serde_json::Value;
+use poller::handler::PollerEvent;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shuttle_http::init_tracing();
     let poller = shuttle_http::poller_from_env().await?;
-    run(service_fn(|event: LambdaEvent<Value>| poller::handler::handle(&poller, event.payload))).await
+    run(service_fn(|event: LambdaEvent<PollerEvent>| poller::handler::handle(&poller, event.payload))).await
 }

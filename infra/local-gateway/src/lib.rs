@@ -9,5 +9,6 @@ pub mod routes;
 pub mod schedule;
 pub mod server;
 pub mod stack;
+pub mod template;
 
 pub use server::serve;

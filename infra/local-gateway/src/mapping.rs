@@ -11,10 +11,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::encodings::Base64Data;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
-use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -259,49 +260,43 @@ async fn delete_batch(sqs: &aws_sdk_sqs::Client, queue_url: &str, deliveries: &[
     }
 }
 
-/// The event Lambda sends for a batch of SQS messages.
+/// The event Lambda sends for a batch of SQS messages, built as `aws_lambda_events`' own type
+/// (the one the poller reads) and written as JSON, as Lambda hands it to the function.
 pub fn sqs_event(messages: &[Message], queue: &QueueIdentity) -> Value {
-    json!({ "Records": messages.iter().map(|message| sqs_record(message, queue)).collect::<Vec<_>>() })
+    let mut event = SqsEvent::default();
+    event.records = messages.iter().map(|message| sqs_record(message, queue)).collect();
+    serde_json::to_value(event).expect("an SQS event serialises")
 }
 
-fn sqs_record(message: &Message, queue: &QueueIdentity) -> Value {
-    let attributes: Map<String, Value> =
-        message.attributes().into_iter().flatten().map(|(name, value)| (name.as_str().to_owned(), Value::String(value.clone()))).collect();
-    let message_attributes: Map<String, Value> =
+fn sqs_record(message: &Message, queue: &QueueIdentity) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = Some(message.message_id().unwrap_or_default().to_owned());
+    record.receipt_handle = Some(message.receipt_handle().unwrap_or_default().to_owned());
+    record.body = Some(message.body().unwrap_or_default().to_owned());
+    record.md5_of_body = Some(message.md5_of_body().unwrap_or_default().to_owned());
+    record.md5_of_message_attributes = message.md5_of_message_attributes().map(str::to_owned);
+    record.attributes = message.attributes().into_iter().flatten().map(|(name, value)| (name.as_str().to_owned(), value.clone())).collect();
+    record.message_attributes =
         message.message_attributes().into_iter().flatten().map(|(name, value)| (name.clone(), message_attribute(value))).collect();
-    let mut record = json!({
-        "messageId": message.message_id().unwrap_or_default(),
-        "receiptHandle": message.receipt_handle().unwrap_or_default(),
-        "body": message.body().unwrap_or_default(),
-        "attributes": attributes,
-        "messageAttributes": message_attributes,
-        "md5OfBody": message.md5_of_body().unwrap_or_default(),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue.arn,
-        "awsRegion": queue.region,
-    });
-    if let (Some(md5), Some(fields)) = (message.md5_of_message_attributes(), record.as_object_mut()) {
-        fields.insert("md5OfMessageAttributes".to_owned(), Value::String(md5.to_owned()));
-    }
+    record.event_source = Some("aws:sqs".to_owned());
+    record.event_source_arn = Some(queue.arn.clone());
+    record.aws_region = Some(queue.region.clone());
     record
 }
 
 /// A message attribute as Lambda writes it: binary values in base64.
-fn message_attribute(value: &MessageAttributeValue) -> Value {
-    let base64 = |blob: &aws_sdk_sqs::primitives::Blob| base64::engine::general_purpose::STANDARD.encode(blob.as_ref());
-    let mut attribute = json!({
-        "stringListValues": value.string_list_values(),
-        "binaryListValues": value.binary_list_values().iter().map(base64).collect::<Vec<_>>(),
-        "dataType": value.data_type(),
-    });
-    if let Some(fields) = attribute.as_object_mut() {
-        if let Some(text) = value.string_value() {
-            fields.insert("stringValue".to_owned(), Value::String(text.to_owned()));
-        }
-        if let Some(blob) = value.binary_value() {
-            fields.insert("binaryValue".to_owned(), Value::String(base64(blob)));
-        }
-    }
+fn message_attribute(value: &MessageAttributeValue) -> SqsMessageAttribute {
+    let bytes = |blob: &aws_sdk_sqs::primitives::Blob| {
+        let mut data = Base64Data::default();
+        data.extend_from_slice(blob.as_ref());
+        data
+    };
+    let mut attribute = SqsMessageAttribute::default();
+    attribute.string_value = value.string_value().map(str::to_owned);
+    attribute.binary_value = value.binary_value().map(bytes);
+    attribute.string_list_values = value.string_list_values().to_vec();
+    attribute.binary_list_values = value.binary_list_values().iter().map(bytes).collect();
+    attribute.data_type = Some(value.data_type().to_owned());
     attribute
 }
 
@@ -388,6 +383,8 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn queue() -> QueueIdentity {
@@ -440,6 +437,7 @@ mod tests {
                 },
                 "messageAttributes": {},
                 "md5OfBody": "0123456789abcdef0123456789abcdef",
+                "md5OfMessageAttributes": null,
                 "eventSource": "aws:sqs",
                 "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:shuttle-poll",
                 "awsRegion": "us-east-1"
@@ -476,8 +474,8 @@ mod tests {
         assert_eq!(
             record["messageAttributes"],
             json!({
-                "trace": {"stringValue": "abc", "stringListValues": [], "binaryListValues": [], "dataType": "String"},
-                "blob": {"binaryValue": "aGk=", "stringListValues": [], "binaryListValues": [], "dataType": "Binary"}
+                "trace": {"stringValue": "abc", "binaryValue": null, "stringListValues": [], "binaryListValues": [], "dataType": "String"},
+                "blob": {"stringValue": null, "binaryValue": "aGk=", "stringListValues": [], "binaryListValues": [], "dataType": "Binary"}
             })
         );
         assert_eq!(record["md5OfMessageAttributes"], "fedcba");

@@ -1,36 +1,40 @@
 //! The poller's two triggers, played as AWS plays them: the SQS event source mapping of the
-//! poll queue and the EventBridge schedule, both invoking the very handler the Lambda runs.
+//! poll queue and the EventBridge Scheduler schedule, both invoking the very handler the Lambda runs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use poller::handler::PollerEvent;
 use serde_json::Value;
 use shuttle_core::poll::Poller;
 
 use crate::mapping::{run_sqs_mapping, MappingOptions};
 use crate::schedule::run_schedule;
+use crate::template::{poller_schedule, TEMPLATE};
 
-/// The schedule of the template (`rate(1 minute)`).
-pub const SCHEDULE_EVERY: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PollerTriggers {
     pub mapping: MappingOptions,
-    pub schedule_every: Duration,
-}
-
-impl Default for PollerTriggers {
-    fn default() -> Self {
-        Self { mapping: MappingOptions::default(), schedule_every: SCHEDULE_EVERY }
-    }
+    /// The schedule's period; `None` takes the template's.
+    pub schedule_every: Option<Duration>,
 }
 
 /// Runs the poller on `queue_url` and on its schedule until the future is dropped.
 pub async fn run_poller(poller: Arc<Poller>, sqs: aws_sdk_sqs::Client, queue_url: String, triggers: PollerTriggers) {
     let invoke = move |event: Value| {
         let poller = poller.clone();
-        async move { poller::handler::handle(&poller, event).await.map_err(|error| error.to_string()) }
+        async move { invoke_poller(&poller, event).await }
     };
     let scheduled = invoke.clone();
-    tokio::join!(run_sqs_mapping(sqs, queue_url, triggers.mapping, invoke), run_schedule(triggers.schedule_every, scheduled));
+    let schedule = poller_schedule(TEMPLATE).expect("template.yaml declares the poller's schedule (the gateway's tests check it)");
+    let every = triggers.schedule_every.unwrap_or(schedule.every);
+    tokio::join!(run_sqs_mapping(sqs, queue_url, triggers.mapping, invoke), run_schedule(schedule.name, every, schedule.input, scheduled));
+}
+
+/// Invokes the poller's handler with `event` as the Lambda runtime does: the JSON read as the
+/// handler's event type (an event it cannot read fails the invocation), the answer written back.
+pub async fn invoke_poller(poller: &Poller, event: Value) -> Result<Value, String> {
+    let event: PollerEvent = serde_json::from_value(event).map_err(|error| format!("the poller cannot read the event: {error}"))?;
+    let answer = poller::handler::handle(poller, event).await.map_err(|error| error.to_string())?;
+    serde_json::to_value(answer).map_err(|error| error.to_string())
 }

@@ -1,12 +1,12 @@
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use shuttle_core::fakes::{fake_shuttle, FakeShuttle, RecordingWebhooks};
 use shuttle_core::poll::Poller;
 use shuttle_core::ports::{FetchError, SourceFetcher};
 use uuid::Uuid;
 
-use super::handle;
+use super::{handle, PollerEvent};
 
 struct NoDownloads;
 
@@ -23,16 +23,26 @@ fn poller() -> (Poller, FakeShuttle) {
     (Poller::new(fake.shuttle.clone(), Arc::new(NoDownloads), webhooks), fake)
 }
 
-fn sqs_event(bodies: &[(&str, &str)]) -> serde_json::Value {
+fn sqs_event(bodies: &[(&str, &str)]) -> PollerEvent {
     let records: Vec<_> =
         bodies.iter().map(|(id, body)| json!({"messageId": id, "receiptHandle": "r", "body": body, "eventSource": "aws:sqs"})).collect();
-    json!({"Records": records})
+    event(json!({"Records": records}))
+}
+
+/// `raw` read as the Lambda runtime reads the poller's event.
+fn event(raw: Value) -> PollerEvent {
+    serde_json::from_value(raw).expect("an event the poller takes")
+}
+
+/// The poller's answer as the Lambda runtime writes it.
+async fn answer(poller: &Poller, event: PollerEvent) -> Value {
+    serde_json::to_value(handle(poller, event).await.expect("an answer")).expect("an answer serialises")
 }
 
 #[tokio::test]
 async fn a_malformed_message_goes_to_the_dead_letter_queue_and_is_not_retried() {
     let (poller, fake) = poller();
-    let response = handle(&poller, sqs_event(&[("m1", "not json"), ("m2", r#"{"source_id":"nope"}"#)])).await.unwrap();
+    let response = answer(&poller, sqs_event(&[("m1", "not json"), ("m2", r#"{"source_id":"nope"}"#)])).await;
     assert_eq!(response, json!({"batchItemFailures": []}));
     assert_eq!(*fake.queue.dead_letters.lock().unwrap(), vec!["not json".to_owned(), r#"{"source_id":"nope"}"#.to_owned()]);
 }
@@ -41,16 +51,46 @@ async fn a_malformed_message_goes_to_the_dead_letter_queue_and_is_not_retried() 
 async fn a_message_for_an_unknown_build_is_dropped() {
     let (poller, fake) = poller();
     let body = json!({"source_id": Uuid::new_v4(), "round": 0}).to_string();
-    let response = handle(&poller, sqs_event(&[("m1", &body)])).await.unwrap();
+    let response = answer(&poller, sqs_event(&[("m1", &body)])).await;
     assert_eq!(response, json!({"batchItemFailures": []}));
     assert!(fake.queue.sent.lock().unwrap().is_empty(), "nothing re-enqueued");
 }
 
+/// The schedule's target `Input` in `template.yaml` (the gateway's tests hold the template to it).
+const TEMPLATE_INPUT: &str = r#"{"action": "redrive"}"#;
+
 #[tokio::test]
-async fn a_scheduled_event_redrives_and_anything_else_is_an_error() {
+async fn the_schedules_input_an_eventbridge_rules_event_and_the_schedulers_default_event_redrive() {
     let (poller, _fake) = poller();
-    let scheduled = json!({"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
-    assert_eq!(handle(&poller, scheduled).await.unwrap(), json!({"requeued": 0, "failed": 0}));
-    let error = handle(&poller, json!({"hello": "world"})).await.unwrap_err();
-    assert!(error.to_string().contains("neither"), "{error}");
+    let rule = json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2015-10-08T16:53:06Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/my-scheduled-rule"], "detail": {}
+    });
+    // EventBridge Scheduler without an Input: its `detail` is the string "{}".
+    let scheduler = json!({
+        "version": "0", "id": "d41b2c5e-6f2a-4b7e-9b0e-1c2d3e4f5a6b", "detail-type": "Scheduled Event", "source": "aws.scheduler",
+        "account": "123456789012", "time": "2026-12-02T06:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/shuttle-redrive"], "detail": "{}"
+    });
+    let input: Value = serde_json::from_str(TEMPLATE_INPUT).unwrap();
+    for raw in [input, rule, scheduler] {
+        assert_eq!(answer(&poller, event(raw.clone())).await, json!({"requeued": 0, "failed": 0}), "{raw}");
+    }
+}
+
+#[test]
+fn an_event_that_is_neither_is_refused_with_what_it_is() {
+    for (raw, says) in [
+        (json!({"hello": "world"}), "neither"),
+        (json!([1, 2]), "JSON object"),
+        (json!({"action": "rebuild"}), "the schedule's input"),
+        (json!({"action": "redrive", "extra": 1}), "the schedule's input"),
+        (json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}}), "not a scheduled event"),
+        (json!({"source": "aws.events"}), "an EventBridge event"),
+        (json!({"Records": [1]}), "an SQS batch"),
+    ] {
+        let error = serde_json::from_value::<PollerEvent>(raw.clone()).unwrap_err().to_string();
+        assert!(error.contains(says), "{raw}: {error}");
+    }
 }
