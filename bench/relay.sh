@@ -19,12 +19,12 @@
 # - Kafka relay throughput, lines/s; goal ≥ 0.5 × a bare rdkafka FutureProducer sending the same
 #   lines (same key, payload and `log-offset` header as the relay's messages; the adapter's
 #   producer settings: idempotent, linger 5 ms, message timeout 10 s) to the same broker. The
-#   broker is the tests' one: librdkafka's mock cluster in the bench process. Both sides are
+#   broker is the tests' one: a Tansu broker process on loopback (until session 10 it was
+#   librdkafka's mock cluster in the bench process, so earlier figures are not comparable). Both sides are
 #   timed to librdkafka's delivery report of the last line: the baseline awaits its own futures;
 #   for ours the poller's Kafka client is the shuttle's adapter (RdKafkaClient) wrapped in a
 #   timer that notes when the call holding the last line returns delivered. (Not a consumer:
-#   one reads ≈0.1 M lines/s here, slower than the bare producer, and the mock broker keeps
-#   only the last 5 MB, so a consumer falls behind and loses lines.) Ours holds the same parts
+#   one reads ≈0.1 M lines/s here, slower than the bare producer.) Ours holds the same parts
 #   as the HTTP row, the relay's Kafka sends (1 MiB of lines per call, each call awaited before
 #   the next) instead of the stream.
 # - Line latency p50 and p99 at the HTTP sink: RELAY_PROBES lines per run appended at random
@@ -46,6 +46,9 @@ target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 
 cd "$REPO_ROOT"
 ensure_venv
+ensure_kafka_broker
+SHUTTLE_TEST_KAFKA_BROKER="$(kafka_broker_bin)"
+export SHUTTLE_TEST_KAFKA_BROKER
 cargo build --quiet --profile bench -p shuttle-tests --bin relay-bench
 # The bench profile's output directory is `release`. A copy of this build: a shared
 # CARGO_TARGET_DIR may get another checkout's binary meanwhile.

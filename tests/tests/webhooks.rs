@@ -96,7 +96,7 @@ async fn a_ten_megabyte_log_arrives_byte_exact_at_two_receivers_and_at_kafka() {
     let app = spawn_app().await;
     let (one, two) = (Receiver::ok().await, Receiver::ok().await);
     let kafka = Kafka::start();
-    kafka.create_topic("logs");
+    kafka.create_topic("logs").await;
     let consumer = kafka.follow("logs");
     let files = sources("FROM alpine:3\nRUN sleep 4\n").await;
     let targets = vec![one.url("/logs"), two.url("/logs"), format!("kafka://{}/logs", kafka.bootstrap())];
@@ -179,9 +179,9 @@ async fn status_sequences_are_exact_and_in_order() {
 #[tokio::test]
 async fn legacy_callbacks_and_kafka_logs_are_exactly_what_the_controller_reads() {
     let kafka = Kafka::start();
-    kafka.create_topic("alamobuildlogs");
+    kafka.create_topic("alamobuildlogs").await;
     let app = spawn_app().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::controller().await;
     let build = |uuid: &str, number: Option<u64>| {
         let mut body = json!({
             "app": "myapp", "space": "default", "app_uuid": "7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f", "build_uuid": uuid,
@@ -360,7 +360,7 @@ async fn a_receiver_answering_403_or_redirecting_is_not_retried_nor_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_whose_first_broker_is_dead_still_delivers_every_line() {
     let kafka = Kafka::start();
-    kafka.create_topic("logs");
+    kafka.create_topic("logs").await;
     let app = spawn_app().await;
     let target = format!("failover(kafka://127.0.0.1:1/logs, kafka://{}/logs)", kafka.bootstrap());
     create(&app, "/app/1", "docker://registry.example/org/base:3", vec![], vec![target]).await;
@@ -409,7 +409,7 @@ async fn measure_line_latency_and_relay_throughput() {
     let app = spawn_app_with(AppOptions { settings, ..AppOptions::default() }).await;
     let receiver = Receiver::ok().await;
     let kafka = Kafka::start();
-    kafka.create_topic("logs");
+    kafka.create_topic("logs").await;
     let consumer = kafka.follow("logs");
     let files = sources("FROM alpine:3\nRUN sleep 25\n").await;
     create(&app, "/app/1", &files.url("/src.tgz"), vec![], vec![receiver.url("/logs"), format!("kafka://{}/logs", kafka.bootstrap())])

@@ -7,7 +7,7 @@
 //!
 //! Everything but the AWS emulator runs in this process, as in the end-to-end tests: the local
 //! gateway and its poller (`spawn_app_with`), the Jenkins stand-in, the HTTP sink ([`Receiver`])
-//! and the Kafka-protocol broker ([`Kafka`], librdkafka's mock cluster).
+//! and the Kafka broker ([`Kafka`], a Tansu broker process).
 //!
 //! Per run:
 //! - HTTP: a raw loopback TCP copy of the log's bytes (connect done, first write → last byte
@@ -265,7 +265,7 @@ fn bare_producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
 /// (waiting on the oldest delivery when the queue is full) and every delivery awaited, as the
 /// adapter's `produce_in_order`. Returns the time to the last delivery report.
 async fn kafka_bare(producer: &FutureProducer, kafka: &Kafka, topic: &str, text: &[u8]) -> anyhow::Result<Duration> {
-    kafka.create_topic(topic);
+    kafka.create_topic(topic).await;
     let started = Instant::now();
     let mut pending: std::collections::VecDeque<DeliveryFuture> = std::collections::VecDeque::new();
     let mut offset = 0_usize;
@@ -310,7 +310,7 @@ async fn kafka_relay(
     lines: usize,
 ) -> anyhow::Result<Duration> {
     let topic = format!("{app_id}-logs");
-    kafka.create_topic(&topic);
+    kafka.create_topic(&topic).await;
     *timed.delivered.lock().expect("not poisoned") = (0, None);
     start_build(app, sources, app_id, vec![format!("kafka://{}/{topic}", kafka.bootstrap())]).await?;
     let before = app.console_text(app_id, 1).await.bytes().filter(|b| *b == b'\n').count();
