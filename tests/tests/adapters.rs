@@ -32,8 +32,11 @@ fn record(app_key: &str, number: Option<u64>, created_at_ms: u64) -> BuildRecord
     }
 }
 
+/// How long these tests' stores keep a finished build.
+const RETENTION: Duration = Duration::from_secs(7 * 86_400);
+
 fn store(stack: &Stack) -> DynamoDbBuildStore {
-    DynamoDbBuildStore::new(stack.dynamodb.clone(), &stack.resources.table_name)
+    DynamoDbBuildStore::new(stack.dynamodb.clone(), &stack.resources.table_name, RETENTION)
 }
 
 fn sources(stack: &Stack) -> S3SourceStore {
@@ -248,6 +251,22 @@ async fn a_stored_build_shows_no_secret_in_plain_text() {
     }
     let record = shuttle.find("app", "1").await.unwrap();
     assert_eq!(record.human_readable_info, "Build from https://git:***@git.example/repo.git");
+}
+
+#[tokio::test]
+async fn dynamodb_gives_a_finished_build_its_ttl_and_a_running_one_none() {
+    let stack = Stack::new().await;
+    let store = store(&stack);
+    let mut build = record("app", Some(1), 1_700_000_000_123);
+    store.insert(&build).await.unwrap();
+    let expires_at = |items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>]| {
+        items[0].get(shuttle_adapters::dynamodb::TTL_ATTRIBUTE).map(|v| v.as_n().expect("a number").clone())
+    };
+    assert_eq!(expires_at(&stack.items().await), None, "an unfinished build is kept");
+    build.state = BuildState::Succeeded;
+    build.updated_at_ms = 1_700_000_100_999;
+    store.update(&build).await.unwrap();
+    assert_eq!(expires_at(&stack.items().await), Some((1_700_000_100 + RETENTION.as_secs()).to_string()));
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

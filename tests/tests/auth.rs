@@ -127,7 +127,7 @@ async fn a_signed_sources_link_is_taken_without_a_token_until_it_expires() {
     assert_eq!(sources.as_ref(), b"hello");
     assert_eq!(app.client.head(&fresh).send().await.unwrap().status(), 200);
 
-    let lifetime = settings.queue_timeout + settings.build_timeout;
+    let lifetime = settings.queue_timeout + settings.build_timeout + shuttle_core::config::SOURCES_LINK_MARGIN;
     let expired = link(now_ms() - lifetime.as_millis() as u64 - 1_000);
     let (status, body) = json_of(app.client.get(&expired).send().await.unwrap()).await;
     assert_eq!((status, body["error"].as_str()), (401, Some("the sources link has expired")));

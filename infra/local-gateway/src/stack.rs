@@ -57,7 +57,7 @@ pub async fn create_resources(sdk: &SdkConfig, prefix: &str) -> Result<Resources
 
 #[cfg(test)]
 mod tests {
-    use shuttle_adapters::dynamodb::{BY_ACTIVITY_INDEX, BY_APP_INDEX, BY_NUMBER_INDEX};
+    use shuttle_adapters::dynamodb::{BY_ACTIVITY_INDEX, BY_APP_INDEX, BY_NUMBER_INDEX, TTL_ATTRIBUTE};
 
     use super::*;
 
@@ -82,10 +82,12 @@ mod tests {
         for name in provided
             .into_iter()
             .chain(["JENKINS_USER", "JENKINS_TOKEN", "POLL_DEAD_LETTER_QUEUE_URL", "WEBHOOK_SIGNING_SECRET", "ALLOWED_PRIVATE_CIDRS"])
-            .chain(["SHUTTLE_API_TOKENS", "SHUTTLE_OPEN_MODE", "SOURCES_SIGNING_KEY"])
+            .chain(["SHUTTLE_API_TOKENS", "SHUTTLE_OPEN_MODE", "SOURCES_SIGNING_KEY", "BUILD_RETENTION"])
         {
             assert!(has_line(&template, &format!("{name}:")), "template.yaml does not set {name} for the functions");
         }
+        let ttl = format!("AttributeName: {TTL_ATTRIBUTE}");
+        assert!(template.contains(&format!("TimeToLiveSpecification:\n        {ttl}")), "the table's TTL attribute is not {TTL_ATTRIBUTE}");
         let visibility = format!("VisibilityTimeout: {}", POLL_VISIBILITY_TIMEOUT.as_secs());
         assert!(has_line(&template, &visibility), "the poll queue's visibility timeout differs from {visibility}");
         let timeout = format!("Timeout: {}", shuttle_core::poll::POLLER_TIMEOUT.as_secs());

@@ -27,6 +27,8 @@ use uuid::Uuid;
 pub const BY_APP_INDEX: &str = "by_app";
 pub const BY_NUMBER_INDEX: &str = "by_number";
 pub const BY_ACTIVITY_INDEX: &str = "by_activity";
+/// The table's TTL attribute (`TimeToLiveSpecification` in template.yaml).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
 /// The value of `active` on every build the poller still has work for (unfinished, or a webhook
 /// target not yet told everything); other builds have no `active`, so the `by_activity` index
 /// holds only the builds the schedule may have to re-drive.
@@ -37,11 +39,13 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoDbBuildStore {
     client: Built<Client>,
     table: String,
+    /// How long a finished build is kept (its `expires_at`).
+    retention: Duration,
 }
 
 impl DynamoDbBuildStore {
-    pub fn new(client: impl Into<Built<Client>>, table: &str) -> Self {
-        Self { client: client.into(), table: table.to_owned() }
+    pub fn new(client: impl Into<Built<Client>>, table: &str, retention: Duration) -> Self {
+        Self { client: client.into(), table: table.to_owned(), retention }
     }
 
     /// Creates the table with its key and indexes (tests and the local stack; the template
@@ -126,7 +130,7 @@ impl BuildStore for DynamoDbBuildStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(record, record.version)))
+            .set_item(Some(to_item(record, record.version, self.retention)))
             .condition_expression("attribute_not_exists(source_id)")
             .send()
             .await;
@@ -165,7 +169,7 @@ impl BuildStore for DynamoDbBuildStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(record, next_version)))
+            .set_item(Some(to_item(record, next_version, self.retention)))
             .condition_expression("version = :expected")
             .expression_attribute_values(":expected", AttributeValue::N(record.version.to_string()))
             .send()
@@ -209,7 +213,7 @@ fn app_number(app_key: &str, number: u64) -> String {
     format!("{app_key}#{number}")
 }
 
-fn to_item(record: &BuildRecord, version: u64) -> Item {
+fn to_item(record: &BuildRecord, version: u64, retention: Duration) -> Item {
     let s = |v: &str| AttributeValue::S(v.to_owned());
     let n = |v: u64| AttributeValue::N(v.to_string());
     let mut item = Item::from([
@@ -245,6 +249,10 @@ fn to_item(record: &BuildRecord, version: u64) -> Item {
     item.insert("archive_len".to_owned(), n(progress.archive_len));
     if record.needs_polling() {
         item.insert("active".to_owned(), s(ACTIVE));
+    }
+    // The table's TTL attribute (template.yaml): DynamoDB deletes the item some time after it.
+    if let Some(expires_at) = record.expires_at_s(retention) {
+        item.insert(TTL_ATTRIBUTE.to_owned(), n(expires_at));
     }
     if progress.deliveries != Deliveries::default() {
         let deliveries = serde_json::to_string(&progress.deliveries).expect("delivery positions serialise");

@@ -96,7 +96,11 @@ fn shuttle_with_sources(sdk: &SdkConfig, settings: Settings, sources: Arc<S3Sour
     let jenkins_settings = JenkinsSettings::from(&settings.jenkins);
     let jenkins = if uses.jenkins { JenkinsClient::new(jenkins_settings)? } else { JenkinsClient::on_first_use(jenkins_settings) };
     Ok(Shuttle {
-        store: Arc::new(DynamoDbBuildStore::new(built(uses.dynamodb, sdk, aws_sdk_dynamodb::Client::new), &settings.table_name)),
+        store: Arc::new(DynamoDbBuildStore::new(
+            built(uses.dynamodb, sdk, aws_sdk_dynamodb::Client::new),
+            &settings.table_name,
+            settings.build_retention,
+        )),
         sources,
         queue: Arc::new(SqsPollQueue::new(
             built(uses.sqs, sdk, aws_sdk_sqs::Client::new),

@@ -28,6 +28,9 @@ pub struct Settings {
     pub queue_timeout: Duration,
     /// How long a `GET /{build_uuid}` redirect stays valid.
     pub sources_link_ttl: Duration,
+    /// `BUILD_RETENTION`: how long a finished build's record is kept after its last change
+    /// (DynamoDB deletes it after its `expires_at`, the table's TTL attribute).
+    pub build_retention: Duration,
     /// `SHUTTLE_API_TOKENS` or `SHUTTLE_OPEN_MODE=true`: who may call the API.
     pub access: Access,
     /// `SOURCES_SIGNING_KEY`: signs the sources links handed to Jenkins. Required with tokens;
@@ -207,6 +210,7 @@ impl Settings {
             build_timeout: duration("BUILD_TIMEOUT", Duration::from_secs(20 * 60))?,
             queue_timeout: duration("QUEUE_TIMEOUT", Duration::from_secs(30 * 60))?,
             sources_link_ttl: duration("SOURCES_LINK_TTL", Duration::from_secs(15 * 60))?,
+            build_retention: duration("BUILD_RETENTION", DEFAULT_BUILD_RETENTION)?,
             allowed_private: match optional("ALLOWED_PRIVATE_CIDRS") {
                 None => AllowedNetworks::none(),
                 Some(raw) => raw.parse().map_err(|reason| ConfigError::Malformed { name: "ALLOWED_PRIVATE_CIDRS", reason })?,
@@ -215,12 +219,23 @@ impl Settings {
     }
 }
 
+/// `BUILD_RETENTION`'s default: finished builds are kept 90 days.
+pub const DEFAULT_BUILD_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+
+/// How much longer than `QUEUE_TIMEOUT + BUILD_TIMEOUT` a sources link for Jenkins lives (SPEC
+/// §4): the poller notices a timeout only at its next look, and Jenkins' clock may differ from
+/// ours.
+pub const SOURCES_LINK_MARGIN: Duration = Duration::from_secs(5 * 60);
+
 impl Settings {
     /// The link Jenkins downloads a build's sources from (SPEC §4): signed when a signing key
-    /// is set, and valid for as long as the build may wait in the queue and then run.
+    /// is set, and valid for as long as the build may wait in the queue and then run, and
+    /// [`SOURCES_LINK_MARGIN`] more.
     pub fn sources_link_for_jenkins(&self, source_id: uuid::Uuid, now_ms: u64) -> String {
         match &self.sources_signer {
-            Some(signer) => signer.link(&self.shuttle_host, source_id, now_ms, self.queue_timeout + self.build_timeout),
+            Some(signer) => {
+                signer.link(&self.shuttle_host, source_id, now_ms, self.queue_timeout + self.build_timeout + SOURCES_LINK_MARGIN)
+            }
             None => crate::access::unsigned_link(&self.shuttle_host, source_id),
         }
     }
@@ -270,6 +285,7 @@ fn parse_duration(raw: &str) -> Option<Duration> {
         "s" => n.checked_mul(1000)?,
         "m" => n.checked_mul(60_000)?,
         "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
         _ => return None,
     };
     (millis > 0).then(|| Duration::from_millis(millis))
@@ -415,12 +431,27 @@ mod tests {
     }
 
     #[test]
+    fn the_sources_link_for_jenkins_lives_the_queue_and_build_timeouts_and_a_margin() {
+        let mut env = base();
+        env.insert("QUEUE_TIMEOUT", "10m".into());
+        env.insert("BUILD_TIMEOUT", "20m".into());
+        let settings = load(&env).unwrap();
+        let link = settings.sources_link_for_jenkins(uuid::Uuid::nil(), 1_000_000_000_000);
+        let expires: u64 =
+            link.split("expires=").nth(1).and_then(|rest| rest.split('&').next()).and_then(|e| e.parse().ok()).expect("expires");
+        assert_eq!(expires, 1_000_000_000 + 10 * 60 + 20 * 60 + SOURCES_LINK_MARGIN.as_secs(), "{link}");
+    }
+
+    #[test]
     fn durations_and_extra_args_parse() {
         let mut env = base();
         env.insert("BUILD_TIMEOUT", "5m".into());
         env.insert("QUEUE_TIMEOUT", "90".into());
+        env.insert("BUILD_RETENTION", "30d".into());
         env.insert("EXTRA_BUILD_ARGS", "{\"NODE_ENV\":\"production\"}".into());
         let settings = load(&env).unwrap();
+        assert_eq!(settings.build_retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(load(&base()).unwrap().build_retention, DEFAULT_BUILD_RETENTION);
         assert_eq!(settings.build_timeout, Duration::from_secs(300));
         assert_eq!(settings.queue_timeout, Duration::from_secs(90));
         assert_eq!(settings.extra_build_args.get("NODE_ENV").map(String::as_str), Some("production"));

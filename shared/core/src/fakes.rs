@@ -203,6 +203,7 @@ pub fn test_settings() -> Settings {
         build_timeout: Duration::from_secs(1200),
         queue_timeout: Duration::from_secs(1800),
         sources_link_ttl: Duration::from_secs(900),
+        build_retention: crate::config::DEFAULT_BUILD_RETENTION,
         access: Access::Open,
         sources_signer: Some(LinkSigner::new(Secret::new("a-sources-signing-key-of-32-chars!"))),
         allowed_private: crate::netguard::AllowedNetworks::none(),

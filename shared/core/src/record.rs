@@ -1,6 +1,6 @@
 //! A build as stored: what the status endpoints show in plain, the spec sealed.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -238,6 +238,13 @@ impl BuildRecord {
     /// has not yet been told everything.
     pub fn needs_polling(&self) -> bool {
         !self.state.is_terminal() || self.progress.deliveries.pending()
+    }
+
+    /// When the store may forget the build, in seconds since the epoch (DynamoDB's TTL): a
+    /// finished build whose every target was told everything is kept `retention` after its
+    /// last change; any other build is kept.
+    pub fn expires_at_s(&self, retention: Duration) -> Option<u64> {
+        (!self.needs_polling()).then(|| (self.updated_at_ms / 1000).saturating_add(retention.as_secs()))
     }
 
     /// The body `audience` is told of `event` (SPEC §2, §3): v2 bodies carry the metadata as
