@@ -260,8 +260,9 @@ impl Build<'_> {
     async fn advance(&mut self) -> Result<Next, StepError> {
         loop {
             let next = match self.record.state {
-                BuildState::Accepted | BuildState::Pending => self.prepare().await?,
-                BuildState::Queued => self.watch_queue().await?,
+                BuildState::Accepted | BuildState::Pending if self.record.progress.queue_item.is_none() => self.prepare().await?,
+                // Triggered: `queued` once the item is seen waiting in Jenkins' queue.
+                BuildState::Pending | BuildState::Queued => self.watch_queue().await?,
                 BuildState::Building => self.tail().await?,
                 _ => Next::Done,
             };
@@ -446,11 +447,7 @@ impl Build<'_> {
             }
             Err(error) => return self.fail_early(format!("Jenkins refused to start the build: {error}")).await,
         };
-        self.save(|r| {
-            r.progress.queue_item = Some(queue_id);
-            r.move_to(BuildState::Queued);
-        })
-        .await?;
+        self.save(|r| r.progress.queue_item = Some(queue_id)).await?;
         Ok(Next::Continue)
     }
 
@@ -467,9 +464,13 @@ impl Build<'_> {
         };
         match found.await {
             Ok(Some((queue_item, number))) => {
+                // Found in the queue listing: it is waiting there.
+                let waiting = queue_item.is_some();
                 self.save(|r| {
                     r.progress.queue_item = r.progress.queue_item.or(queue_item);
-                    r.move_to(BuildState::Queued);
+                    if waiting {
+                        r.move_to(BuildState::Queued);
+                    }
                 })
                 .await?;
                 if let Some(number) = number {
@@ -553,7 +554,8 @@ impl Build<'_> {
         .collect()
     }
 
-    /// `queued`: wait for an executor, within `QUEUE_TIMEOUT`.
+    /// Triggered (`pending`, then `queued` once seen waiting): wait for an executor, within
+    /// `QUEUE_TIMEOUT`.
     async fn watch_queue(&mut self) -> Result<Next, StepError> {
         let settings = self.shuttle().settings.clone();
         let Some(queue_id) = self.record.progress.queue_item else {
@@ -573,7 +575,12 @@ impl Build<'_> {
             Err(error) => return self.jenkins_trouble(error, "could not read the Jenkins queue item").await,
         };
         match item {
-            QueueItem::Waiting { .. } => Ok(Next::Wait(settings.poller.interval)),
+            QueueItem::Waiting { .. } => {
+                if self.record.state == BuildState::Pending {
+                    self.move_to(BuildState::Queued).await?;
+                }
+                Ok(Next::Wait(settings.poller.interval))
+            }
             QueueItem::Started { number } => {
                 self.started(number).await?;
                 Ok(Next::Continue)
