@@ -174,6 +174,7 @@ pub fn parse_v2(app_id: &str, build_id: &str, body: &[u8]) -> Result<BuildSpec, 
         }
         Ok(url) if url.scheme() == "docker" => {
             let image = DockerImage::parse_url(&source_url).map_err(|e| ValidationError::new("source.url", e.to_string()))?;
+            maskable(&image, "source.url")?;
             Source::Docker { image }
         }
         Ok(url) => {
@@ -188,6 +189,7 @@ pub fn parse_v2(app_id: &str, build_id: &str, body: &[u8]) -> Result<BuildSpec, 
         return Err(ValidationError::new("destination.url", "must be a docker:// image"));
     }
     let destination = DockerImage::parse_url(&destination_url).map_err(|e| ValidationError::new("destination.url", e.to_string()))?;
+    maskable(&destination, "destination.url")?;
 
     Ok(BuildSpec {
         api: Api::V2 { app_id: app_id.to_owned(), build_id: build_id.to_owned(), destination },
@@ -199,6 +201,14 @@ pub fn parse_v2(app_id: &str, build_id: &str, body: &[u8]) -> Result<BuildSpec, 
         log_targets,
         rejection: None,
     })
+}
+
+/// A `400` naming `field` when the image's registry password is too short to be masked.
+fn maskable(image: &DockerImage, field: &'static str) -> Result<(), ValidationError> {
+    match &image.credentials {
+        Some(credentials) => credentials.check_maskable().map_err(|reason| ValidationError::new(field, reason)),
+        None => Ok(()),
+    }
 }
 
 fn targets(webhooks: &Map<String, Value>, name: &str) -> Result<Vec<WebhookTarget>, ValidationError> {
@@ -355,27 +365,21 @@ pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCr
         (None, None) => unreachable!("checked as a required field above"),
     };
 
-    let registry_credentials = match body.get("gm_registry_auth") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(auth)) => match (auth.get("username"), auth.get("password")) {
-            (Some(Value::String(u)), Some(Value::String(p))) => Some(RegistryCredentials { username: u.clone(), password: p.clone() }),
-            _ => {
-                problems.push("gm_registry_auth must be {\"username\": \"…\", \"password\": \"…\"}".to_owned());
-                None
-            }
-        },
-        Some(Value::String(s)) => match serde_json::from_str::<RegistryCredentials>(s) {
-            Ok(credentials) => Some(credentials),
-            Err(_) => {
-                problems.push("gm_registry_auth must be {\"username\": \"…\", \"password\": \"…\"}".to_owned());
-                None
-            }
-        },
-        Some(_) => {
-            problems.push("gm_registry_auth must be {\"username\": \"…\", \"password\": \"…\"}".to_owned());
+    let registry_credentials = match legacy_registry_auth(body.get("gm_registry_auth")) {
+        Ok(credentials) => credentials,
+        Err(problem) => {
+            problems.push(problem);
             None
         }
     };
+    if let Some(Err(reason)) = registry_credentials.as_ref().map(RegistryCredentials::check_maskable) {
+        problems.push(format!("gm_registry_auth: {reason}"));
+    }
+    if let Source::Docker { image: DockerImage { credentials: Some(credentials), .. } } = &source {
+        if let Err(reason) = credentials.check_maskable() {
+            problems.push(format!("sources: {reason}"));
+        }
+    }
 
     let arguments = match body.get("build_args") {
         Some(Value::Object(args)) => args
@@ -388,6 +392,7 @@ pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCr
                 };
                 (sanitise_argument_name(k), value)
             })
+            .filter(|(name, _)| !name.is_empty())
             .collect(),
         Some(Value::Null) | None => arguments_from_build_options(&text("build_options").unwrap_or_default()),
         Some(_) => {
@@ -465,9 +470,38 @@ fn legacy_source(sources: &str, context: &LegacyContext<'_>, credentials: Option
     }
 }
 
-/// Legacy build argument names are sanitised to `[A-Za-z0-9_]`.
+/// Legacy build argument names are sanitised to `[A-Za-z0-9_]` by removing every other
+/// character, as the shipped gen 2 did (`@#$JLKS][w]e[232` → `JLKSwe232`), so apps keep the
+/// `ARG` names they had; a name left empty is dropped by the caller.
 pub fn sanitise_argument_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+    name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+}
+
+/// `gm_registry_auth`: `{username, password}` (or that object as a JSON string) logs in for the
+/// push; absent, `null`, `{}` or empty strings mean no login, as gen 2 did (SPEC §3).
+fn legacy_registry_auth(auth: Option<&Value>) -> Result<Option<RegistryCredentials>, String> {
+    const SHAPE: &str = "gm_registry_auth must be {\"username\": \"…\", \"password\": \"…\"}";
+    let parsed;
+    let auth = match auth {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(text)) if text.trim().is_empty() => return Ok(None),
+        Some(Value::String(text)) => {
+            parsed = serde_json::from_str::<Value>(text).map_err(|_| SHAPE.to_owned())?;
+            &parsed
+        }
+        Some(other) => other,
+    };
+    let Value::Object(fields) = auth else { return Err(SHAPE.to_owned()) };
+    let field = |name: &str| match fields.get(name) {
+        None | Some(Value::Null) => Ok(""),
+        Some(Value::String(value)) => Ok(value.as_str()),
+        Some(_) => Err(SHAPE.to_owned()),
+    };
+    match (field("username")?, field("password")?) {
+        ("", "") => Ok(None),
+        ("", _) | (_, "") => Err("gm_registry_auth needs both a username and a password (or neither, for no login)".to_owned()),
+        (username, password) => Ok(Some(RegistryCredentials { username: username.to_owned(), password: password.to_owned() })),
+    }
 }
 
 /// The Jenkins-era `build_options`: Dockerfile lines `ARG K="v"` (or `ARG K=v`) become arguments.

@@ -288,12 +288,36 @@ fn build_number_as_number_or_string() {
 }
 
 #[test]
-fn build_args_keys_are_sanitised() {
+fn build_args_keys_are_sanitised_by_removing_what_is_outside_the_name_characters() {
     let mut body = legacy_body();
-    body["build_args"] = json!({"NODE-ENV": "production", "n": 1});
+    body["build_args"] = json!({"@#$JLKS][w]e[232": "kept", "NODE_ENV": "production", "n": 1, "-#-": "dropped"});
     let args = legacy(body).unwrap().spec.arguments;
+    assert_eq!(args.get("JLKSwe232").map(String::as_str), Some("kept"), "as the shipped gen 2 sanitised");
     assert_eq!(args.get("NODE_ENV").map(String::as_str), Some("production"));
     assert_eq!(args.get("n").map(String::as_str), Some("1"));
+    assert_eq!(args.len(), 3, "a name left empty is dropped: {args:?}");
+}
+
+#[test]
+fn an_empty_gm_registry_auth_means_no_login_and_the_build_goes_on() {
+    for empty in [json!(null), json!({}), json!(""), json!("{}"), json!({"username": "", "password": ""}), json!({"username": null})] {
+        let mut body = legacy_body();
+        body["gm_registry_auth"] = empty.clone();
+        let spec = legacy(body).expect("accepted").spec;
+        assert_eq!(spec.rejection, None, "{empty}");
+        let Api::Legacy(build) = spec.api else { panic!() };
+        assert_eq!(build.registry_credentials, None, "{empty}");
+    }
+    for half in [json!({"username": "bot"}), json!({"username": "", "password": "pw-1234"})] {
+        let mut body = legacy_body();
+        body["gm_registry_auth"] = half.clone();
+        let rejection = legacy(body).expect("accepted").spec.rejection.expect("a reason to fail the build");
+        assert!(rejection.contains("both a username and a password"), "{half}: {rejection}");
+    }
+    let mut body = legacy_body();
+    body["gm_registry_auth"] = json!(r#"{"username": "bot", "password": "pw-1234"}"#);
+    let Api::Legacy(build) = legacy(body).expect("accepted").spec.api else { panic!() };
+    assert_eq!(build.registry_credentials.map(|c| c.username), Some("bot".to_owned()));
 }
 
 #[test]
@@ -324,4 +348,31 @@ fn unknown_legacy_fields_are_ignored() {
     let mut body = legacy_body();
     body["something_new"] = json!({"x": 1});
     assert_eq!(legacy(body).unwrap().spec.rejection, None);
+}
+
+#[test]
+fn a_registry_password_too_short_to_mask_is_refused_naming_where_it_is() {
+    for (field, url) in
+        [("source.url", "docker://bot:p@registry.example/org/base:1"), ("destination.url", "docker://bot:pw1@registry.example/org/app:1")]
+    {
+        let mut body = valid_v2();
+        body[field.split('.').next().unwrap()] = json!({"url": url});
+        let error = v2(body).unwrap_err();
+        assert_eq!(error.field, field);
+        assert!(error.message.contains("fewer than 4") && !error.message.contains("pw1"), "{}", error.message);
+    }
+    let mut body = valid_v2();
+    body["destination"] = json!({"url": "docker://bot:pass@registry.example/org/app:1"});
+    assert!(v2(body).is_ok(), "four characters are masked safely enough");
+
+    for (field, value) in [("gm_registry_auth", json!({"username": "bot", "password": "p"})), ("docker_password", json!("p"))] {
+        let mut body = legacy_body();
+        body[field] = value;
+        if field == "docker_password" {
+            body["sources"] = json!("docker://registry.example/org/base:1");
+            body["docker_login"] = json!("bot");
+        }
+        let rejection = legacy(body).expect("accepted, then failed").spec.rejection.expect("a reason to fail the build");
+        assert!(rejection.contains("fewer than 4"), "{field}: {rejection}");
+    }
 }
