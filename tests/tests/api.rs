@@ -305,6 +305,35 @@ async fn a_body_over_the_limit_is_413_and_writes_nothing() {
     app.stack.assert_nothing_written("413").await;
 }
 
+/// A client that writes its whole body before it reads the answer (as most HTTP clients do)
+/// reads the 413: the gateway reads the body first, as API Gateway reads up to its 10 MB.
+#[tokio::test]
+async fn a_client_that_sends_its_whole_body_first_reads_the_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_api().await;
+    let address = app.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect to the gateway");
+    let size = MAX_BODY_BYTES + 1;
+    let head = format!("POST /my-app/1 HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("the request head");
+    let piece = vec![b' '; 64 * 1024];
+    let mut sent = 0;
+    while sent < size {
+        let n = piece.len().min(size - sent);
+        stream.write_all(&piece[..n]).await.expect("the whole body is taken before the answer");
+        sent += n;
+        if sent % (1024 * 1024) < piece.len() {
+            // Time for an early answer to arrive, as on a slower link.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("the answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    app.stack.assert_nothing_written("413").await;
+}
+
 #[tokio::test]
 async fn bad_path_segments_are_400s_on_every_build_route() {
     let app = spawn_api().await;

@@ -58,6 +58,9 @@ async fn main() -> anyhow::Result<()> {
         "  AWS emulator  {endpoint}  (table {}, bucket {}, queue {})",
         resources.table_name, resources.s3_bucket, resources.queues.queue_url
     );
+    if let Ok(kafka) = std::env::var("KAFKA_BOOTSTRAP") {
+        println!("  kafka         {kafka}  (log and status targets kafka://{kafka}/<topic>)");
+    }
     match &stand_in {
         Some(_) => println!("  jenkins       {jenkins_url}  (stand-in: docker steps simulated)"),
         None => println!("  jenkins       {jenkins_url}  (JENKINS_URL)"),

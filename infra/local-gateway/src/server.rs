@@ -22,6 +22,10 @@ use tokio::net::TcpListener;
 use crate::event::api_gateway_v2_event;
 use crate::routes::{match_route, Function};
 
+/// API Gateway's payload limit for an HTTP API (10 MB, its documented quota): it reads a body
+/// up to this; the function's own limit ([`MAX_BODY_BYTES`], Lambda's 6 MB event) is smaller.
+const GATEWAY_PAYLOAD_LIMIT: usize = 10 * 1024 * 1024;
+
 /// Serves the API on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, shuttle: Shuttle) -> std::io::Result<()> {
     let shuttle = Arc::new(shuttle);
@@ -53,16 +57,21 @@ async fn route(shuttle: &Shuttle, request: Request<Incoming>, sequence: u64) -> 
     let Some(matched) = match_route(request.method(), request.uri().path()) else {
         return json(StatusCode::NOT_FOUND, json!({"message": "Not Found"}));
     };
+    // Like API Gateway, the body is read up to its own payload limit before it is judged: a
+    // client still sending when the answer comes would see a reset, not the 413.
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if let Some(size) = declared.filter(|size| *size > MAX_BODY_BYTES) {
+    if let Some(size) = declared.filter(|size| *size > GATEWAY_PAYLOAD_LIMIT) {
         return too_large(size);
     }
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    let body = match Limited::new(body, GATEWAY_PAYLOAD_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(MAX_BODY_BYTES + 1),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(GATEWAY_PAYLOAD_LIMIT + 1),
         Err(_) => return json(StatusCode::BAD_REQUEST, json!({"message": "Bad Request"})),
     };
+    if body.len() > MAX_BODY_BYTES {
+        return too_large(body.len());
+    }
     let request_id = format!("local-{sequence:016x}");
     let event = api_gateway_v2_event(&parts, &body, &matched, &request_id);
     let lambda_request = match lambda_http::request::from_str(&event.to_string()) {
