@@ -1,6 +1,7 @@
 //! The harness of the integration and end-to-end tests: real local services, a fresh set of
 //! randomly named resources per test, and the local gateway on a random port.
 
+pub mod aws_calls;
 pub mod kafka;
 pub mod receiver;
 
@@ -220,8 +221,14 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let settings = Settings::from_lookup(lookup).expect("test settings are complete");
     // The API functions' use cases on their own clients, each built by the first request that
     // uses it (the functions build some of theirs at start); the poller's, all built at start.
-    let api = shuttle_adapters::shuttle(&stack.sdk, settings.clone(), None, shuttle_adapters::Uses::default()).expect("the API's clients");
-    let poller = Arc::new(shuttle_adapters::poller(&stack.sdk, settings, None).expect("the poller's clients"));
+    // The functions' AWS requests are recorded for the IAM check when make test asks for it.
+    let functions_sdk = match (aws_calls::CallLog::from_env(&stack.resources), stack.sdk.http_client()) {
+        (Some(calls), Some(http)) => stack.sdk.to_builder().http_client(calls.recording(http)).build(),
+        _ => stack.sdk.clone(),
+    };
+    let api =
+        shuttle_adapters::shuttle(&functions_sdk, settings.clone(), None, shuttle_adapters::Uses::default()).expect("the API's clients");
+    let poller = Arc::new(shuttle_adapters::poller(&functions_sdk, settings, None).expect("the poller's clients"));
     tokio::spawn(local_gateway::serve(listener, api));
     let client = http_client().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
     let app = TestApp {

@@ -3,6 +3,7 @@
 //! request into the API Gateway v2 event a Lambda receives.
 
 pub mod event;
+pub mod invocation;
 pub mod mapping;
 pub mod poller;
 pub mod routes;

@@ -8,6 +8,7 @@ use poller::handler::PollerEvent;
 use serde_json::Value;
 use shuttle_core::poll::Poller;
 
+use crate::invocation::within;
 use crate::mapping::{run_sqs_mapping, MappingOptions};
 use crate::schedule::run_schedule;
 use crate::template::{poller_schedule, TEMPLATE};
@@ -35,6 +36,6 @@ pub async fn run_poller(poller: Arc<Poller>, sqs: aws_sdk_sqs::Client, queue_url
 /// handler's event type (an event it cannot read fails the invocation), the answer written back.
 pub async fn invoke_poller(poller: &Poller, event: Value) -> Result<Value, String> {
     let event: PollerEvent = serde_json::from_value(event).map_err(|error| format!("the poller cannot read the event: {error}"))?;
-    let answer = poller::handler::handle(poller, event).await.map_err(|error| error.to_string())?;
+    let answer = within("poller", poller::handler::handle(poller, event)).await.map_err(|error| error.to_string())?;
     serde_json::to_value(answer).map_err(|error| error.to_string())
 }

@@ -15,6 +15,19 @@ pub enum Function {
     Sources,
 }
 
+impl Function {
+    /// Its `BinaryName` in template.yaml.
+    pub const fn binary_name(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Stop => "stop",
+            Self::Delete => "delete",
+            Self::Status => "status",
+            Self::Sources => "sources",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route {
     pub method: &'static str,

@@ -20,6 +20,7 @@ use shuttle_core::{Shuttle, ShuttleError};
 use tokio::net::TcpListener;
 
 use crate::event::api_gateway_v2_event;
+use crate::invocation::within;
 use crate::routes::{match_route, Function};
 
 /// API Gateway's payload limit for an HTTP API (10 MB, its documented quota): it reads a body
@@ -81,13 +82,17 @@ async fn route(shuttle: &Shuttle, request: Request<Incoming>, sequence: u64) -> 
             return json(StatusCode::INTERNAL_SERVER_ERROR, json!({"message": "Internal Server Error"}));
         }
     };
-    let result = match matched.route.function {
-        Function::Create => create::handler::handle(shuttle, lambda_request).await,
-        Function::Stop => stop::handler::handle(shuttle, lambda_request).await,
-        Function::Delete => delete::handler::handle(shuttle, lambda_request).await,
-        Function::Status => status::handler::handle(shuttle, lambda_request).await,
-        Function::Sources => sources::handler::handle(shuttle, lambda_request).await,
-    };
+    let function = matched.route.function;
+    let result = within(function.binary_name(), async {
+        match function {
+            Function::Create => create::handler::handle(shuttle, lambda_request).await,
+            Function::Stop => stop::handler::handle(shuttle, lambda_request).await,
+            Function::Delete => delete::handler::handle(shuttle, lambda_request).await,
+            Function::Status => status::handler::handle(shuttle, lambda_request).await,
+            Function::Sources => sources::handler::handle(shuttle, lambda_request).await,
+        }
+    })
+    .await;
     match result {
         Ok(response) => to_hyper(response),
         // What API Gateway answers when the function itself fails.
