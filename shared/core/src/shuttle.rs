@@ -205,7 +205,12 @@ impl Shuttle {
     /// (a job already gone is fine). The pollers end the stopped builds as `stopped`.
     pub async fn delete_app(&self, app: &str) -> Result<(), ShuttleError> {
         let app = path_segment("app", app)?;
-        for record in self.store.list_by_app(app).await? {
+        let builds = self.store.list_by_app(app).await?;
+        // Never a job the shuttle did not create (SPEC §3): an app without builds is unknown.
+        if builds.is_empty() {
+            return Err(ShuttleError::NotFound);
+        }
+        for record in builds {
             if !record.state.is_terminal() {
                 self.request_stop(record).await?;
             }

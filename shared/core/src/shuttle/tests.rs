@@ -142,6 +142,14 @@ async fn delete_app_stops_every_unfinished_build() {
 }
 
 #[tokio::test]
+async fn deleting_an_app_without_builds_is_not_found_and_touches_no_job() {
+    let fake = fake_shuttle();
+    fake.shuttle.create_v2("app", "1", &v2_body()).await.unwrap();
+    assert!(matches!(fake.shuttle.delete_app("deploy-prod").await, Err(ShuttleError::NotFound)));
+    assert!(fake.jenkins.calls.lock().unwrap().is_empty(), "a job the shuttle did not create is never deleted");
+}
+
+#[tokio::test]
 async fn sources_links_match_uuids_only() {
     let fake = fake_shuttle();
     fake.shuttle.create_legacy(&legacy_body(json!({}))).await.unwrap();
