@@ -2,7 +2,10 @@
 # `make deploy-check`: what can be checked of a deployment without an AWS account.
 #   1. the template, offline: `sam validate --lint` and `cfn-lint` (both from PyPI);
 #   2. the release Lambda artefacts: `cargo lambda build --release` (cargo-lambda from PyPI, with
-#      zig for the glibc of provided.al2023), one bootstrap.zip per function, sizes printed.
+#      zig for the glibc of provided.al2023), one bootstrap.zip per function, sizes printed;
+#   3. a deployment rehearsal (infra/deploy/rehearse.py): each bootstrap started with exactly the
+#      environment template.yaml gives it, on a private AWS emulator, under a Runtime API emulator,
+#      and invoked with every event the template routes to it, in AWS's own shapes.
 # Tools go into the repository's .venv, like the AWS emulator of `make test`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../local/env.sh"
@@ -44,3 +47,15 @@ for function in "${FUNCTIONS[@]}"; do
   size=$(python3 -c "import zipfile,sys; print(zipfile.ZipFile(sys.argv[1]).getinfo('bootstrap').file_size)" "$zip")
   printf '%-10s %12s %12s\n' "$function" "$size" "$(stat -c %s "$zip")"
 done
+
+# The bootstraps run on this machine: a build for another architecture is not rehearsed here.
+machine="$(uname -m)"
+[ "$machine" = aarch64 ] && machine=arm64
+if [ "${ARCH:-x86_64}" != "$machine" ]; then
+  log "deployment rehearsal skipped: ${ARCH:-x86_64} bootstraps on a $machine machine (ARCH=$machine rehearses them)"
+else
+  log "deployment rehearsal (infra/deploy/rehearse.py)"
+  start=$(date +%s)
+  "$VENV/bin/python" infra/deploy/rehearse.py
+  log "rehearsed in $(( $(date +%s) - start )) s"
+fi
