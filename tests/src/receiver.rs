@@ -53,8 +53,8 @@ impl Received {
 }
 
 type Script = dyn Fn(&str, usize) -> Reply + Send + Sync;
-/// Judges a whole body as its real consumer would: `Err` is answered `500`.
-type Check = dyn Fn(&[u8]) -> Result<(), String> + Send + Sync;
+/// Judges a whole body sent to a path as its real consumer would: `Err` is answered `500`.
+type Check = dyn Fn(&str, &[u8]) -> Result<(), String> + Send + Sync;
 
 /// What the app controller stores a legacy callback's `status` in: a Postgres enum.
 pub const CONTROLLER_STATUSES: [&str; 5] = ["queued", "pending", "failed", "succeeded", "unknown"];
@@ -94,8 +94,15 @@ impl Receiver {
     /// The app controller's callback endpoint: `200` to a callback it can store, `500` to one
     /// whose `status` is outside its enum or whose `id` is not a number ([`controller_check`]).
     pub async fn controller() -> Self {
+        Self::controller_at("/").await
+    }
+
+    /// `200` to everything, and the app controller's answers ([`Receiver::controller`]) under
+    /// `prefix`: one receiver for a test's v2 webhooks and its legacy callbacks.
+    pub async fn controller_at(prefix: &'static str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
-        Self::serve(listener, Arc::new(|_: &str, _| Reply::Status(200)), Some(Arc::new(controller_check)))
+        let check = move |path: &str, body: &[u8]| if path.starts_with(prefix) { controller_check(body) } else { Ok(()) };
+        Self::serve(listener, Arc::new(|_: &str, _| Reply::Status(200)), Some(Arc::new(check)))
     }
 
     /// As [`Receiver::start`], on a listener of the caller's (a port that was down until now).
@@ -221,7 +228,10 @@ async fn receive(
     if let Reply::Delay(delay, _) = reply {
         tokio::time::sleep(delay).await;
     }
-    let judged = check.map(|check| check(&log.lock().expect("the receiver's log")[index].body));
+    let judged = check.map(|check| {
+        let log = log.lock().expect("the receiver's log");
+        check(&log[index].path, &log[index].body)
+    });
     if let Some(Err(problem)) = judged {
         update(&|r| {
             r.complete = true;

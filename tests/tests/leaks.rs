@@ -123,7 +123,7 @@ async fn no_canary_credential_shows_anywhere() {
     let settings = vec![("SHUTTLE_API_TOKENS", API_TOKEN.to_owned())];
     let app = spawn_app_with(AppOptions { settings, poller: false, ..AppOptions::default() }).await;
     let files = TestServer::files(vec![("/src.tgz", Answer::ok(&archive("FROM alpine:3\nRUN echo built\n")))]).await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::controller_at("/callback").await;
     let at = |canary: &Canary, path: &str| receiver.url(path).replacen("http://", &format!("http://{}@", canary.userinfo()), 1);
     let mut corpus = Corpus::default();
 
@@ -194,6 +194,7 @@ async fn no_canary_credential_shows_anywhere() {
     assert!(receiver.requests("/status").iter().all(|r| r.header("authorization") == Some(&basic(&STATUS_HOOK))));
     assert!(receiver.requests("/logs").iter().all(|r| r.header("authorization") == Some(&basic(&LOG_HOOK))));
     assert!(receiver.requests("/callback").iter().all(|r| r.header("authorization") == Some(CALLBACK_AUTH)));
+    assert!(receiver.all_acknowledged("/callback"), "the controller stored every callback");
 
     for path in ["/status", "/logs", "/callback"] {
         for request in receiver.requests(path) {
