@@ -53,26 +53,41 @@ start_moto() {
   "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$STATE_DIR/moto-$port.log" 2>&1 &
   MOTO_PID=$!
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
-  for _ in $(seq 1 100); do
-    if python3 -c "import urllib.request; urllib.request.urlopen('$AWS_ENDPOINT_URL/moto-api/', timeout=1)" 2>/dev/null; then
-      log "AWS emulator ready at $AWS_ENDPOINT_URL (pid $MOTO_PID)"
-      return 0
-    fi
-    if ! kill -0 "$MOTO_PID" 2>/dev/null; then
-      log "the AWS emulator exited; see $STATE_DIR/moto-$port.log"
+  await_ready "the AWS emulator" "$MOTO_PID" "$STATE_DIR/moto-$port.log" 100 0.2 moto_answers || return 1
+  log "AWS emulator ready at $AWS_ENDPOINT_URL (pid $MOTO_PID)"
+}
+
+moto_answers() {
+  python3 -c "import urllib.request; urllib.request.urlopen('$AWS_ENDPOINT_URL/moto-api/', timeout=1)" 2>/dev/null
+}
+
+# await_ready WHAT PID LOG TRIES PAUSE CHECK...: runs CHECK up to TRIES times, PAUSE seconds
+# apart, until it succeeds; fails naming WHAT and its LOG when PID exits or the tries run out.
+await_ready() {
+  local what="$1" pid="$2" log_file="$3" tries="$4" pause="$5"
+  shift 5
+  for _ in $(seq 1 "$tries"); do
+    "$@" && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "$what exited; see $log_file"
       return 1
     fi
-    sleep 0.2
+    sleep "$pause"
   done
-  log "the AWS emulator did not answer within 20 s; see $STATE_DIR/moto-$port.log"
+  log "$what did not answer within $(awk "BEGIN { print $tries * $pause }") s; see $log_file"
   return 1
 }
 
-stop_moto() {
-  if [ -n "${MOTO_PID:-}" ] && kill -0 "$MOTO_PID" 2>/dev/null; then
-    kill "$MOTO_PID" 2>/dev/null || true
-    wait "$MOTO_PID" 2>/dev/null || true
+# stop_pid PID: stops that process (if it still runs) and waits for it.
+stop_pid() {
+  if [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; then
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
   fi
+}
+
+stop_moto() {
+  stop_pid "${MOTO_PID:-}"
 }
 
 # port_open PORT: true when something accepts connections on 127.0.0.1:PORT (bash's /dev/tcp: no
@@ -136,24 +151,10 @@ start_kafka() {
   KAFKA_PID=$!
   export KAFKA_PID
   export KAFKA_BOOTSTRAP="127.0.0.1:$port"
-  for _ in $(seq 1 200); do
-    if port_open "$port"; then
-      log "Kafka broker ready at $KAFKA_BOOTSTRAP (pid $KAFKA_PID)"
-      return 0
-    fi
-    if ! kill -0 "$KAFKA_PID" 2>/dev/null; then
-      log "the Kafka broker exited; see $STATE_DIR/kafka-$port.log"
-      return 1
-    fi
-    sleep 0.05
-  done
-  log "the Kafka broker did not accept connections within 10 s; see $STATE_DIR/kafka-$port.log"
-  return 1
+  await_ready "the Kafka broker" "$KAFKA_PID" "$STATE_DIR/kafka-$port.log" 200 0.05 port_open "$port" || return 1
+  log "Kafka broker ready at $KAFKA_BOOTSTRAP (pid $KAFKA_PID)"
 }
 
 stop_kafka() {
-  if [ -n "${KAFKA_PID:-}" ] && kill -0 "$KAFKA_PID" 2>/dev/null; then
-    kill "$KAFKA_PID" 2>/dev/null || true
-    wait "$KAFKA_PID" 2>/dev/null || true
-  fi
+  stop_pid "${KAFKA_PID:-}"
 }
