@@ -12,6 +12,41 @@ pub fn default_prepare_script() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../jenkins/prepare-sources.sh"))
 }
 
+/// How builds run `docker`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DockerMode {
+    /// Real builds if `buildah` is on `PATH`, else the simulation (the build log says why).
+    Auto,
+    /// Real builds: the pipeline's shell steps with `docker` the shim over buildah
+    /// (`infra/jenkins-standin/docker-shim/docker`).
+    Buildah,
+    /// No image is built: each Docker command is imitated in the log (see [`crate::pipeline`]).
+    Simulated,
+}
+
+impl std::str::FromStr for DockerMode {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw {
+            "auto" => Ok(Self::Auto),
+            "buildah" => Ok(Self::Buildah),
+            "simulated" => Ok(Self::Simulated),
+            _ => Err(format!("DOCKER must be auto, buildah or simulated, got '{raw}'")),
+        }
+    }
+}
+
+/// The directory of the `docker` shim over buildah.
+pub fn docker_shim_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-shim"))
+}
+
+/// Where real builds keep their images by default: one store for every stand-in of the machine.
+pub fn default_buildah_root() -> PathBuf {
+    std::env::temp_dir().join("jenkins-standin-buildah")
+}
+
 #[derive(Clone)]
 pub struct StandInConfig {
     /// The one Jenkins user.
@@ -34,6 +69,13 @@ pub struct StandInConfig {
     pub prepare_script: PathBuf,
     /// The root URL in JSON and `Location` headers; default `http://<listen address>/`.
     pub public_url: Option<String>,
+    /// Real or simulated Docker.
+    pub docker: DockerMode,
+    /// The image store of real builds (buildah's `--root` and `--runroot` below it).
+    pub buildah_root: PathBuf,
+    /// A registry (`host:port`) that real builds read Docker Hub through, as Docker's
+    /// `registry-mirrors`: `FROM busybox:1` pulls `<mirror>/library/busybox:1`.
+    pub docker_hub_mirror: Option<String>,
 }
 
 impl Default for StandInConfig {
@@ -49,7 +91,17 @@ impl Default for StandInConfig {
             step_time: Duration::from_millis(100),
             prepare_script: default_prepare_script(),
             public_url: None,
+            docker: DockerMode::Auto,
+            buildah_root: default_buildah_root(),
+            docker_hub_mirror: None,
         }
+    }
+}
+
+impl StandInConfig {
+    /// Whether builds use real Docker (the shim over buildah); else why not.
+    pub fn real_docker(&self) -> Result<(), &'static str> {
+        crate::pipeline::real_docker(self.docker)
     }
 }
 
@@ -66,6 +118,9 @@ impl fmt::Debug for StandInConfig {
             .field("step_time", &self.step_time)
             .field("prepare_script", &self.prepare_script)
             .field("public_url", &self.public_url)
+            .field("docker", &self.docker)
+            .field("buildah_root", &self.buildah_root)
+            .field("docker_hub_mirror", &self.docker_hub_mirror)
             .finish()
     }
 }
@@ -80,17 +135,20 @@ pub struct Settings {
 pub const USAGE: &str = "\
 usage: jenkins-standin [--listen ADDR] [--public-url URL] [--user NAME] [--token TOKEN] [--password PASSWORD]
                        [--require-crumb] [--queue-delay-ms MS] [--abort-delay-ms MS] [--forget-left-items-after-s S]
-                       [--step-ms MS] [--prepare-script PATH]
+                       [--step-ms MS] [--prepare-script PATH] [--docker auto|buildah|simulated]
+                       [--buildah-root DIR] [--docker-hub-mirror HOST:PORT]
 Each flag may instead be given as an environment variable: JENKINS_STANDIN_LISTEN, JENKINS_STANDIN_PUBLIC_URL,
 JENKINS_STANDIN_USER, JENKINS_STANDIN_TOKEN, JENKINS_STANDIN_PASSWORD, JENKINS_STANDIN_REQUIRE_CRUMB (true/false),
 JENKINS_STANDIN_QUEUE_DELAY_MS, JENKINS_STANDIN_ABORT_DELAY_MS, JENKINS_STANDIN_FORGET_LEFT_ITEMS_AFTER_S,
-JENKINS_STANDIN_STEP_MS, JENKINS_STANDIN_PREPARE_SCRIPT. Flags win over variables.
-Defaults: --listen 127.0.0.1:8080, user admin, token 11c0ffee5e7a1d4e8b2f9a6c3d0e7f1a2b, password admin-password.";
+JENKINS_STANDIN_STEP_MS, JENKINS_STANDIN_PREPARE_SCRIPT, JENKINS_STANDIN_DOCKER, JENKINS_STANDIN_BUILDAH_ROOT,
+JENKINS_STANDIN_DOCKER_HUB_MIRROR. Flags win over variables.
+Defaults: --listen 127.0.0.1:8080, user admin, token 11c0ffee5e7a1d4e8b2f9a6c3d0e7f1a2b, password admin-password,
+--docker auto (real builds when buildah is on PATH), --buildah-root $TMPDIR/jenkins-standin-buildah, no mirror.";
 
 impl Settings {
     /// Parses the arguments (without the program name), looking up variables with `env`.
     pub fn parse(args: impl IntoIterator<Item = String>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        const FLAGS: [(&str, &str); 11] = [
+        const FLAGS: [(&str, &str); 14] = [
             ("--listen", "LISTEN"),
             ("--public-url", "PUBLIC_URL"),
             ("--user", "USER"),
@@ -102,6 +160,9 @@ impl Settings {
             ("--forget-left-items-after-s", "FORGET_LEFT_ITEMS_AFTER_S"),
             ("--step-ms", "STEP_MS"),
             ("--prepare-script", "PREPARE_SCRIPT"),
+            ("--docker", "DOCKER"),
+            ("--buildah-root", "BUILDAH_ROOT"),
+            ("--docker-hub-mirror", "DOCKER_HUB_MIRROR"),
         ];
         let mut given: Vec<(&str, String)> = Vec::new();
         let mut args = args.into_iter();
@@ -172,6 +233,18 @@ impl Settings {
         if let Some(script) = lookup("PREPARE_SCRIPT") {
             config.prepare_script = PathBuf::from(script);
         }
+        if let Some(raw) = lookup("DOCKER") {
+            config.docker = raw.parse()?;
+        }
+        if let Some(root) = lookup("BUILDAH_ROOT").filter(|root| !root.is_empty()) {
+            config.buildah_root = PathBuf::from(root);
+        }
+        config.docker_hub_mirror = match lookup("DOCKER_HUB_MIRROR").filter(|mirror| !mirror.is_empty()) {
+            Some(mirror) if mirror.contains(['/', ' ']) || mirror.contains("://") => {
+                return Err(format!("DOCKER_HUB_MIRROR must be a registry host[:port], got '{mirror}'"));
+            }
+            mirror => mirror,
+        };
         config.public_url = lookup("PUBLIC_URL").filter(|url| !url.is_empty());
         if config.user.is_empty() || config.api_token.is_empty() || config.password.is_empty() {
             return Err("the user, token and password must not be empty".to_owned());
@@ -218,6 +291,11 @@ mod tests {
         assert!(parse(&["--nope"], &[]).unwrap_err().contains("--nope"));
         assert!(parse(&["--user"], &[]).unwrap_err().contains("--user"));
         assert!(parse(&["--token", "same", "--password", "same"], &[]).unwrap_err().contains("differ"));
+        assert!(parse(&[], &[("JENKINS_STANDIN_DOCKER", "podman")]).unwrap_err().contains("DOCKER"));
+        assert!(parse(&["--docker-hub-mirror", "http://127.0.0.1:5000"], &[]).unwrap_err().contains("DOCKER_HUB_MIRROR"));
+        let settings = parse(&["--docker=simulated", "--docker-hub-mirror", "127.0.0.1:5000"], &[]).expect("valid");
+        assert_eq!(settings.config.docker, DockerMode::Simulated);
+        assert_eq!(settings.config.docker_hub_mirror.as_deref(), Some("127.0.0.1:5000"));
     }
 
     #[test]

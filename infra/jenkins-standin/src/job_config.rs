@@ -1,6 +1,6 @@
-//! What the stand-in reads from a job's `config.xml`: the job type, the parameter definitions
-//! and whether concurrent builds are allowed. Everything else (the pipeline script, triggers,
-//! build discarders…) is kept verbatim but not interpreted.
+//! What the stand-in reads from a job's `config.xml`: the job type, the parameter definitions,
+//! whether concurrent builds are allowed and a pipeline's script (read by [`crate::script`]).
+//! Everything else (triggers, build discarders…) is kept verbatim but not interpreted.
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -149,6 +149,8 @@ pub struct JobDefinition {
     pub parameters: Vec<ParameterDefinition>,
     pub concurrent: bool,
     pub description: Option<String>,
+    /// A pipeline's `<definition><script>`.
+    pub script: Option<String>,
 }
 
 /// Reads a `config.xml`. An error is a sentence about what is wrong with it.
@@ -163,6 +165,7 @@ pub fn parse(xml: &str) -> Result<JobDefinition, String> {
     let mut concurrent_element: Option<bool> = None;
     let mut disable_concurrent_property = false;
     let mut description = None;
+    let mut script = None;
     loop {
         let event = reader.read_event().map_err(|e| format!("config.xml is not well-formed XML: {e}"))?;
         match event {
@@ -200,10 +203,20 @@ pub fn parse(xml: &str) -> Result<JobDefinition, String> {
                     path.push(name);
                 } else {
                     path.push(name);
-                    end_element(&mut path, &mut text, &mut current, &mut parameters, &mut concurrent_element, &mut description);
+                    end_element(
+                        &mut path,
+                        &mut text,
+                        &mut current,
+                        &mut parameters,
+                        &mut concurrent_element,
+                        &mut description,
+                        &mut script,
+                    );
                 }
             }
-            Event::End(_) => end_element(&mut path, &mut text, &mut current, &mut parameters, &mut concurrent_element, &mut description),
+            Event::End(_) => {
+                end_element(&mut path, &mut text, &mut current, &mut parameters, &mut concurrent_element, &mut description, &mut script)
+            }
             Event::Text(t) => text.push_str(&t.xml10_content().map_err(|e| format!("config.xml: {e}"))?),
             Event::CData(t) => text.push_str(&t.decode().map_err(|e| format!("config.xml: {e}"))?),
             Event::GeneralRef(r) => {
@@ -228,7 +241,7 @@ pub fn parse(xml: &str) -> Result<JobDefinition, String> {
         JobKind::Pipeline => !disable_concurrent_property && concurrent_element != Some(false),
         JobKind::Freestyle => concurrent_element == Some(true),
     };
-    Ok(JobDefinition { kind, parameters, concurrent, description })
+    Ok(JobDefinition { kind, parameters, concurrent, description, script })
 }
 
 fn end_element(
@@ -238,11 +251,15 @@ fn end_element(
     parameters: &mut Vec<ParameterDefinition>,
     concurrent_element: &mut Option<bool>,
     description: &mut Option<String>,
+    script: &mut Option<String>,
 ) {
     let Some(name) = path.pop() else { return };
     let parent = path.last().map(String::as_str);
     if path.len() == 1 && name == "concurrentBuild" {
         *concurrent_element = Some(text.trim() == "true");
+    }
+    if path.len() == 2 && name == "script" && parent == Some("definition") {
+        *script = Some(text.clone());
     }
     if path.len() == 1 && name == "description" {
         *description = Some(text.clone()).filter(|d| !d.is_empty());
@@ -335,6 +352,7 @@ mod tests {
         let names: Vec<&str> = job.parameters.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["BUILD_UUID", "REGISTRY_PASSWORD", "DESTINATION_LATEST", "VERBOSE", "MODE"]);
         assert_eq!(job.parameters[0].description, "the shuttle's id");
+        assert_eq!(job.script.as_deref(), Some("node { sh 'echo <name>NOT_A_PARAMETER</name>' }"));
         assert!(job.parameters[0].trim);
         assert_eq!(job.parameters[1].kind, ParameterKind::Password);
         assert_eq!(job.parameters[1].default, "s<cret");

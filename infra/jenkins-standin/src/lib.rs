@@ -1,7 +1,8 @@
 //! A stand-in of Jenkins' REST API, written from Jenkins' documented behaviour (see
 //! `shared/LOCAL-STACK.md`, "Jenkins"), for the shuttle's local runs and tests. No Jenkins can be
 //! installed here; this one keeps a real queue, real builds with growing logs, and runs the real
-//! `infra/jenkins/prepare-sources.sh`. Only Docker is simulated (see [`pipeline`]).
+//! `infra/jenkins/prepare-sources.sh`. Builds run the job's pipeline with real Docker (a shim
+//! over buildah) or, without buildah, simulated Docker (see [`pipeline`]).
 //!
 //! # The Jenkins surface
 //! - Every answer carries `X-Jenkins: 2.479.3`; every URL in JSON is absolute with a trailing
@@ -53,7 +54,8 @@
 //! # Not imitated
 //! Folders, views, nodes and executor limits (every build gets an executor at once), the XML
 //! and Python APIs, `depth=`, `delay=` and the `token=` trigger, copying jobs, file and
-//! multipart parameters, the pipeline script of `config.xml` (the stand-in always runs the
+//! multipart parameters, Groovy (the stand-in reads the shapes of the shuttle's pipeline script,
+//! see [`script`], and does the `Check` stage's Groovy itself; with simulated Docker it runs the
 //! pipeline of `infra/jenkins/README.md`), build discarders, persistence across restarts.
 //! `logText/progressiveHtml` and `X-ConsoleAnnotator`: the console notes are framed and sized as
 //! Jenkins' but hold random bytes, nothing renders them. While a build runs, Jenkins' `LargeText`
@@ -70,8 +72,10 @@ pub mod control;
 pub mod dockerfile;
 pub mod job_config;
 pub mod pipeline;
+pub mod registry;
 pub mod render;
 pub mod respond;
+pub mod script;
 pub mod server;
 pub mod state;
 pub mod tree;
@@ -84,7 +88,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{default_prepare_script, StandInConfig, JENKINS_VERSION};
+pub use config::{default_prepare_script, DockerMode, StandInConfig, JENKINS_VERSION};
 
 use state::Shared;
 

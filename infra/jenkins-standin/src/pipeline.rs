@@ -1,5 +1,16 @@
-//! What a build does: the job's pipeline (see `infra/jenkins/README.md`), for real except Docker.
+//! What a build does: the job's pipeline (see `infra/jenkins/README.md`).
 //!
+//! With real Docker ([`DockerMode::Buildah`], or `Auto` with `buildah` on `PATH`) the stand-in
+//! runs the pipeline of the job's own `config.xml` as Jenkins would, stage by stage: the shell
+//! text of each `sh` step (read by [`crate::script`], with the variables the script's loops
+//! compute filled in) runs as `sh -xe script.sh` in the build's workspace, with the build's
+//! parameters, Jenkins' variables (`WORKSPACE`, `BUILD_NUMBER`, `JOB_NAME`, `BUILD_URL`, …) and,
+//! inside `withEnv`, the build arguments in the environment, and `docker` on `PATH` the shim over
+//! buildah (`docker-shim/docker`). The `Check` stage's Groovy (parameter checks, `BUILD_ARGS`
+//! names) is done here, as the script does it. A job whose script is not a declarative pipeline
+//! (a test's `node { }`) runs the shuttle's pipeline of `infra/jenkins/config.xml`.
+//!
+//! Simulated ([`DockerMode::Simulated`], or `Auto` without buildah; the log says so):
 //! - `SOURCE_IMAGE` set: a simulated `docker pull`, `docker tag`, `docker push` (and `:latest`
 //!   when `DESTINATION_LATEST=true`).
 //! - Otherwise the real `prepare-sources.sh <SOURCES_URL> <workdir> <BUILD_ARGS names…>` in a
@@ -23,8 +34,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use crate::config::{docker_shim_dir, DockerMode};
 use crate::console;
 use crate::dockerfile::{self, RunEffect};
+use crate::script::{self, Step as ScriptStep, When};
 use crate::state::{Build, BuildResult, Shared};
 
 const SIMULATED: &str = "(simulated: no Docker engine on this machine)";
@@ -180,10 +193,16 @@ impl Runner<'_> {
         let workspace = format!("Jenkins in /var/jenkins_home/workspace/{}", self.build.job_name);
         self.build.log_noted_line("Running on ", &console::hyperlink("/computer/(built-in)/", "Jenkins"), &workspace);
         self.step("{");
-        let outcome = match self.simulated_operation().await {
-            Ok(()) if !self.parameter("SOURCE_IMAGE").is_empty() => self.image_pipeline().await,
-            Ok(()) => self.archive_pipeline().await,
-            Err(stop) => Err(stop),
+        let outcome = match self.shared.config.real_docker() {
+            Ok(()) => self.real_pipeline().await,
+            Err(why) => {
+                self.log(&format!("Docker is simulated: {why}; no image is built or pushed"));
+                match self.simulated_operation().await {
+                    Ok(()) if !self.parameter("SOURCE_IMAGE").is_empty() => self.image_pipeline().await,
+                    Ok(()) => self.archive_pipeline().await,
+                    Err(stop) => Err(stop),
+                }
+            }
         };
         self.step("}");
         self.step("// node");
@@ -307,30 +326,35 @@ impl Runner<'_> {
             command.arg(script);
             command
         };
+        command.arg(self.parameter("SOURCES_URL")).arg(workdir).args(arg_names).current_dir(scratch);
+        self.jenkins_environment(&mut command, scratch, workdir);
+        self.run_process(command, scratch, &script.display().to_string(), true).await
+    }
+
+    /// What Jenkins puts in the environment of a step: its variables and the build's parameters.
+    fn jenkins_environment(&self, command: &mut Command, scratch: &Path, workspace: &Path) {
         let build = self.build;
         command
-            .arg(self.parameter("SOURCES_URL"))
-            .arg(workdir)
-            .args(arg_names)
-            .current_dir(scratch)
             .env("TMPDIR", scratch)
-            .env("WORKSPACE", workdir)
+            .env("WORKSPACE", workspace)
             .env("JOB_NAME", &build.job_name)
             .env("BUILD_NUMBER", build.number.to_string())
             .env("BUILD_ID", build.number.to_string())
             .env("BUILD_URL", &build.url)
             .env("JENKINS_URL", &self.shared.base)
             .env("BUILD_TAG", format!("jenkins-{}-{}", build.job_name, build.number))
-            .envs(build.parameters.iter().map(|p| (p.name.clone(), p.value.clone())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+            .envs(build.parameters.iter().map(|p| (p.name.clone(), p.value.clone())));
+    }
+
+    /// Runs a step's process to its end, its output appended as it comes. `interruptible`: a
+    /// stop ends it at once (a post step after a stop still runs).
+    async fn run_process(&mut self, mut command: Command, scratch: &Path, what: &str, interruptible: bool) -> Step {
+        let build = self.build;
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
         let child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
-                self.log(&format!("{}: {e}", script.display()));
+                self.log(&format!("{what}: {e}"));
                 return Err(Stop::Failed("script returned exit code 127".to_owned()));
             }
         };
@@ -339,9 +363,17 @@ impl Runner<'_> {
             script_run.child.stdout.take().map(|out| tokio::spawn(append_lines(build.clone(), out))),
             script_run.child.stderr.take().map(|err| tokio::spawn(append_lines(build.clone(), err))),
         ];
+        let mut abort = self.abort.clone();
+        let stopped = async move {
+            if interruptible {
+                let _ = abort.wait_for(|stop| *stop).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         let status = tokio::select! {
             status = script_run.child.wait() => Some(status),
-            _ = self.abort.wait_for(|stop| *stop) => None,
+            _ = stopped => None,
         };
         let Some(status) = status else {
             self.log("Sending interrupt signal to process");
@@ -428,12 +460,232 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// The job's declarative pipeline, for real: its stages in order, each skipped when its
+    /// `when` says so or after a failure, then `post { always }`.
+    async fn real_pipeline(&mut self) -> Step {
+        let pipeline = match self.build.script.as_deref().map(script::parse) {
+            Some(Ok(Some(pipeline))) => pipeline,
+            Some(Err(why)) => return Err(Stop::Failed(format!("the stand-in cannot read this job's pipeline script: {why}"))),
+            Some(Ok(None)) | None => {
+                self.log("This job's script is not a declarative pipeline: the stand-in runs the shuttle's (infra/jenkins/config.xml)");
+                match shuttle_pipeline() {
+                    Ok(pipeline) => pipeline,
+                    Err(why) => return Err(Stop::Failed(format!("the stand-in cannot read infra/jenkins/config.xml: {why}"))),
+                }
+            }
+        };
+        let scratch = match Scratch::new() {
+            Ok(scratch) => scratch,
+            Err(e) => return Err(Stop::Failed(format!("cannot create the workspace: {e}"))),
+        };
+        let workspace = scratch.0.join("workspace");
+        if let Err(e) = std::fs::create_dir_all(&workspace) {
+            return Err(Stop::Failed(format!("cannot create the workspace: {e}")));
+        }
+        let mut outcome: Step = Ok(());
+        for stage in &pipeline.stages {
+            self.stage_begin(&stage.name);
+            if outcome.is_err() {
+                self.log(&format!("Stage \"{}\" skipped due to earlier failure(s)", stage.name));
+            } else if !self.holds(&stage.when)? {
+                self.log(&format!("Stage \"{}\" skipped due to when conditional", stage.name));
+            } else if stage.steps.is_empty() {
+                outcome = self.check();
+            } else {
+                for step in &stage.steps {
+                    outcome = self.run_step(step, &scratch.0, &workspace, true).await;
+                    if outcome.is_err() {
+                        break;
+                    }
+                }
+            }
+            self.stage_end();
+        }
+        if !pipeline.post_always.is_empty() {
+            self.stage_begin("Declarative: Post Actions");
+            for step in &pipeline.post_always {
+                if self.run_step(step, &scratch.0, &workspace, false).await.is_err() {
+                    break;
+                }
+            }
+            self.stage_end();
+        }
+        outcome
+    }
+
+    /// A stage's `when`: the script's helpers the stand-in knows.
+    fn holds(&self, when: &When) -> Result<bool, Stop> {
+        match when {
+            When::Always => Ok(true),
+            When::Expression { function, negated } if function == "isImageSource" => {
+                Ok(self.parameter("SOURCE_IMAGE").trim().is_empty() == *negated)
+            }
+            When::Expression { function, .. } => {
+                Err(Stop::Failed(format!("the stand-in cannot evaluate {function}() of a when condition")))
+            }
+        }
+    }
+
+    /// The `Check` stage of the pipeline, as its Groovy does it.
+    fn check(&self) -> Step {
+        let has_sources = !self.parameter("SOURCES_URL").trim().is_empty();
+        let image_source = !self.parameter("SOURCE_IMAGE").trim().is_empty();
+        if has_sources == image_source {
+            return Err(Stop::Failed("exactly one of SOURCES_URL and SOURCE_IMAGE must be given".to_owned()));
+        }
+        let destination = self.parameter("DESTINATION_IMAGE");
+        if destination.trim().is_empty() {
+            return Err(Stop::Failed("DESTINATION_IMAGE is empty".to_owned()));
+        }
+        self.build_args()?;
+        self.step("echo");
+        let from = if image_source { format!("image {}", self.parameter("SOURCE_IMAGE")) } else { "sources".to_owned() };
+        self.log(&format!("Build {}: {from} -> {destination}", self.parameter("BUILD_UUID")));
+        Ok(())
+    }
+
+    /// `buildArgs()` of the pipeline: `BUILD_ARGS` as names and values, in order, checked.
+    fn build_args(&self) -> Result<Vec<(String, String)>, Stop> {
+        let text = self.parameter("BUILD_ARGS");
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let Ok(serde_json::Value::Object(parsed)) = serde_json::from_str::<serde_json::Value>(text.trim()) else {
+            return Err(Stop::Failed("BUILD_ARGS is not a JSON object".to_owned()));
+        };
+        let mut args = Vec::new();
+        for (name, value) in parsed {
+            let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(Stop::Failed(format!("invalid build argument name '{name}'")));
+            }
+            if reserved_build_arg(&name) {
+                return Err(Stop::Failed(format!("build argument name '{name}' is reserved")));
+            }
+            let value = match value {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(value) => value,
+                other => other.to_string(),
+            };
+            args.push((name, value));
+        }
+        Ok(args)
+    }
+
+    async fn run_step(&mut self, step: &ScriptStep, scratch: &Path, workspace: &Path, interruptible: bool) -> Step {
+        let args = self.build_args()?;
+        let names: String = args.iter().map(|(name, _)| format!(" {name}")).collect();
+        let flags: String = args.iter().map(|(name, _)| format!(" --build-arg {name}")).collect();
+        let variables = |name: &str| match name {
+            "names" => Some(names.clone()),
+            "flags" => Some(flags.clone()),
+            _ => None,
+        };
+        match step {
+            ScriptStep::WriteFile { file, text, encoding } => {
+                self.step("writeFile");
+                let text = text.fill(&variables).map_err(Stop::Failed)?;
+                let bytes = if encoding.as_deref() == Some("Base64") {
+                    if text.starts_with("@@") && text.ends_with("@@") {
+                        // The template's placeholder, not replaced: the repository's script.
+                        std::fs::read(&self.shared.config.prepare_script)
+                            .map_err(|e| Stop::Failed(format!("{}: {e}", self.shared.config.prepare_script.display())))?
+                    } else {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(text.trim())
+                            .map_err(|e| Stop::Failed(format!("writeFile {file}: the text is not Base64: {e}")))?
+                    }
+                } else {
+                    text.into_bytes()
+                };
+                std::fs::write(workspace.join(file), bytes).map_err(|e| Stop::Failed(format!("writeFile {file}: {e}")))
+            }
+            ScriptStep::Sh { label: _, script, with_env } => {
+                self.step("sh");
+                let text = script.fill(&variables).map_err(Stop::Failed)?;
+                let durable = PathBuf::from(format!("{}@tmp", workspace.display())).join(format!("durable-{}", &short_id()[..8]));
+                std::fs::create_dir_all(&durable).map_err(|e| Stop::Failed(format!("cannot write the step's script: {e}")))?;
+                let path = durable.join("script.sh");
+                std::fs::write(&path, text).map_err(|e| Stop::Failed(format!("cannot write the step's script: {e}")))?;
+                let mut command = Command::new("sh");
+                command.arg("-xe").arg(&path).current_dir(workspace);
+                self.jenkins_environment(&mut command, scratch, workspace);
+                if with_env.is_some() {
+                    command.envs(args.iter().map(|(name, value)| (name.clone(), value.clone())));
+                }
+                let path_variable = std::env::var_os("PATH").unwrap_or_default();
+                let mut paths = vec![docker_shim_dir()];
+                paths.extend(std::env::split_paths(&path_variable));
+                command
+                    .env("PATH", std::env::join_paths(paths).unwrap_or(path_variable))
+                    .env("JENKINS_STANDIN_BUILDAH_ROOT", &self.shared.config.buildah_root);
+                match &self.shared.config.docker_hub_mirror {
+                    Some(mirror) => command.env("JENKINS_STANDIN_DOCKER_HUB_MIRROR", mirror),
+                    None => command.env_remove("JENKINS_STANDIN_DOCKER_HUB_MIRROR"),
+                };
+                let outcome = self.run_process(command, scratch, "sh", interruptible).await;
+                let _ = std::fs::remove_dir_all(&durable);
+                outcome
+            }
+        }
+    }
+
     /// After a stop: ABORTED once the abort delay has passed since the stop.
     async fn finish_aborted(&self) {
         let stopped_at = self.build.progress().stopped_at.unwrap_or_else(std::time::Instant::now);
         tokio::time::sleep_until((stopped_at + self.shared.config.abort_delay).into()).await;
         self.build.finish(BuildResult::Aborted);
     }
+}
+
+/// Whether builds use real Docker (the shim over buildah); else why not.
+pub(crate) fn real_docker(mode: DockerMode) -> Result<(), &'static str> {
+    match mode {
+        DockerMode::Buildah => Ok(()),
+        DockerMode::Simulated => Err("JENKINS_STANDIN_DOCKER is simulated"),
+        DockerMode::Auto if on_path("buildah") => Ok(()),
+        DockerMode::Auto => Err("buildah is not on PATH (install buildah for real builds)"),
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(program))))
+}
+
+/// The pipeline of `infra/jenkins/config.xml`, for jobs whose script is none.
+fn shuttle_pipeline() -> Result<script::Pipeline, String> {
+    let job = crate::job_config::parse(include_str!("../../jenkins/config.xml"))?;
+    script::parse(job.script.as_deref().unwrap_or_default())?.ok_or_else(|| "no declarative pipeline".to_owned())
+}
+
+/// `reservedBuildArg()` of the pipeline: names that would change the shell, the docker CLI or
+/// the pipeline if they were set in the environment of `docker build`.
+fn reserved_build_arg(name: &str) -> bool {
+    const EXACT: [&str; 20] = [
+        "PATH",
+        "HOME",
+        "SHELL",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "CDPATH",
+        "PS4",
+        "TMPDIR",
+        "WORKSPACE",
+        "BUILD_UUID",
+        "SOURCES_URL",
+        "SOURCE_IMAGE",
+        "SOURCE_REGISTRY_USER",
+        "SOURCE_REGISTRY_PASSWORD",
+        "DESTINATION_IMAGE",
+        "DESTINATION_LATEST",
+        "REGISTRY_USER",
+        "REGISTRY_PASSWORD",
+        "BUILD_ARGS",
+    ];
+    EXACT.contains(&name) || ["LD_", "DYLD_", "DOCKER_", "BUILDX_", "JENKINS_"].iter().any(|prefix| name.starts_with(prefix))
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -74,6 +74,8 @@ pub struct Build {
     pub started: Instant,
     /// The job's estimate when this build started, in ms; -1 when unknown.
     pub estimated_duration_ms: i64,
+    /// The job's pipeline script when it was triggered (a pipeline job's `config.xml`).
+    pub script: Option<String>,
     /// Secret values that never reach the log: password parameters (and the values of BUILD_ARGS).
     masks: Vec<String>,
     progress: Mutex<Progress>,
@@ -492,6 +494,7 @@ fn new_build(shared: &Shared, job: &Job, item: &QueueItem, number: u64) -> Build
         timestamp_ms: now_ms(),
         started: Instant::now(),
         estimated_duration_ms: job.estimated_duration_ms(),
+        script: job.definition.script.clone(),
         masks,
         progress: Mutex::new(Progress { log: Vec::new(), building: true, result: None, duration_ms: 0, stopped_at: None }),
         abort: watch::channel(false).0,

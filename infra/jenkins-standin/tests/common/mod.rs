@@ -54,6 +54,9 @@ pub fn test_config() -> StandInConfig {
         forget_left_items_after: Duration::from_secs(1),
         step_time: Duration::from_millis(5),
         prepare_script: prepare_script(),
+        // The API and the simulation are tested with simulated Docker; tests/real_builds.rs
+        // builds for real.
+        docker: jenkins_standin::DockerMode::Simulated,
         ..StandInConfig::default()
     }
 }
@@ -101,10 +104,14 @@ impl Harness {
     }
 
     pub async fn create_job(&self, name: &str, concurrent: bool) {
+        self.create_job_from(name, job_config_xml(concurrent)).await;
+    }
+
+    pub async fn create_job_from(&self, name: &str, config_xml: String) {
         let response = self
             .post(&format!("createItem?name={name}"))
             .header("Content-Type", "application/xml")
-            .body(job_config_xml(concurrent))
+            .body(config_xml)
             .send()
             .await
             .expect("createItem");
