@@ -41,7 +41,8 @@ token="load-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 gateway_log="$STATE_DIR/load-gateway-$port.log"
 mkdir -p "$STATE_DIR" && : >"$gateway_log"
 export POLL_INTERVAL="${POLL_INTERVAL:-1s}" LOG_WINDOW="${LOG_WINDOW:-5s}"
-PORT="$port" JENKINS_PORT="$(free_port)" LOCAL_STACK_PREFIX="load$port" \
+# Docker simulated: the bench measures the shuttle, not a thousand buildah runs.
+PORT="$port" JENKINS_PORT="$(free_port)" LOCAL_STACK_PREFIX="load$port" JENKINS_STANDIN_DOCKER=simulated \
   SHUTTLE_API_TOKENS="$token" ALLOWED_PRIVATE_CIDRS="127.0.0.0/8,::1/128" RUST_LOG="${RUST_LOG:-warn}" \
   "$bin/local-gateway" >"$gateway_log" 2>&1 &
 gateway_pid=$!

@@ -158,3 +158,60 @@ start_kafka() {
 stop_kafka() {
   stop_pid "${KAFKA_PID:-}"
 }
+
+# The image tools of real builds (the Jenkins stand-in's docker shim over buildah, the registry
+# and its base images). Without them the stand-in simulates Docker and says so in every log.
+IMAGE_TOOLS=(buildah docker-registry busybox htpasswd)
+IMAGE_TOOL_PACKAGES='buildah docker-registry busybox-static apache2-utils'
+
+# ensure_image_tools: fails naming the missing tools and their Debian packages.
+ensure_image_tools() {
+  local missing=() tool
+  for tool in "${IMAGE_TOOLS[@]}"; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "missing ${missing[*]}: apt-get install $IMAGE_TOOL_PACKAGES"
+    return 1
+  fi
+}
+
+registry_answers() {
+  curl -fsS -o /dev/null "http://$REGISTRY_ADDRESS/v2/" 2>/dev/null
+}
+
+# start_registry PORT: starts an image registry (the CNCF distribution registry, plain HTTP,
+# no credentials) on 127.0.0.1:PORT with its storage in .local/registry-PORT (emptied first),
+# waits until it answers, seeds it with the base images (docker-shim/seed-base-images:
+# base/busybox:1 and library/busybox:1) and exports REGISTRY_ADDRESS. Its pid is in REGISTRY_PID.
+start_registry() {
+  local port="$1" dir="$STATE_DIR/registry-$1"
+  if port_open "$port"; then
+    log "port $port is already in use: stop what runs there or choose another port (REGISTRY_PORT)"
+    return 1
+  fi
+  rm -rf "$dir"
+  mkdir -p "$dir/storage"
+  cat >"$dir/config.yml" <<CONFIG
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+CONFIG
+  docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
+  REGISTRY_PID=$!
+  export REGISTRY_ADDRESS="127.0.0.1:$port"
+  await_ready "the image registry" "$REGISTRY_PID" "$dir/registry.log" 100 0.05 registry_answers || return 1
+  "$REPO_ROOT/infra/jenkins-standin/docker-shim/seed-base-images" "$REGISTRY_ADDRESS" >&2 || return 1
+  log "image registry ready at $REGISTRY_ADDRESS (pid $REGISTRY_PID): its images: curl http://$REGISTRY_ADDRESS/v2/_catalog"
+}
+
+stop_registry() {
+  stop_pid "${REGISTRY_PID:-}"
+}

@@ -3,6 +3,8 @@
 # and end-to-end tests (each test makes its own randomly named table, bucket and queue),
 # runs the suite, and stops the emulator whatever happens. The Kafka tests start their own
 # broker each, on a free port, from the binary in SHUTTLE_TEST_KAFKA_BROKER (Tansu, in .venv/).
+# Builds are real (buildah through the Jenkins stand-in's docker shim): an image registry on a
+# free port, seeded with the base images, is SHUTTLE_TEST_REGISTRY.
 # Then every AWS call the functions made is checked against their IAM policies in template.yaml
 # (infra/iam, on Node.js).
 set -euo pipefail
@@ -10,6 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 ensure_venv
 ensure_kafka_broker
+ensure_image_tools
 SHUTTLE_TEST_KAFKA_BROKER="$(kafka_broker_bin)"
 export SHUTTLE_TEST_KAFKA_BROKER
 # Build first, so the emulator is not left waiting through a cold build.
@@ -19,8 +22,11 @@ cargo test --workspace --no-run --quiet
 AWS_CALLS_DIR="$STATE_DIR/aws-calls"
 rm -rf "$AWS_CALLS_DIR"
 export SHUTTLE_AWS_CALLS_DIR="$AWS_CALLS_DIR"
-trap stop_moto EXIT INT TERM
+stop_all() { stop_registry; stop_moto; }
+trap stop_all EXIT INT TERM
 start_moto "${MOTO_PORT:-$(free_port)}"
+start_registry "$(free_port)"
+export SHUTTLE_TEST_REGISTRY="$REGISTRY_ADDRESS"
 # The tests that freeze the emulator (tests/tests/faults_emulator.rs) find it by its pid.
 export MOTO_PID
 cargo test --workspace "$@"

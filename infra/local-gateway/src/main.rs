@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use jenkins_standin::{StandIn, StandInConfig};
+use jenkins_standin::StandIn;
 use local_gateway::poller::{run_poller, PollerTriggers};
 use shuttle_core::Settings;
 use tokio::net::TcpListener;
@@ -62,14 +62,22 @@ async fn main() -> anyhow::Result<()> {
         println!("  kafka         {kafka}  (log and status targets kafka://{kafka}/<topic>)");
     }
     match &stand_in {
-        Some(_) => println!("  jenkins       {jenkins_url}  (stand-in: docker steps simulated)"),
+        Some(stand_in) => match stand_in.config().real_docker() {
+            Ok(()) => println!("  jenkins       {jenkins_url}  (stand-in: real builds with buildah)"),
+            Err(why) => println!("  jenkins       {jenkins_url}  (stand-in: docker steps simulated, {why})"),
+        },
         None => println!("  jenkins       {jenkins_url}  (JENKINS_URL)"),
     }
+    // make run's registry (infra/local/run.sh), seeded with base/busybox:1.
+    let registry = std::env::var("REGISTRY_ADDRESS").unwrap_or_else(|_| "registry.example.com".to_owned());
     let auth = if settings_open { "" } else { " -H \"Authorization: Bearer $TOKEN\"" };
     println!("  health        curl {base_url}/octhc");
     println!(
-        "  create        curl{auth} -X POST {base_url}/my-app/1 -H 'Content-Type: application/json' -d '{{\"source\":{{\"url\":\"docker://registry.example.com/org/base:1\"}},\"destination\":{{\"url\":\"docker://registry.example.com/org/my-app:1\"}}}}'"
+        "  create        curl{auth} -X POST {base_url}/my-app/1 -H 'Content-Type: application/json' -d '{{\"source\":{{\"url\":\"docker://{registry}/base/busybox:1\"}},\"destination\":{{\"url\":\"docker://{registry}/org/my-app:1\"}}}}'"
     );
+    if std::env::var("REGISTRY_ADDRESS").is_ok() {
+        println!("  images        curl http://{registry}/v2/org/my-app/tags/list");
+    }
     println!("  status        curl{auth} {base_url}/my-app/1/status");
     if !settings_open {
         println!("  (TOKEN: one of SHUTTLE_API_TOKENS)");
@@ -105,7 +113,10 @@ async fn start_jenkins_stand_in() -> anyhow::Result<Option<StandIn>> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await.with_context(|| {
         format!("could not start the Jenkins stand-in on 127.0.0.1:{port}: set JENKINS_PORT to a free port, or JENKINS_URL to use a running Jenkins")
     })?;
-    let stand_in = jenkins_standin::start(StandInConfig::default(), listener).await.context("could not start the Jenkins stand-in")?;
+    // JENKINS_STANDIN_DOCKER, JENKINS_STANDIN_DOCKER_HUB_MIRROR… as the stand-in's own binary reads them.
+    let settings = jenkins_standin::config::Settings::parse(std::iter::empty(), |name| std::env::var(name).ok())
+        .map_err(|why| anyhow::anyhow!("a JENKINS_STANDIN_* setting is malformed: {why}"))?;
+    let stand_in = jenkins_standin::start(settings.config, listener).await.context("could not start the Jenkins stand-in")?;
     Ok(Some(stand_in))
 }
 

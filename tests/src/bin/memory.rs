@@ -183,7 +183,14 @@ async fn main() -> anyhow::Result<()> {
     let jenkins_url = format!("http://127.0.0.1:{}/", free_port()?);
     let _standin_process = Process(
         Command::new(&options.standin_bin)
-            .args(["--listen", jenkins_url.trim_start_matches("http://").trim_end_matches('/'), "--step-ms", STEP_MS])
+            .args([
+                "--listen",
+                jenkins_url.trim_start_matches("http://").trim_end_matches('/'),
+                "--step-ms",
+                STEP_MS,
+                "--docker",
+                "simulated",
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

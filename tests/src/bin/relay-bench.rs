@@ -110,7 +110,10 @@ fn last_line(lines: usize) -> Vec<u8> {
 /// its poller started now or (`poller: false`) by the caller.
 async fn app(poll: Duration, window: &str, poller: bool) -> TestApp {
     let settings = vec![("POLL_INTERVAL", format!("{}ms", poll.as_millis())), ("LOG_WINDOW", window.to_owned())];
-    spawn_app_with(AppOptions { settings, poller, ..AppOptions::default() }).await
+    // Docker simulated: the bench measures the relay, not buildah.
+    let defaults = AppOptions::default();
+    let jenkins = jenkins_standin::StandInConfig { docker: jenkins_standin::DockerMode::Simulated, ..defaults.jenkins.clone() };
+    spawn_app_with(AppOptions { settings, poller, jenkins, ..defaults }).await
 }
 
 /// Creates the v2 build `/{app_id}/1` (Jenkins job `app_id`, build 1) logging to `logs`, and
