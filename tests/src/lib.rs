@@ -140,6 +140,47 @@ pub struct AppOptions {
     pub schedule_every: Duration,
 }
 
+/// The image registry of `make test` (`SHUTTLE_TEST_REGISTRY`, `127.0.0.1:PORT`, started by
+/// `infra/local/test.sh`): no credentials, seeded with `base/busybox:1` and `library/busybox:1`,
+/// and the Docker Hub mirror of the test apps' builds, so that `FROM busybox:1` works.
+pub fn registry() -> String {
+    match std::env::var("SHUTTLE_TEST_REGISTRY") {
+        Ok(address) if !address.is_empty() => address,
+        _ => panic!("SHUTTLE_TEST_REGISTRY is not set: run the tests with `make test` (it starts the image registry)"),
+    }
+}
+
+/// `docker://<test registry>/<path>`: an image of the test registry, e.g. `image("org/app:1")`
+/// (`base/busybox:1` exists from the start).
+pub fn image(path: &str) -> String {
+    format!("docker://{}/{path}", registry())
+}
+
+/// A destination of its own in the test registry, `docker://<registry>/test/<uuid>:1`: builds
+/// that run at once share one image store (as builds on one Docker host do), where one build's
+/// clean-up (`docker image rm`) would remove the image another is about to push to the same name.
+pub fn fresh_image() -> String {
+    image(&format!("test/{}:1", uuid::Uuid::new_v4().simple()))
+}
+
+/// The tags of `repository` in a registry, through its API (`GET /v2/<repository>/tags/list`),
+/// sorted; none when the registry does not know the repository.
+pub async fn registry_tags(registry: &str, repository: &str, credentials: Option<(&str, &str)>) -> Vec<String> {
+    let mut request = http_client().build().expect("a client").get(format!("http://{registry}/v2/{repository}/tags/list"));
+    if let Some((user, password)) = credentials {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.expect("the registry answers");
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Vec::new();
+    }
+    assert!(response.status().is_success(), "GET /v2/{repository}/tags/list: {}", response.status());
+    let body: serde_json::Value = response.json().await.expect("a JSON tag list");
+    let mut tags: Vec<String> = body["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)).collect();
+    tags.sort();
+    tags
+}
+
 impl Default for AppOptions {
     fn default() -> Self {
         Self {
@@ -147,6 +188,8 @@ impl Default for AppOptions {
                 queue_delay: Duration::from_millis(200),
                 abort_delay: Duration::from_millis(300),
                 step_time: Duration::from_millis(20),
+                // Real builds (buildah), reading Docker Hub through the test registry.
+                docker_hub_mirror: std::env::var("SHUTTLE_TEST_REGISTRY").ok(),
                 ..StandInConfig::default()
             },
             settings: Vec::new(),

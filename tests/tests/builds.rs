@@ -6,13 +6,13 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::json;
 use shuttle_core::ports::PollMessage;
-use shuttle_tests::{archive, json_of, spawn_app, spawn_app_with, Answer, AppOptions, TestApp, TestServer};
+use shuttle_tests::{archive, fresh_image, image, json_of, registry, spawn_app, spawn_app_with, Answer, AppOptions, TestApp, TestServer};
 
-const DOCKERFILE: &str = "FROM alpine:3\nRUN echo hello\n";
+const DOCKERFILE: &str = "FROM busybox:1\nRUN echo hello\n";
 const ENOUGH: Duration = Duration::from_secs(60);
 
 fn v2_body(source: &str) -> String {
-    json!({"source": {"url": source}, "destination": {"url": "docker://registry.example/org/app:1"}, "metadata": "ns/app"}).to_string()
+    json!({"source": {"url": source}, "destination": {"url": fresh_image()}, "metadata": "ns/app"}).to_string()
 }
 
 async fn create(app: &TestApp, path: &str, source: &str) {
@@ -23,7 +23,7 @@ async fn create(app: &TestApp, path: &str, source: &str) {
 fn legacy_body(build_uuid: &str, sources: &str) -> String {
     json!({
         "app": "myapp", "space": "default", "app_uuid": APP_UUID, "build_uuid": build_uuid, "build_number": 7,
-        "sources": sources, "gm_registry_host": "registry.example", "gm_registry_repo": "org",
+        "sources": sources, "gm_registry_host": registry(), "gm_registry_repo": "org",
     })
     .to_string()
 }
@@ -73,10 +73,10 @@ async fn a_dockerfile_without_from_fails_the_build() {
 #[tokio::test]
 async fn an_image_source_is_retagged() {
     let app = spawn_app().await;
-    create(&app, "/app/1", "docker://user:canary-registry-pw@registry.example/org/base:3").await;
+    create(&app, "/app/1", &image("base/busybox:1").replacen("docker://", "docker://user:canary-registry-pw@", 1)).await;
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded");
     let log = app.logs("/app/1").await;
-    assert!(log.contains("registry.example/org/base:3"), "{log}");
+    assert!(log.contains(&format!("docker pull {}/base/busybox:1\n", registry())), "{log}");
     assert!(!log.contains("canary-registry-pw"), "the registry password is never in the log");
 }
 
@@ -125,7 +125,7 @@ async fn a_missing_source_fails_the_build_with_the_reason_in_its_log() {
 #[tokio::test]
 async fn a_build_stopped_while_queued_is_cancelled_and_stopped() {
     let app = spawn_app().await;
-    let files = serve_sources("FROM alpine:3\nRUN sleep 30\n").await;
+    let files = serve_sources("FROM busybox:1\nRUN sleep 30\n").await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
     wait_running(&app, "/app/1").await;
     // Concurrent builds of one job are disabled: the second waits in Jenkins' queue.
@@ -142,7 +142,7 @@ async fn a_build_stopped_while_queued_is_cancelled_and_stopped() {
 #[tokio::test]
 async fn a_build_stopped_while_running_is_aborted_and_stopped() {
     let app = spawn_app().await;
-    let files = serve_sources("FROM alpine:3\nRUN sleep 30\n").await;
+    let files = serve_sources("FROM busybox:1\nRUN sleep 30\n").await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
     wait_running(&app, "/app/1").await;
     let (code, _) = json_of(app.delete("/app/1").await).await;
@@ -159,7 +159,7 @@ async fn a_build_stopped_while_running_is_aborted_and_stopped() {
 async fn a_build_running_past_the_build_timeout_is_timed_out() {
     let options = AppOptions { settings: vec![("BUILD_TIMEOUT", "2s".into())], ..AppOptions::default() };
     let app = spawn_app_with(options).await;
-    let files = serve_sources("FROM alpine:3\nRUN sleep 30\n").await;
+    let files = serve_sources("FROM busybox:1\nRUN sleep 30\n").await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "timedout");
     assert!(app.logs("/app/1").await.ends_with("Finished: ABORTED\n"));
@@ -168,7 +168,7 @@ async fn a_build_running_past_the_build_timeout_is_timed_out() {
 #[tokio::test]
 async fn deleting_an_app_stops_its_running_build_and_deletes_the_job() {
     let app = spawn_app().await;
-    let files = serve_sources("FROM alpine:3\nRUN sleep 30\n").await;
+    let files = serve_sources("FROM busybox:1\nRUN sleep 30\n").await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
     wait_running(&app, "/app/1").await;
     let (code, body) = json_of(app.delete("/app").await).await;
@@ -198,7 +198,7 @@ async fn a_rebuild_copies_the_old_builds_sources() {
 #[tokio::test]
 async fn duplicated_messages_and_racing_pollers_give_one_build_and_one_copy_of_the_log() {
     let app = spawn_app_with(AppOptions { poller: false, ..AppOptions::default() }).await;
-    let files = serve_sources("FROM alpine:3\nRUN sleep 2\nRUN echo done\n").await;
+    let files = serve_sources("FROM busybox:1\nRUN sleep 2\nRUN echo done\n").await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
     let record = app.poller.shuttle.find("app", "1").await.unwrap();
     let message = PollMessage { source_id: record.source_id, round: 0 };

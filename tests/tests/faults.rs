@@ -35,14 +35,14 @@ use shuttle_tests::{spawn_app, spawn_app_with, AppOptions};
 use tokio::net::TcpListener;
 
 /// A build that runs long enough for a test to act while it runs.
-const SLOW_BUILD: &str = "FROM alpine:3\nRUN sleep 5\n";
+const SLOW_BUILD: &str = "FROM busybox:1\nRUN sleep 5\n";
 
 #[tokio::test]
 async fn jenkins_resetting_the_trigger_still_triggers_once() {
     let app = spawn_app().await;
     app.jenkins_fault(json!({"reset": true, "count": 3, "path_contains": "buildWithParameters"})).await;
     let receiver = Receiver::ok().await;
-    let files = sources("FROM alpine:3\nRUN echo fine\n").await;
+    let files = sources("FROM busybox:1\nRUN echo fine\n").await;
     create(&app, "/app/1", &files.url("/src.tgz"), vec![receiver.url("/status")], vec![receiver.url("/logs")]).await;
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded");
     assert_eq!(unanswered(&app, "buildWithParameters").await, 3, "the trigger was reset three times");
@@ -142,7 +142,7 @@ const AFTER_A_KILL: Duration = Duration::from_secs(240);
 async fn a_poller_killed_mid_log_tail_loses_no_log_byte() {
     let app = spawn_app_with(signed()).await;
     let receiver = Receiver::ok().await;
-    let files = sources("FROM alpine:3\nRUN sleep 6\n").await;
+    let files = sources("FROM busybox:1\nRUN sleep 6\n").await;
     create(&app, "/app/1", &files.url("/src.tgz"), vec![receiver.url("/status")], vec![receiver.url("/logs")]).await;
     app.status_until("/app/1", ENOUGH, |s| s["building"] == true).await;
     append(&app, "app", 1, &numbered_lines("kill", 3_000)).await;
@@ -167,7 +167,7 @@ async fn a_poller_killed_right_after_a_status_change_loses_no_status() {
     let receiver =
         Receiver::start(|path, n| if path == "/status" && n == 2 { Reply::Delay(Duration::from_secs(3), 200) } else { Reply::Status(200) })
             .await;
-    let files = sources("FROM alpine:3\nRUN sleep 4\n").await;
+    let files = sources("FROM busybox:1\nRUN sleep 4\n").await;
     create(&app, "/app/1", &files.url("/src.tgz"), vec![receiver.url("/status")], vec![receiver.url("/logs")]).await;
     receiver.until(ENOUGH, "the building status on its way", |r| r.requests("/status").len() == 3).await;
     app.start_poller();

@@ -43,7 +43,7 @@ fn signal(name: &str, pid: &str) {
 async fn a_build_survives_the_aws_emulator_freezing_mid_build() {
     let app = spawn_app().await;
     let receiver = Receiver::ok().await;
-    let files = sources("FROM alpine:3\nRUN sleep 12\n").await;
+    let files = sources("FROM busybox:1\nRUN sleep 12\n").await;
     create(&app, "/app/1", &files.url("/src.tgz"), vec![receiver.url("/status")], vec![receiver.url("/logs")]).await;
     app.status_until("/app/1", ENOUGH, |s| s["building"] == true).await;
     append(&app, "app", 1, &numbered_lines("befo", 1_000)).await;

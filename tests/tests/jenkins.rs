@@ -13,7 +13,7 @@ use shuttle_core::config::Secret;
 use shuttle_core::error::ServiceError;
 use shuttle_core::jenkins::{parameters, Jenkins, JenkinsError, JenkinsResult, LogSink, QueueItem};
 use shuttle_core::ports::SourceStore;
-use shuttle_tests::{archive, Stack};
+use shuttle_tests::{archive, registry, Stack};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
@@ -27,6 +27,7 @@ fn fast() -> StandInConfig {
         queue_delay: Duration::from_millis(100),
         abort_delay: Duration::from_millis(200),
         step_time: Duration::from_millis(10),
+        docker_hub_mirror: Some(registry()),
         ..StandInConfig::default()
     }
 }
@@ -49,8 +50,8 @@ fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 fn image_build(build_uuid: &str) -> Vec<(String, String)> {
     params(&[
         (parameters::BUILD_UUID, build_uuid),
-        (parameters::SOURCE_IMAGE, "registry.example/org/base:1"),
-        (parameters::DESTINATION_IMAGE, "registry.example/org/app:1.1"),
+        (parameters::SOURCE_IMAGE, &format!("{}/base/busybox:1", registry())),
+        (parameters::DESTINATION_IMAGE, &format!("{}/org/{}:1.1", registry(), Uuid::new_v4().simple())),
         (parameters::REGISTRY_PASSWORD, "canary-registry-password"),
     ])
 }
@@ -65,7 +66,7 @@ async fn archive_build(stack: &Stack, build_uuid: &str, dockerfile: &str) -> Vec
     params(&[
         (parameters::BUILD_UUID, build_uuid),
         (parameters::SOURCES_URL, &link),
-        (parameters::DESTINATION_IMAGE, "registry.example/org/app:1.2"),
+        (parameters::DESTINATION_IMAGE, &format!("{}/org/{}:1.2", registry(), Uuid::new_v4().simple())),
         (parameters::BUILD_ARGS, r#"{"NPM_TOKEN":"canary-arg-value"}"#),
     ])
 }
@@ -208,7 +209,7 @@ async fn an_archive_without_from_fails_and_a_stopped_build_is_aborted() {
     assert!(log.contains("Dockerfile has no FROM instruction"), "{log}");
     assert!(!log.contains("X-Amz-Signature"), "the signed link is not logged: {log}");
 
-    let long = archive_build(&stack, &Uuid::new_v4().to_string(), "FROM alpine:3\nARG NPM_TOKEN\nRUN sleep 30\n").await;
+    let long = archive_build(&stack, &Uuid::new_v4().to_string(), "FROM busybox:1\nARG NPM_TOKEN\nRUN sleep 30\n").await;
     let number = wait_started(&client, client.trigger("app-d", &long).await.unwrap()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(client.build_status("app-d", number).await.unwrap().result, None, "still running");
@@ -224,7 +225,7 @@ async fn a_waiting_item_is_cancelled_and_a_started_one_needs_no_cancel() {
     let jenkins = standin(fast()).await;
     let client = client(&jenkins, &jenkins.config().api_token, Duration::from_secs(5));
     client.ensure_job("app-e").await.unwrap();
-    let running = archive_build(&stack, &Uuid::new_v4().to_string(), "FROM alpine:3\nRUN sleep 30\n").await;
+    let running = archive_build(&stack, &Uuid::new_v4().to_string(), "FROM busybox:1\nRUN sleep 30\n").await;
     let first = client.trigger("app-e", &running).await.unwrap();
     let number = wait_started(&client, first).await;
     let second = client.trigger("app-e", &image_build(&Uuid::new_v4().to_string())).await.unwrap();
@@ -274,7 +275,7 @@ async fn a_build_waiting_in_the_queue_is_found_by_build_uuid_until_it_starts() {
     let client = client(&jenkins, &jenkins.config().api_token, Duration::from_secs(5));
     client.ensure_job("app-g").await.unwrap();
     let first_uuid = Uuid::new_v4().to_string();
-    let running = archive_build(&stack, &first_uuid, "FROM alpine:3\nRUN sleep 30\n").await;
+    let running = archive_build(&stack, &first_uuid, "FROM busybox:1\nRUN sleep 30\n").await;
     let first = wait_started(&client, client.trigger("app-g", &running).await.unwrap()).await;
 
     let build_uuid = Uuid::new_v4().to_string();

@@ -18,7 +18,7 @@ use base64::Engine;
 use reqwest::Method;
 use serde_json::{json, Value};
 use shuttle_tests::receiver::Receiver;
-use shuttle_tests::{archive, spawn_app_with, Answer, AppOptions, TestApp, TestServer};
+use shuttle_tests::{archive, fresh_image, image, registry, spawn_app_with, Answer, AppOptions, TestApp, TestServer};
 use uuid::Uuid;
 
 const ENOUGH: Duration = Duration::from_secs(60);
@@ -122,7 +122,7 @@ async fn no_canary_credential_shows_anywhere() {
 
     let settings = vec![("SHUTTLE_API_TOKENS", API_TOKEN.to_owned())];
     let app = spawn_app_with(AppOptions { settings, poller: false, ..AppOptions::default() }).await;
-    let files = TestServer::files(vec![("/src.tgz", Answer::ok(&archive("FROM alpine:3\nRUN echo built\n")))]).await;
+    let files = TestServer::files(vec![("/src.tgz", Answer::ok(&archive("FROM busybox:1\nRUN echo built\n")))]).await;
     let receiver = Receiver::controller_at("/callback").await;
     let at = |canary: &Canary, path: &str| receiver.url(path).replacen("http://", &format!("http://{}@", canary.userinfo()), 1);
     let mut corpus = Corpus::default();
@@ -132,12 +132,12 @@ async fn no_canary_credential_shows_anywhere() {
             "webhooks": {"status": [at(&STATUS_HOOK, "/status")], "logs": [at(&LOG_HOOK, "/logs")]},
             "metadata": "ns",
             "source": {"url": source},
-            "destination": {"url": format!("docker://{}@registry.example/org/app:1", PUSH.userinfo())},
+            "destination": {"url": fresh_image().replacen("docker://", &format!("docker://{}@", PUSH.userinfo()), 1)},
         })
     };
     let builds = [
         ("/app/http", v2(files.url_with_userinfo(&SOURCE.userinfo(), "/src.tgz"))),
-        ("/app/docker", v2(format!("docker://{}@registry.example/org/base:1", PULL.userinfo()))),
+        ("/app/docker", v2(image("base/busybox:1").replacen("docker://", &format!("docker://{}@", PULL.userinfo()), 1))),
         ("/app/missing", v2(files.url_with_userinfo(&MISSING_SOURCE.userinfo(), "/gone.tgz"))),
     ];
     for (path, body) in &builds {
@@ -148,7 +148,7 @@ async fn no_canary_credential_shows_anywhere() {
         "app": "myapp", "space": "default", "app_uuid": app_uuid, "build_uuid": Uuid::new_v4(), "build_number": 1,
         "sources": files.url_with_userinfo(&LEGACY_SOURCE.userinfo(), "/src.tgz"),
         "callback": at(&CALLBACK, "/callback"), "callback_auth": CALLBACK_AUTH,
-        "gm_registry_host": "registry.example", "gm_registry_repo": "org",
+        "gm_registry_host": registry(), "gm_registry_repo": "org",
         "gm_registry_auth": {"username": LEGACY_REGISTRY.user, "password": LEGACY_REGISTRY.password},
     });
     assert_eq!(call(&app, &mut corpus, Method::POST, "/", Some(legacy)).await.0, 200, "create the legacy build");

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use shuttle_tests::{archive, json_of, spawn_app, spawn_app_with, Answer, AppOptions, TestApp, TestServer};
+use shuttle_tests::{archive, fresh_image, json_of, spawn_app, spawn_app_with, Answer, AppOptions, TestApp, TestServer};
 
 const ENOUGH: Duration = Duration::from_secs(60);
 const APP_UUID: &str = "7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f";
@@ -13,7 +13,7 @@ const LEGACY_JOB: &str = "myapp-7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f";
 
 fn v2_body(source: &str, webhooks: serde_json::Value) -> String {
     json!({
-        "source": {"url": source}, "destination": {"url": "docker://registry.example/org/app:1"},
+        "source": {"url": source}, "destination": {"url": fresh_image()},
         "metadata": "ns/app", "webhooks": webhooks,
     })
     .to_string()
@@ -79,10 +79,12 @@ async fn a_v2_build_whose_source_only_resolves_to_a_refused_address_fails_with_t
     // refused by name at create: only its resolution to 127.0.0.1 shows it.
     let options = AppOptions { settings: vec![("ALLOWED_PRIVATE_CIDRS", "127.0.0.2/32".to_owned())], ..AppOptions::default() };
     let app = spawn_app_with(options).await;
-    let files = TestServer::files(vec![("/src.tgz", Answer::ok(&archive("FROM alpine:3\n")))]).await;
+    let files = TestServer::files(vec![("/src.tgz", Answer::ok(&archive("FROM busybox:1\n")))]).await;
     let source = files.url("/src.tgz").replacen("127.0.0.1", "localhost", 1);
 
-    let (code, _, error) = create(&app, "/app/1", v2_body(&source, json!(null))).await;
+    // The test registry is on loopback too: a destination the build never reaches.
+    let body = json!({"source": {"url": source}, "destination": {"url": "docker://registry.example/org/app:1"}}).to_string();
+    let (code, _, error) = create(&app, "/app/1", body).await;
 
     assert_eq!(code, 200, "{error}");
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");

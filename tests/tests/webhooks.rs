@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use shuttle_core::delivery::SigningSecret;
 use shuttle_tests::kafka::Kafka;
 use shuttle_tests::receiver::{Receiver, Reply};
-use shuttle_tests::{archive, spawn_app, spawn_app_with, Answer, AppOptions, TestApp, TestServer};
+use shuttle_tests::{archive, fresh_image, image, registry, spawn_app, spawn_app_with, Answer, AppOptions, TestApp, TestServer};
 use tokio::net::TcpListener;
 
 const ENOUGH: Duration = Duration::from_secs(60);
@@ -24,7 +24,7 @@ async fn create(app: &TestApp, path: &str, source: &str, status: Vec<String>, lo
         "webhooks": {"status": status, "logs": logs},
         "metadata": "ns/app one",
         "source": {"url": source},
-        "destination": {"url": "docker://registry.example/org/app:1"},
+        "destination": {"url": fresh_image()},
     });
     let response = app.post(path, body.to_string()).await;
     assert_eq!(response.status(), 200, "create {path}: {}", response.text().await.unwrap_or_default());
@@ -98,7 +98,7 @@ async fn a_ten_megabyte_log_arrives_byte_exact_at_two_receivers_and_at_kafka() {
     let kafka = Kafka::start();
     kafka.create_topic("logs").await;
     let consumer = kafka.follow("logs");
-    let files = sources("FROM alpine:3\nRUN sleep 4\n").await;
+    let files = sources("FROM busybox:1\nRUN sleep 4\n").await;
     let targets = vec![one.url("/logs"), two.url("/logs"), format!("kafka://{}/logs", kafka.bootstrap())];
     create(&app, "/app/1", &files.url("/src.tgz"), vec![], targets).await;
     app.status_until("/app/1", ENOUGH, |s| s["building"] == true).await;
@@ -135,7 +135,7 @@ async fn a_ten_megabyte_log_arrives_byte_exact_at_two_receivers_and_at_kafka() {
 async fn a_receiver_that_drops_the_connection_mid_stream_still_ends_with_the_exact_log() {
     let app = spawn_app().await;
     let receiver = Receiver::start(|_, n| if n == 0 { Reply::DropAfter(50_000) } else { Reply::Status(200) }).await;
-    let files = sources("FROM alpine:3\nRUN sleep 3\n").await;
+    let files = sources("FROM busybox:1\nRUN sleep 3\n").await;
     create(&app, "/app/1", &files.url("/src.tgz"), vec![], vec![receiver.url("/logs")]).await;
     app.status_until("/app/1", ENOUGH, |s| s["building"] == true).await;
     append(&app, "app", 1, &numbered_lines(3_000)).await;
@@ -152,9 +152,9 @@ async fn status_sequences_are_exact_and_in_order() {
     let options = AppOptions { settings: vec![("BUILD_TIMEOUT", "4s".into())], ..AppOptions::default() };
     let app = spawn_app_with(options).await;
     let receiver = Receiver::ok().await;
-    let passing = sources("FROM alpine:3\nRUN echo fine\n").await;
-    let failing = sources("FROM alpine:3\nRUN false\n").await;
-    let slow = sources("FROM alpine:3\nRUN sleep 30\n").await;
+    let passing = sources("FROM busybox:1\nRUN echo fine\n").await;
+    let failing = sources("FROM busybox:1\nRUN false\n").await;
+    let slow = sources("FROM busybox:1\nRUN sleep 30\n").await;
     create(&app, "/ok/1", &passing.url("/src.tgz"), vec![receiver.url("/ok")], vec![]).await;
     create(&app, "/bad/1", &failing.url("/src.tgz"), vec![receiver.url("/bad")], vec![]).await;
     create(&app, "/stop/1", &slow.url("/src.tgz"), vec![receiver.url("/stop")], vec![]).await;
@@ -185,7 +185,7 @@ async fn legacy_callbacks_and_kafka_logs_are_exactly_what_the_controller_reads()
     let build = |uuid: &str, number: Option<u64>| {
         let mut body = json!({
             "app": "myapp", "space": "default", "app_uuid": "7d1f3b5c-2a4e-4c6d-8e0f-1a2b3c4d5e6f", "build_uuid": uuid,
-            "sources": "docker://registry.example/org/base:3", "gm_registry_host": "registry.example", "gm_registry_repo": "org",
+            "sources": image("base/busybox:1"), "gm_registry_host": registry(), "gm_registry_repo": "org",
             "callback": receiver.url(&format!("/cb/{uuid}")), "callback_auth": "Basic dXNlcjpwYXNz, opaque",
             "kafka_hosts": kafka.bootstrap(),
         });
@@ -250,7 +250,7 @@ async fn legacy_callbacks_and_kafka_logs_are_exactly_what_the_controller_reads()
 fn legacy_build(uuid: &str, sources: &str, callback: &str, number: Option<u64>) -> String {
     let mut body = json!({
         "app": "ctl", "space": "default", "app_uuid": "6c0d2e4f-8a1b-4c3d-9e5f-7a8b9c0d1e2f", "build_uuid": uuid,
-        "sources": sources, "gm_registry_host": "registry.example", "gm_registry_repo": "org", "callback": callback,
+        "sources": sources, "gm_registry_host": registry(), "gm_registry_repo": "org", "callback": callback,
     });
     if let Some(number) = number {
         body["build_number"] = json!(number);
@@ -263,7 +263,7 @@ async fn every_legacy_ending_reaches_the_controller_as_pending_then_a_status_it_
     let options = AppOptions { settings: vec![("BUILD_TIMEOUT", "4s".into())], ..AppOptions::default() };
     let app = spawn_app_with(options).await;
     let controller = Receiver::controller().await;
-    let slow = sources("FROM alpine:3\nRUN sleep 30\n").await;
+    let slow = sources("FROM busybox:1\nRUN sleep 30\n").await;
     let job = "/ctl-6c0d2e4f-8a1b-4c3d-9e5f-7a8b9c0d1e2f";
     let (stopped, timed_out, broken, unnumbered) = (
         "1a2b3c4d-0000-4000-8000-000000000001",
@@ -320,7 +320,7 @@ async fn a_receiver_answering_500_twice_gets_the_status_again_with_the_same_id_a
     let options = AppOptions { settings: vec![("WEBHOOK_SIGNING_SECRET", SIGNING_SECRET.into())], ..AppOptions::default() };
     let app = spawn_app_with(options).await;
     let receiver = Receiver::start(|_, n| Reply::Status(if n < 2 { 500 } else { 200 })).await;
-    create(&app, "/app/1", "docker://registry.example/org/base:3", vec![receiver.url("/status")], vec![]).await;
+    create(&app, "/app/1", &image("base/busybox:1"), vec![receiver.url("/status")], vec![]).await;
     until_ended(&receiver, "/status").await;
     let requests = receiver.requests("/status");
     let secret = SigningSecret::parse(SIGNING_SECRET).unwrap();
@@ -348,7 +348,7 @@ async fn a_receiver_answering_403_or_redirecting_is_not_retried_nor_followed() {
     })
     .await;
     let targets = vec![receiver.url("/forbidden"), receiver.url("/moved")];
-    create(&app, "/app/1", "docker://registry.example/org/base:3", targets, vec![]).await;
+    create(&app, "/app/1", &image("base/busybox:1"), targets, vec![]).await;
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded", "a failing target never fails the build");
     receiver.until(ENOUGH, "every status tried", |r| r.bodies("/forbidden").len() >= 4 && r.bodies("/moved").len() >= 4).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -363,7 +363,7 @@ async fn failover_whose_first_broker_is_dead_still_delivers_every_line() {
     kafka.create_topic("logs").await;
     let app = spawn_app().await;
     let target = format!("failover(kafka://127.0.0.1:1/logs, kafka://{}/logs)", kafka.bootstrap());
-    create(&app, "/app/1", "docker://registry.example/org/base:3", vec![], vec![target]).await;
+    create(&app, "/app/1", &image("base/busybox:1"), vec![], vec![target]).await;
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded");
     let archived = app.logs("/app/1").await.into_bytes();
     let lines = archived.iter().filter(|b| **b == b'\n').count();
@@ -378,7 +378,7 @@ async fn a_dead_target_never_holds_back_a_live_one() {
     let app = spawn_app().await;
     let live = Receiver::ok().await;
     let dead = black_hole().await;
-    let files = sources("FROM alpine:3\nRUN sleep 6\n").await;
+    let files = sources("FROM busybox:1\nRUN sleep 6\n").await;
     create(&app, "/app/1", &files.url("/src.tgz"), vec![dead.clone(), live.url("/status")], vec![dead, live.url("/logs")]).await;
     app.status_until("/app/1", ENOUGH, |s| s["building"] == true).await;
     live.until(Duration::from_secs(2), "building told while the build runs", |r| acknowledged(r, "/status").len() >= 3).await;
@@ -411,7 +411,7 @@ async fn measure_line_latency_and_relay_throughput() {
     let kafka = Kafka::start();
     kafka.create_topic("logs").await;
     let consumer = kafka.follow("logs");
-    let files = sources("FROM alpine:3\nRUN sleep 25\n").await;
+    let files = sources("FROM busybox:1\nRUN sleep 25\n").await;
     create(&app, "/app/1", &files.url("/src.tgz"), vec![], vec![receiver.url("/logs"), format!("kafka://{}/logs", kafka.bootstrap())])
         .await;
     app.status_until("/app/1", ENOUGH, |s| s["building"] == true).await;

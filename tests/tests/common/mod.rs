@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use shuttle_tests::receiver::Receiver;
-use shuttle_tests::{archive, Answer, TestApp, TestServer};
+use shuttle_tests::{archive, fresh_image, Answer, TestApp, TestServer};
 
 pub const ENOUGH: Duration = Duration::from_secs(60);
 pub const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -24,7 +24,7 @@ pub async fn create(app: &TestApp, path: &str, source: &str, status: Vec<String>
         "webhooks": {"status": status, "logs": logs},
         "metadata": "ns/app",
         "source": {"url": source},
-        "destination": {"url": "docker://registry.example/org/app:1"},
+        "destination": {"url": fresh_image()},
     });
     let response = app.post(path, body.to_string()).await;
     assert_eq!(response.status(), 200, "create {path}: {}", response.text().await.unwrap_or_default());
