@@ -100,6 +100,25 @@ async fn an_archive_build_runs_the_pipeline_builds_with_its_arguments_and_pushes
     assert!(!console.contains("hello-there"), "a build argument's value is masked:\n{console}");
     assert!(!console.contains("simulated"), "{console}");
     assert_eq!(tags(&jenkins, registry.address(), "org/app", None).await, [format!("1.{number}"), "latest".to_owned()]);
+    // The clean-up removed both from the agent's store (the numbered name too).
+    let kept = stored_images();
+    for name in [format!("{}/org/app:1.{number}", registry.address()), format!("{}/org/app:latest", registry.address())] {
+        assert!(!kept.contains(&name), "{name} left in the store: {kept:?}");
+    }
+}
+
+/// The names of the images in the stand-in's store.
+fn stored_images() -> Vec<String> {
+    let root = store();
+    let output = std::process::Command::new("buildah")
+        .arg("--root")
+        .arg(root.join("storage"))
+        .arg("--runroot")
+        .arg(root.join("run"))
+        .args(["--storage-driver", "vfs", "images", "--format", "{{.Name}}:{{.Tag}}"])
+        .output()
+        .expect("buildah images");
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
