@@ -8,7 +8,7 @@ use std::time::Duration;
 use jenkins_standin::registry::Registry;
 use serde_json::{json, Value};
 use shuttle_tests::{
-    archive, http_client, image, registry, registry_tags, spawn_app, spawn_app_with, Answer, AppOptions, TestApp, TestServer,
+    archive, fresh_image, http_client, image, registry, registry_tags, spawn_app, spawn_app_with, Answer, AppOptions, TestApp, TestServer,
 };
 use uuid::Uuid;
 
@@ -165,10 +165,14 @@ async fn a_registry_with_credentials_takes_the_right_ones_refuses_wrong_ones_and
     assert_eq!(app.legacy_finished(&legacy_path, ENOUGH).await["status"], "succeeded", "{}", legacy_log(&app, &legacy_path).await);
     let credentials = Some(("pusher", PASSWORD));
     assert_eq!(registry_tags(private.address(), "team/app", credentials).await, ["1"], "the wrong password pushed nothing");
+    // The credentials of a docker:// source log in for the pull.
+    let pulled = format!("docker://pusher:{PASSWORD}@{}/team/app:1", private.address());
+    create(&app, "/private/3", json!({"source": {"url": pulled}, "destination": {"url": fresh_image()}})).await;
+    assert_eq!(app.finished("/private/3", ENOUGH).await["status"], "succeeded", "{}", app.logs("/private/3").await);
     assert_eq!(registry_tags(private.address(), &format!("team/legacy-{app_uuid}"), credentials).await, ["1.3", "latest"]);
 
-    let mut seen = vec![app.logs("/private/1").await, wrong_log, legacy_log(&app, &legacy_path).await];
-    for path in ["/private/1", "/private/2", legacy_path.as_str()] {
+    let mut seen = vec![app.logs("/private/1").await, wrong_log, app.logs("/private/3").await, legacy_log(&app, &legacy_path).await];
+    for path in ["/private/1", "/private/2", "/private/3", legacy_path.as_str()] {
         seen.push(app.get(&format!("{path}/status")).await.text().await.expect("a body"));
     }
     seen.push(format!("{:?}", app.stack.items().await));
