@@ -241,6 +241,19 @@ impl Shuttle {
             None => Ok(false),
         }
     }
+
+    /// Ends what Jenkins runs for `record` — cancels its queue item or stops its build — as far
+    /// as it is known. Failures are logged: the poller acts on the recorded intent again.
+    pub async fn halt_in_jenkins(&self, record: &BuildRecord) {
+        let result = match (record.progress.jenkins_number, record.progress.queue_item) {
+            (Some(number), _) => self.jenkins.stop_build(&record.app_key, number).await,
+            (None, Some(queue_id)) => self.jenkins.cancel_queue_item(queue_id).await,
+            (None, None) => Ok(()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(build = %record.source_id, %error, "could not stop the build in Jenkins; the poller will try again");
+        }
+    }
 }
 
 /// A v2 source that is the shuttle's own sources link is a rebuild, as in the legacy API: the

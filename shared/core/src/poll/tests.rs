@@ -7,7 +7,8 @@ use super::*;
 use crate::fakes::{fake_shuttle, FakeShuttle, MemorySources, RecordingWebhooks};
 use crate::ids::v2_source_id;
 use crate::ports::BuildStore;
-use crate::ports::{Answer, KafkaMessage};
+use crate::ports::{Answer, FetchError, KafkaMessage, SourceStore};
+use crate::record::Lease;
 
 struct Unreachable;
 

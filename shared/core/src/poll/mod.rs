@@ -1,0 +1,326 @@
+//! The poller's use cases (SPEC §4): one poll of one build, and the scheduled re-drive.
+//!
+//! A poll takes a lease on the build, moves it as far as it can in one go — sources cached,
+//! job ensured, build triggered, queue item watched, log tailed for one window — and hands it
+//! to the next poll through the queue until it is finished. SQS may deliver a message twice or
+//! to two pollers at once, so every step is a conditional write and every message names the
+//! round it was sent for: a message of an older round, or for a build someone else holds, is
+//! dropped.
+//!
+//! Here: one poll (the lease taken, the build advanced while the relay delivers, handed over)
+//! and the build record's writes during it. Beside it, one concern a file:
+//! - `lease`: taking the lease on a build;
+//! - `steps`: the steps of the state machine (prepare, watch the queue, tail the log);
+//! - `jenkins_params`: the job parameters and the legacy image tag;
+//! - `archive`: the log archive sink;
+//! - `redrive`: the scheduled run and giving up on stuck builds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::error::{ServiceError, ShuttleError, StoreError};
+use crate::jenkins::{JenkinsResult, LogSink};
+use crate::ports::{PollMessage, SourceFetcher};
+use crate::record::{now_ms, BuildRecord};
+use crate::redact::redact;
+use crate::relay::{Relay, Webhooks};
+use crate::request::BuildSpec;
+use crate::state::{BuildState, StopIntent};
+use crate::Shuttle;
+
+mod archive;
+mod jenkins_params;
+mod lease;
+mod redrive;
+mod steps;
+
+use archive::ArchiveSink;
+pub use archive::ARCHIVE_CHUNK_BYTES;
+pub use redrive::STUCK_MARGIN;
+
+const MAX_WRITE_ATTEMPTS: usize = 8;
+
+/// The longest SQS message delay.
+const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// The least time deliveries in flight get to finish when a poll ends.
+const MIN_GRACE: Duration = Duration::from_secs(1);
+
+/// The poller function's timeout (`template.yaml`): no poll outlives it.
+pub const POLLER_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub struct Poller {
+    pub shuttle: Shuttle,
+    pub fetcher: Arc<dyn SourceFetcher>,
+    pub webhooks: Webhooks,
+}
+
+/// What became of a poll message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Polled {
+    /// The build moved; `next` is when it is polled again (`None`: it is finished).
+    Moved { state: BuildState, next: Option<Duration> },
+    /// Nothing to do: the message is a duplicate, late, or for a build someone else holds.
+    Dropped(&'static str),
+}
+
+/// What one scheduled run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Redriven {
+    pub requeued: Vec<Uuid>,
+    pub failed: Vec<Uuid>,
+}
+
+/// Where a step leaves the build.
+enum Next {
+    /// Go on with the next step in this poll.
+    Continue,
+    /// Poll again after this delay.
+    Wait(Duration),
+    /// Finished.
+    Done,
+}
+
+/// A step could not complete: the poll ends and the message is retried.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("another poll took over the build")]
+    LostLease,
+    #[error(transparent)]
+    Shuttle(#[from] ShuttleError),
+}
+
+impl From<StoreError> for StepError {
+    fn from(error: StoreError) -> Self {
+        Self::Shuttle(error.into())
+    }
+}
+
+impl From<ServiceError> for StepError {
+    fn from(error: ServiceError) -> Self {
+        Self::Shuttle(error.into())
+    }
+}
+
+impl Poller {
+    pub fn new(shuttle: Shuttle, fetcher: Arc<dyn SourceFetcher>, webhooks: Webhooks) -> Self {
+        Self { shuttle, fetcher, webhooks }
+    }
+
+    /// Handles one poll message. An error means the message should be retried.
+    pub async fn poll(&self, message: &PollMessage) -> Result<Polled, ShuttleError> {
+        let owner = Uuid::new_v4().to_string();
+        let Some(record) = self.take_lease(message, &owner).await? else {
+            return Ok(Polled::Dropped("duplicate, late, or held by another poll"));
+        };
+        let settings = &self.shuttle.settings;
+        let spec = open_spec(&self.shuttle, &record).await?;
+        let grace = settings.poller.interval.max(MIN_GRACE);
+        let relay = Relay::new(
+            &self.webhooks,
+            self.shuttle.sources.as_ref(),
+            settings.webhook_signing_secret.as_ref(),
+            &spec,
+            &settings.kafka_topic,
+            &record,
+            grace,
+        );
+        let window_end = Instant::now() + settings.poller.window;
+        let mut build = Build { poller: self, record, owner, spec, relay: &relay };
+        // The build moves while the relay delivers; a finished build's deliveries get the rest
+        // of the window, an unfinished one's an interval (its next poll comes soon).
+        let (advanced, ()) = tokio::join!(
+            async {
+                let advanced = build.advance().await;
+                let until = if build.record.state.is_terminal() { window_end } else { Instant::now() + settings.poller.interval };
+                relay.settle(until).await;
+                relay.close();
+                advanced
+            },
+            relay.run()
+        );
+        let next = match advanced {
+            Ok(next) => next,
+            Err(StepError::LostLease) => return Ok(Polled::Dropped("another poll took over the build")),
+            Err(StepError::Shuttle(error)) => {
+                // Let the message come back; the lease lapses by itself.
+                return Err(error);
+            }
+        };
+        build.hand_over(next).await
+    }
+}
+
+/// The build's spec, unsealed.
+async fn open_spec(shuttle: &Shuttle, record: &BuildRecord) -> Result<BuildSpec, ShuttleError> {
+    let plaintext = shuttle.sealer.open(&record.sealed_spec).await?;
+    // serde's message may quote a value (a secret): name only where it failed.
+    serde_json::from_slice(&plaintext).map_err(|e| {
+        ServiceError::new(
+            "build store",
+            format!("the sealed build spec does not parse ({:?} at line {}, column {})", e.classify(), e.line(), e.column()),
+        )
+        .into()
+    })
+}
+
+/// One build during one poll, with the lease held.
+struct Build<'a> {
+    poller: &'a Poller,
+    record: BuildRecord,
+    owner: String,
+    spec: BuildSpec,
+    relay: &'a Relay<'a>,
+}
+
+impl Build<'_> {
+    fn shuttle(&self) -> &Shuttle {
+        &self.poller.shuttle
+    }
+
+    fn job(&self) -> String {
+        self.record.app_key.clone()
+    }
+
+    /// Moves the build through as many steps as it can take now.
+    async fn advance(&mut self) -> Result<Next, StepError> {
+        loop {
+            let next = match self.record.state {
+                BuildState::Accepted | BuildState::Pending if self.record.progress.queue_item.is_none() => self.prepare().await?,
+                // Triggered: `queued` once the item is seen waiting in Jenkins' queue.
+                BuildState::Pending | BuildState::Queued => self.watch_queue().await?,
+                BuildState::Building => self.tail().await?,
+                _ => Next::Done,
+            };
+            match next {
+                Next::Continue if !self.record.state.is_terminal() => continue,
+                Next::Continue => return Ok(Next::Done),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Ends the poll: a finished build keeps no lease; another is handed to the next poll.
+    async fn hand_over(&mut self, next: Next) -> Result<Polled, ShuttleError> {
+        let saved = self
+            .save(|r| {
+                r.progress.lease = None;
+                r.progress.round += 1;
+                r.progress.polled_at_ms = now_ms();
+            })
+            .await;
+        match saved {
+            Ok(()) => {}
+            Err(StepError::LostLease) => return Ok(Polled::Dropped("another poll took over the build")),
+            Err(StepError::Shuttle(e)) => return Err(e),
+        }
+        // Judged on the record as saved: an unfinished build is polled again, and a finished
+        // one while a target still has something coming.
+        let state = self.record.state;
+        let deliveries = &self.record.progress.deliveries;
+        let delay = match next {
+            Next::Wait(delay) if !state.is_terminal() => Some(delay),
+            _ if self.record.needs_polling() => {
+                let at = deliveries.next_attempt_ms().unwrap_or(0);
+                Some(Duration::from_millis(at.saturating_sub(now_ms())).min(MAX_QUEUE_DELAY))
+            }
+            _ => None,
+        };
+        if let Some(delay) = delay {
+            let message = PollMessage { source_id: self.record.source_id, round: self.record.progress.round };
+            if let Err(error) = self.shuttle().queue.enqueue(&message, delay).await {
+                // The round is saved: a retry of this message would be dropped as late. The
+                // schedule re-drives the build once its last poll is stale.
+                tracing::error!(build = %self.record.source_id, %error, "could not enqueue the next poll; the schedule will re-drive the build");
+            }
+        }
+        Ok(Polled::Moved { state, next: delay })
+    }
+
+    /// Writes `change` applied to the latest record. A concurrent write (a stop being recorded)
+    /// is read back and the change applied again; a lease taken over by another poll ends the poll.
+    async fn save(&mut self, change: impl Fn(&mut BuildRecord)) -> Result<(), StepError> {
+        let mut current = self.record.clone();
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let mut next = current.clone();
+            change(&mut next);
+            self.relay.positions(&mut next.progress.deliveries);
+            next.updated_at_ms = now_ms();
+            match self.shuttle().store.update(&next).await {
+                Ok(stored) => {
+                    self.relay.publish(&stored);
+                    self.record = stored;
+                    return Ok(());
+                }
+                Err(StoreError::Conflict) => {
+                    current = self.shuttle().store.get(self.record.source_id).await?.ok_or(ShuttleError::NotFound)?;
+                    if current.progress.lease.as_ref().is_none_or(|l| l.owner != self.owner) {
+                        return Err(StepError::LostLease);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ShuttleError::Contended.into())
+    }
+
+    /// Moves the build on to `state` when the state machine allows it.
+    async fn move_to(&mut self, state: BuildState) -> Result<(), StepError> {
+        self.save(|r| {
+            r.move_to(state);
+        })
+        .await
+    }
+
+    /// Ends the build before Jenkins ran anything: the reason goes into its log too.
+    async fn fail_early(&mut self, reason: String) -> Result<Next, StepError> {
+        let reason = redact(&reason);
+        let line = Bytes::from(format!("[build shuttle] {reason}\n"));
+        let mut sink =
+            ArchiveSink::new(self.shuttle().sources.as_ref(), self.relay, self.record.source_id, self.record.progress.archive_len);
+        sink.write(line).await?;
+        let end = sink.finish().await?;
+        self.save(|r| r.progress.archive_len = r.progress.archive_len.max(end)).await?;
+        self.end(None, &reason).await
+    }
+
+    /// Ends the build: by Jenkins' `result` when there is one, else by the recorded intent
+    /// (`otherwise` being the failure when nothing was recorded). The intent is read from the
+    /// record as written, so a stop recorded meanwhile is never lost.
+    async fn end(&mut self, result: Option<JenkinsResult>, otherwise: &str) -> Result<Next, StepError> {
+        self.save(|r| {
+            let state = match &result {
+                Some(result) => result.terminal_state(r.stop),
+                None => match r.stop {
+                    Some(StopIntent::Stop) => BuildState::Stopped,
+                    Some(StopIntent::Timeout) => BuildState::TimedOut,
+                    None => BuildState::Failed,
+                },
+            };
+            if r.move_to(state) && state == BuildState::Failed {
+                r.failure = Some(match &result {
+                    Some(result) => format!("Jenkins ended the build: {result:?}"),
+                    None => otherwise.to_owned(),
+                });
+            }
+        })
+        .await?;
+        Ok(Next::Done)
+    }
+
+    /// The terminal state of a build that ended without a Jenkins result, by the recorded intent.
+    async fn end_by_intent(&mut self, otherwise: &str) -> Result<Next, StepError> {
+        self.end(None, otherwise).await
+    }
+}
+
+fn as_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(all(test, feature = "fakes"))]
+mod tests;

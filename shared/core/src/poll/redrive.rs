@@ -1,0 +1,68 @@
+//! The scheduled run: stale builds polled again, stuck ones given up.
+
+use std::time::Duration;
+
+use super::{as_ms, Poller, Redriven};
+use crate::error::{ShuttleError, StoreError};
+use crate::ports::PollMessage;
+use crate::record::{now_ms, BuildRecord};
+use crate::state::BuildState;
+
+/// A build not finished this long after its timeouts is failed by the schedule.
+pub const STUCK_MARGIN: Duration = Duration::from_secs(15 * 60);
+
+/// How many stale builds one scheduled run re-drives.
+const REDRIVE_BATCH: usize = 100;
+
+impl Poller {
+    /// The scheduled run: builds whose last poll is older than `stale_after` are polled again
+    /// (their message was lost or dead-lettered, or their enqueue failed at create), and those
+    /// still unfinished long past their timeouts are failed.
+    pub async fn redrive(&self, stale_after: Duration) -> Result<Redriven, ShuttleError> {
+        let settings = &self.shuttle.settings;
+        let now = now_ms();
+        let stuck_after = settings.queue_timeout + settings.build_timeout + STUCK_MARGIN;
+        let mut done = Redriven::default();
+        for record in self.shuttle.store.stale_builds(now.saturating_sub(as_ms(stale_after)), REDRIVE_BATCH).await? {
+            if record.progress.leased_by_other("", now) {
+                continue;
+            }
+            let id = record.source_id;
+            // A finished build waits here only for its deliveries, which are bounded by themselves.
+            if !record.state.is_terminal() && now.saturating_sub(record.created_at_ms) > as_ms(stuck_after) {
+                let reason = format!("the build did not finish within {} s; the shuttle gave up on it", stuck_after.as_secs());
+                if self.give_up(record, reason).await? {
+                    done.failed.push(id);
+                }
+            } else {
+                self.shuttle.queue.enqueue(&PollMessage { source_id: id, round: record.progress.round }, Duration::ZERO).await?;
+                done.requeued.push(id);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Fails a stuck build (unless someone moved it meanwhile) and stops what Jenkins may still run.
+    async fn give_up(&self, record: BuildRecord, reason: String) -> Result<bool, ShuttleError> {
+        let mut failed = record.clone();
+        failed.move_to(BuildState::Failed);
+        failed.failure = Some(reason);
+        failed.progress.lease = None;
+        failed.progress.round += 1;
+        failed.updated_at_ms = now_ms();
+        let failed = match self.shuttle.store.update(&failed).await {
+            Ok(failed) => failed,
+            Err(StoreError::Conflict) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        self.shuttle.halt_in_jenkins(&record).await;
+        if failed.needs_polling() {
+            // The targets are told by a poll; should this enqueue fail, the schedule comes back.
+            let message = PollMessage { source_id: failed.source_id, round: failed.progress.round };
+            if let Err(error) = self.shuttle.queue.enqueue(&message, Duration::ZERO).await {
+                tracing::warn!(build = %failed.source_id, %error, "could not enqueue the poll that tells the targets");
+            }
+        }
+        Ok(true)
+    }
+}
