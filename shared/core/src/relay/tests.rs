@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{complete_lines, feed_range, legacy_message, KAFKA_LINE_MAX_BYTES};
+use super::feed_range;
+use super::kafka_log::{complete_lines, legacy_message, KAFKA_LINE_MAX_BYTES};
 
 /// Log text with many line ends, `\r\n` ones and long lines among them, and UTF-8 text with
 /// characters of every width.
