@@ -25,7 +25,7 @@ pub mod source;
 pub mod state;
 pub mod webhook;
 
-#[cfg(feature = "fakes")]
+#[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
 
 pub use config::Settings;

@@ -273,5 +273,5 @@ fn check_size(body: &[u8]) -> Result<(), ShuttleError> {
     Ok(())
 }
 
-#[cfg(all(test, feature = "fakes"))]
+#[cfg(test)]
 mod tests;

@@ -322,5 +322,5 @@ fn as_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-#[cfg(all(test, feature = "fakes"))]
+#[cfg(test)]
 mod tests;
