@@ -121,7 +121,7 @@ impl Settings {
             None => Ok(default),
             Some(raw) => parse_duration(&raw).ok_or_else(|| ConfigError::Malformed {
                 name,
-                reason: format!("'{raw}' is not a duration (seconds, or a number with ms, s, m or h)"),
+                reason: format!("'{raw}' is not a duration (seconds, or numbers with units: 500ms, 90s, 20m, 2h, 30d)"),
             }),
         };
 
@@ -273,22 +273,16 @@ fn access(optional: &impl Fn(&'static str) -> Option<String>) -> Result<Access, 
     }
 }
 
-/// `90` (seconds), `90s`, `20m`, `2h`, `500ms`.
+/// `90` (seconds), `90s`, `20m`, `2h`, `500ms`, `30d` (humantime's units, and combinations such
+/// as `1h 30m`); zero is refused.
 fn parse_duration(raw: &str) -> Option<Duration> {
-    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => raw.split_at(i),
-        None => (raw, "s"),
+    let raw = raw.trim();
+    let duration = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(raw.parse().ok()?)
+    } else {
+        humantime::parse_duration(raw).ok()?
     };
-    let n: u64 = number.parse().ok()?;
-    let millis = match unit.trim() {
-        "ms" => n,
-        "s" => n.checked_mul(1000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    (millis > 0).then(|| Duration::from_millis(millis))
+    (!duration.is_zero()).then_some(duration)
 }
 
 fn parse_extra_build_args(raw: &str) -> Result<BTreeMap<String, String>, String> {
@@ -455,6 +449,18 @@ mod tests {
         assert_eq!(settings.build_timeout, Duration::from_secs(300));
         assert_eq!(settings.queue_timeout, Duration::from_secs(90));
         assert_eq!(settings.extra_build_args.get("NODE_ENV").map(String::as_str), Some("production"));
+        for (raw, expected) in [
+            ("500ms", Some(500)),
+            ("1h 30m", Some(5_400_000)),
+            ("90", Some(90_000)),
+            ("0", None),
+            ("0s", None),
+            ("soon", None),
+            ("-5s", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_duration(raw), expected.map(Duration::from_millis), "{raw:?}");
+        }
     }
 
     #[test]

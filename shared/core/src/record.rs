@@ -1,5 +1,6 @@
 //! A build as stored: what the status endpoints show in plain, the spec sealed.
 
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -291,50 +292,24 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Milliseconds since the epoch, serialised as RFC 3339 UTC (`2026-11-23T10:00:00.123Z`)
-/// straight from a buffer on the stack.
+/// Milliseconds since the epoch, serialised as RFC 3339 UTC with milliseconds
+/// (`2026-11-23T10:00:00.123Z`, humantime's `format_rfc3339_millis`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rfc3339Ms(pub u64);
 
-impl Rfc3339Ms {
-    /// The 24 ASCII bytes of the timestamp.
-    fn text(self) -> [u8; 24] {
-        let ms = self.0;
-        let (days, ms_of_day) = ((ms / 86_400_000) as i64, ms % 86_400_000);
-        // Civil-from-days (Howard Hinnant's algorithm), valid for the whole u64 millisecond range we use.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        // RFC 3339 years have four digits.
-        let year = (yoe + era * 400 + i64::from(month <= 2)).min(9999);
-        let mut text = *b"0000-00-00T00:00:00.000Z";
-        for (at, width, value) in [
-            (0, 4, year as u64),
-            (5, 2, month as u64),
-            (8, 2, day as u64),
-            (11, 2, ms_of_day / 3_600_000),
-            (14, 2, ms_of_day / 60_000 % 60),
-            (17, 2, ms_of_day / 1000 % 60),
-            (20, 3, ms_of_day % 1000),
-        ] {
-            let mut value = value;
-            for digit in text[at..at + width].iter_mut().rev() {
-                *digit = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
-        }
-        text
+/// The last millisecond of year 9999: RFC 3339 years have four digits.
+const LAST_RFC3339_MS: u64 = 253_402_300_799_999;
+
+impl fmt::Display for Rfc3339Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let time = UNIX_EPOCH + Duration::from_millis(self.0.min(LAST_RFC3339_MS));
+        humantime::format_rfc3339_millis(time).fmt(f)
     }
 }
 
 impl Serialize for Rfc3339Ms {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(std::str::from_utf8(&self.text()).expect("digits and separators are ASCII"))
+        serializer.collect_str(self)
     }
 }
 
@@ -343,7 +318,7 @@ mod tests {
     use super::*;
 
     fn rfc3339_ms(ms: u64) -> String {
-        String::from_utf8(Rfc3339Ms(ms).text().to_vec()).unwrap()
+        Rfc3339Ms(ms).to_string()
     }
 
     #[test]
@@ -352,6 +327,7 @@ mod tests {
         assert_eq!(rfc3339_ms(1_795_392_000_123), "2026-11-23T00:00:00.123Z");
         assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339_ms(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(u64::MAX), "9999-12-31T23:59:59.999Z");
         assert_eq!(serde_json::to_string(&Rfc3339Ms(1_795_392_000_123)).unwrap(), r#""2026-11-23T00:00:00.123Z""#);
     }
 }
