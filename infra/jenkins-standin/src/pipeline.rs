@@ -51,6 +51,9 @@ enum Stop {
 
 type Step = Result<(), Stop>;
 
+/// `BUILD_ARGS` as the pipeline's `buildArgs()` reads it: names and values, or why not.
+type BuildArgs = Result<Vec<(String, String)>, String>;
+
 /// Runs the build to its end, then lets the queue start the next one.
 pub async fn run(shared: Arc<Shared>, build: Arc<Build>) {
     let abort = build.abort.subscribe();
@@ -482,6 +485,8 @@ impl Runner<'_> {
         if let Err(e) = std::fs::create_dir_all(&workspace) {
             return Err(Stop::Failed(format!("cannot create the workspace: {e}")));
         }
+        // `buildArgs()` is read once: `Check` fails on a malformed one, the steps use it.
+        let args = self.build_args();
         let mut outcome: Step = Ok(());
         for stage in &pipeline.stages {
             self.stage_begin(&stage.name);
@@ -490,10 +495,10 @@ impl Runner<'_> {
             } else if !self.holds(&stage.when)? {
                 self.log(&format!("Stage \"{}\" skipped due to when conditional", stage.name));
             } else if stage.steps.is_empty() {
-                outcome = self.check();
+                outcome = self.check(&args);
             } else {
                 for step in &stage.steps {
-                    outcome = self.run_step(step, &scratch.0, &workspace, true).await;
+                    outcome = self.run_step(step, &args, &scratch.0, &workspace, true).await;
                     if outcome.is_err() {
                         break;
                     }
@@ -504,7 +509,7 @@ impl Runner<'_> {
         if !pipeline.post_always.is_empty() {
             self.stage_begin("Declarative: Post Actions");
             for step in &pipeline.post_always {
-                if self.run_step(step, &scratch.0, &workspace, false).await.is_err() {
+                if self.run_step(step, &args, &scratch.0, &workspace, false).await.is_err() {
                     break;
                 }
             }
@@ -527,7 +532,7 @@ impl Runner<'_> {
     }
 
     /// The `Check` stage of the pipeline, as its Groovy does it.
-    fn check(&self) -> Step {
+    fn check(&self, args: &BuildArgs) -> Step {
         let has_sources = !self.parameter("SOURCES_URL").trim().is_empty();
         let image_source = !self.parameter("SOURCE_IMAGE").trim().is_empty();
         if has_sources == image_source {
@@ -537,31 +542,32 @@ impl Runner<'_> {
         if destination.trim().is_empty() {
             return Err(Stop::Failed("DESTINATION_IMAGE is empty".to_owned()));
         }
-        self.build_args()?;
+        args.as_ref().map_err(|why| Stop::Failed(why.clone()))?;
         self.step("echo");
         let from = if image_source { format!("image {}", self.parameter("SOURCE_IMAGE")) } else { "sources".to_owned() };
         self.log(&format!("Build {}: {from} -> {destination}", self.parameter("BUILD_UUID")));
         Ok(())
     }
 
-    /// `buildArgs()` of the pipeline: `BUILD_ARGS` as names and values, in order, checked.
-    fn build_args(&self) -> Result<Vec<(String, String)>, Stop> {
+    /// `buildArgs()` of the pipeline: `BUILD_ARGS` as names and values, in order, checked; else
+    /// the pipeline's error message.
+    fn build_args(&self) -> BuildArgs {
         let text = self.parameter("BUILD_ARGS");
         if text.trim().is_empty() {
             return Ok(Vec::new());
         }
         let Ok(serde_json::Value::Object(parsed)) = serde_json::from_str::<serde_json::Value>(text.trim()) else {
-            return Err(Stop::Failed("BUILD_ARGS is not a JSON object".to_owned()));
+            return Err("BUILD_ARGS is not a JSON object".to_owned());
         };
         let mut args = Vec::new();
         for (name, value) in parsed {
             let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return Err(Stop::Failed(format!("invalid build argument name '{name}'")));
+                return Err(format!("invalid build argument name '{name}'"));
             }
             if reserved_build_arg(&name) {
-                return Err(Stop::Failed(format!("build argument name '{name}' is reserved")));
+                return Err(format!("build argument name '{name}' is reserved"));
             }
             let value = match value {
                 serde_json::Value::Null => String::new(),
@@ -573,8 +579,8 @@ impl Runner<'_> {
         Ok(args)
     }
 
-    async fn run_step(&mut self, step: &ScriptStep, scratch: &Path, workspace: &Path, interruptible: bool) -> Step {
-        let args = self.build_args()?;
+    async fn run_step(&mut self, step: &ScriptStep, args: &BuildArgs, scratch: &Path, workspace: &Path, interruptible: bool) -> Step {
+        let args = args.as_ref().map_err(|why| Stop::Failed(why.clone()))?;
         let names: String = args.iter().map(|(name, _)| format!(" {name}")).collect();
         let flags: String = args.iter().map(|(name, _)| format!(" --build-arg {name}")).collect();
         let variables = |name: &str| match name {
@@ -605,7 +611,9 @@ impl Runner<'_> {
             ScriptStep::Sh { label: _, script, with_env } => {
                 self.step("sh");
                 let text = script.fill(&variables).map_err(Stop::Failed)?;
-                let durable = PathBuf::from(format!("{}@tmp", workspace.display())).join(format!("durable-{}", &short_id()[..8]));
+                let mut step_tmp = workspace.as_os_str().to_owned();
+                step_tmp.push("@tmp");
+                let durable = PathBuf::from(step_tmp).join(format!("durable-{}", &short_id()[..8]));
                 std::fs::create_dir_all(&durable).map_err(|e| Stop::Failed(format!("cannot write the step's script: {e}")))?;
                 let path = durable.join("script.sh");
                 std::fs::write(&path, text).map_err(|e| Stop::Failed(format!("cannot write the step's script: {e}")))?;

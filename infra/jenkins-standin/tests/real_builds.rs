@@ -172,6 +172,22 @@ async fn an_image_source_is_pulled_retagged_and_pushed_with_credentials_and_wron
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_stage_refuses_a_reserved_build_argument_before_any_step_runs() {
+    let registry = base_registry(&store());
+    let jenkins = real_stand_in(&registry).await;
+    let sources = common::serve_archive(common::tar_gz(&[("Dockerfile", "FROM busybox:1\n")])).await;
+    let destination = format!("{}/org/reserved:1", registry.address());
+    let parameters =
+        [("SOURCES_URL", sources.as_str()), ("DESTINATION_IMAGE", destination.as_str()), ("BUILD_ARGS", r#"{"PATH":"/evil"}"#)];
+    let (_, _, build, console) = run_build(&jenkins, &parameters).await;
+    assert_eq!(build["result"], "FAILURE", "{console}");
+    for line in ["Stage \"Prepare\" skipped due to earlier failure(s)\n", "ERROR: build argument name 'PATH' is reserved\n"] {
+        assert!(console.contains(line), "{line:?} missing from:\n{console}");
+    }
+    assert!(!console.contains("[prepare]"), "no step ran: {console}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_interrupts_a_real_run_step() {
     let registry = base_registry(&store());
     let jenkins = real_stand_in(&registry).await;
