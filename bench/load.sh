@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load: `bash bench/load.sh [builds]` (default 1000). Starts the AWS emulator and the local
 # gateway of `make run` (with its in-process Jenkins stand-in) on free ports, with an API token,
-# then runs the load driver (tests/src/bin/load.rs): every build submitted at once, each with its
+# then runs the load driver (bench/src/bin/load.rs): every build submitted at once, each with its
 # own status and log webhook on the driver's receivers; it waits until every build is terminal
 # and checks every receiver. Then prints the gateway's peak memory (VmHWM) and stops everything.
 # Exits non-zero when a check fails.

@@ -3,7 +3,7 @@
 # build tracked at once (1 → 100 → 1,000 builds), whatever the log size.
 #
 # What is measured, and what "the poller's RSS" is here: the poller runs alone in its own process
-# (tests/src/bin/memory-poller.rs: the `poller` Lambda's wiring, settings from the environment,
+# (bench/src/bin/memory-poller.rs: the `poller` Lambda's wiring, settings from the environment,
 # fed by the local gateway's SQS event source mapping and schedule). The API, the webhook sinks,
 # the Jenkins stand-in (which keeps every build's whole log) and the AWS emulator are other
 # processes, so VmRSS of that process is the poller's own — runtime, AWS/HTTP clients and the
@@ -11,7 +11,7 @@
 # invocations of ≤ 10 messages at once, so all of 1,000 builds can be in a poll at the same time;
 # the local gateway of `make run` runs 4 (≤ 40 builds in a poll, the rest wait in the queue).
 #
-# Each step (tests/src/bin/memory.rs) uses fresh resources, a fresh stand-in and a fresh poller:
+# Each step (bench/src/bin/memory.rs) uses fresh resources, a fresh stand-in and a fresh poller:
 # submits N v2 builds (one status and one log webhook each, to HTTP sinks that count and drop),
 # waits until every build is `building` (the stand-in's builds last: each simulated Docker step
 # takes 30 min), then appends text to every build's log at an even rate, waits a warm-up

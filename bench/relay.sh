@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Log relay (issue 7): `bash bench/relay.sh [runs]` (default 3; ≈50 s a run, plus the build).
-# Starts the AWS emulator on a free port, builds the relay bench (tests/src/bin/relay-bench.rs)
+# Starts the AWS emulator on a free port, builds the relay bench (bench/src/bin/relay-bench.rs)
 # with `--profile bench` (the release profile without fat LTO: every figure is a ratio against a
 # baseline measured in the same run of the same binary, so both sides share the profile), runs
 # it and stops the emulator. It prints a markdown table of medians over the runs:
@@ -49,7 +49,7 @@ ensure_venv
 ensure_kafka_broker
 SHUTTLE_TEST_KAFKA_BROKER="$(kafka_broker_bin)"
 export SHUTTLE_TEST_KAFKA_BROKER
-cargo build --quiet --profile bench -p shuttle-tests --bin relay-bench
+cargo build --quiet --profile bench -p shuttle-bench --bin relay-bench
 # The bench profile's output directory is `release`. A copy of this build: a shared
 # CARGO_TARGET_DIR may get another checkout's binary meanwhile.
 bin="$STATE_DIR/relay-bin"

@@ -2,6 +2,7 @@
 //! randomly named resources per test, and the local gateway on a random port.
 
 pub mod aws_calls;
+pub mod faults;
 pub mod kafka;
 pub mod receiver;
 

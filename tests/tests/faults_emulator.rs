@@ -9,11 +9,9 @@
 //! (`SIGCONT`): every DynamoDB, S3 and SQS call hangs meanwhile (connections are accepted by the
 //! kernel and never answered), then is answered or times out.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use shuttle_tests::faults::*;
 use shuttle_tests::receiver::Receiver;
 use shuttle_tests::spawn_app;
 

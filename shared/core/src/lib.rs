@@ -26,6 +26,8 @@ pub mod state;
 pub mod webhook;
 
 #[cfg(any(test, feature = "fakes"))]
+pub mod contract;
+#[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
 
 pub use config::Settings;

@@ -22,14 +22,12 @@
 //! | a poll message lost | `builds.rs` `a_build_whose_poll_message_is_lost_is_redriven_by_the_schedule` |
 //! | reordered SQS deliveries (a stale round after a newer one, a round from the future) | [`reordered_poll_messages_are_dropped_and_the_build_ends_once`] |
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use serde_json::json;
 use shuttle_core::poll::Polled;
 use shuttle_core::ports::PollMessage;
+use shuttle_tests::faults::*;
 use shuttle_tests::receiver::{Receiver, Reply};
 use shuttle_tests::{spawn_app, spawn_app_with, AppOptions};
 use tokio::net::TcpListener;

@@ -1,4 +1,4 @@
-//! The load driver behind `bench/load.sh` (README, "Load"): submits N v2 builds at once to a
+//! The load driver behind `bench/load.sh` (bench/README.md, "Load"): submits N v2 builds at once to a
 //! running local gateway, each with a status and a log webhook on receivers of this process,
 //! waits until every build is terminal (`GET …/status`), then checks that every status receiver
 //! got exactly its build's sequence and every log receiver exactly the archived log

@@ -1,14 +1,12 @@
-//! What the fault tests (`faults.rs`, `faults_emulator.rs`) share: a build with webhooks, and
-//! what its receivers and the stand-in should hold once it is over.
-// Each test binary uses its own part of this module.
-#![allow(dead_code)]
+//! What the fault tests (`tests/e2e/faults.rs`, `tests/faults_emulator.rs`) share: a build with
+//! webhooks, and what its receivers and the stand-in should hold once it is over.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::receiver::Receiver;
+use crate::{archive, fresh_image, Answer, TestApp, TestServer};
 use serde_json::{json, Value};
-use shuttle_tests::receiver::Receiver;
-use shuttle_tests::{archive, fresh_image, Answer, TestApp, TestServer};
 
 pub const ENOUGH: Duration = Duration::from_secs(60);
 pub const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
