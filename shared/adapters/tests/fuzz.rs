@@ -11,8 +11,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use shuttle_adapters::jenkins::{JenkinsClient, JenkinsSettings};
 use shuttle_core::config::Secret;
-use shuttle_core::error::ServiceError;
-use shuttle_core::jenkins::{Jenkins, JenkinsError, LogSink};
+use shuttle_core::jenkins::{Jenkins, JenkinsError, LogSink, SinkClosed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
@@ -150,7 +149,7 @@ struct Collected(Vec<u8>);
 
 #[async_trait]
 impl LogSink for Collected {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError> {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), SinkClosed> {
         self.0.extend_from_slice(&chunk);
         Ok(())
     }

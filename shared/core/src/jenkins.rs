@@ -4,7 +4,6 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::ServiceError;
 use crate::state::{BuildState, StopIntent};
 
 /// Where a triggered build is, as its queue item tells.
@@ -79,8 +78,15 @@ pub struct LogWindow {
 /// Receives log text as it streams in from Jenkins, in order.
 #[async_trait]
 pub trait LogSink: Send {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError>;
+    /// Takes the next text; [`SinkClosed`] ends the read.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), SinkClosed>;
 }
+
+/// A [`LogSink`] stopped taking text: the read ends with [`JenkinsError::SinkClosed`], and why
+/// it stopped is the sink's to tell its owner (the Jenkins client never carries its errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the log's reader stopped taking text")]
+pub struct SinkClosed;
 
 /// A Jenkins call that did not give the answer needed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,14 +103,15 @@ pub enum JenkinsError {
     /// An answer that does not fit Jenkins' documented API.
     #[error("unexpected answer from jenkins: {0}")]
     Unexpected(String),
-    /// The log sink failed while the log streamed in.
-    #[error(transparent)]
-    Sink(#[from] ServiceError),
+    /// The log sink stopped taking text while the log streamed in ([`SinkClosed`]).
+    #[error("the log read was ended by its reader")]
+    SinkClosed(#[from] SinkClosed),
 }
 
 impl JenkinsError {
+    /// Connection trouble, timeouts, 5xx: the same call may well work later.
     pub const fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Sink(_))
+        matches!(self, Self::Unavailable(_))
     }
 }
 

@@ -10,8 +10,7 @@ use jenkins_standin::{StandIn, StandInConfig};
 use shuttle_adapters::jenkins::{JenkinsClient, JenkinsSettings};
 use shuttle_adapters::S3SourceStore;
 use shuttle_core::config::Secret;
-use shuttle_core::error::ServiceError;
-use shuttle_core::jenkins::{parameters, Jenkins, JenkinsError, JenkinsResult, LogSink, QueueItem};
+use shuttle_core::jenkins::{parameters, Jenkins, JenkinsError, JenkinsResult, LogSink, QueueItem, SinkClosed};
 use shuttle_core::ports::SourceStore;
 use shuttle_tests::{archive, registry, Stack};
 use tokio::net::TcpListener;
@@ -100,7 +99,7 @@ struct Collect(Vec<u8>);
 
 #[async_trait]
 impl LogSink for Collect {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError> {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), SinkClosed> {
         self.0.extend_from_slice(&chunk);
         Ok(())
     }

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::error::ServiceError;
-use crate::jenkins::LogSink;
+use crate::jenkins::{LogSink, SinkClosed};
 use crate::ports::{ChunkWrite, SourceStore};
 use crate::relay::Relay;
 
@@ -27,11 +27,13 @@ pub(super) struct ArchiveSink<'a> {
     /// Bytes still to come that an earlier chunk already holds.
     pub(super) skip: u64,
     buffer: Vec<u8>,
+    /// Why the sink stopped taking text, for the poll to act on once Jenkins' read has ended.
+    pub(super) failure: Option<ServiceError>,
 }
 
 impl<'a> ArchiveSink<'a> {
     pub(super) fn new(sources: &'a dyn SourceStore, relay: &'a Relay<'a>, source_id: Uuid, end: u64) -> Self {
-        Self { sources, relay, source_id, end, skip: 0, buffer: Vec::new() }
+        Self { sources, relay, source_id, end, skip: 0, buffer: Vec::new(), failure: None }
     }
 
     async fn flush(&mut self) -> Result<(), ServiceError> {
@@ -65,11 +67,9 @@ impl<'a> ArchiveSink<'a> {
         self.flush().await?;
         Ok(self.end)
     }
-}
 
-#[async_trait::async_trait]
-impl LogSink for ArchiveSink<'_> {
-    async fn write(&mut self, mut chunk: Bytes) -> Result<(), ServiceError> {
+    /// Buffers `chunk`, writing each whole archive chunk as it fills.
+    pub(super) async fn append(&mut self, mut chunk: Bytes) -> Result<(), ServiceError> {
         while !chunk.is_empty() {
             let room = ARCHIVE_CHUNK_BYTES - self.buffer.len();
             self.buffer.extend_from_slice(&chunk.split_to(room.min(chunk.len())));
@@ -78,5 +78,15 @@ impl LogSink for ArchiveSink<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl LogSink for ArchiveSink<'_> {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), SinkClosed> {
+        self.append(chunk).await.map_err(|error| {
+            self.failure = Some(error);
+            SinkClosed
+        })
     }
 }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::{ServiceError, ShuttleError, StoreError};
-use crate::jenkins::{JenkinsResult, LogSink};
+use crate::jenkins::JenkinsResult;
 use crate::ports::{PollMessage, SourceFetcher};
 use crate::record::{now_ms, BuildRecord};
 use crate::redact::redact;
@@ -282,7 +282,7 @@ impl Build<'_> {
         let line = Bytes::from(format!("[build shuttle] {reason}\n"));
         let mut sink =
             ArchiveSink::new(self.shuttle().sources.as_ref(), self.relay, self.record.source_id, self.record.progress.archive_len);
-        sink.write(line).await?;
+        sink.append(line).await?;
         let end = sink.finish().await?;
         self.save(|r| r.progress.archive_len = r.progress.archive_len.max(end)).await?;
         self.end(None, &reason).await

@@ -219,12 +219,12 @@ impl Build<'_> {
                     Err(error) => tracing::warn!(build = %self.record.source_id, %error, "could not stop the build in Jenkins"),
                 }
             }
-            match self.read_log(&job, number).await {
+            match self.read_log(&job, number).await? {
                 Ok(window) if !window.more_data => match self.shuttle().jenkins.build_status(&job, number).await {
                     Ok(status) if !status.building => {
                         if let Some(result) = status.result {
                             // The log may have grown between the read and the status.
-                            let last = self.read_log(&job, number).await.map_err(|e| self.jenkins_step_error(e))?;
+                            let last = self.read_log(&job, number).await?.map_err(|e| ServiceError::new("jenkins", e))?;
                             if !last.more_data {
                                 return self.end(Some(result), "").await;
                             }
@@ -236,7 +236,6 @@ impl Build<'_> {
                 },
                 Ok(_) => {}
                 Err(JenkinsError::NotFound(_)) => return self.end_by_intent("the build disappeared from Jenkins").await,
-                Err(JenkinsError::Sink(error)) => return Err(error.into()),
                 Err(error) => tracing::warn!(build = %self.record.source_id, %error, "could not read the build's log"),
             }
             if next_read >= deadline {
@@ -246,26 +245,28 @@ impl Build<'_> {
         }
     }
 
-    fn jenkins_step_error(&self, error: JenkinsError) -> StepError {
-        match error {
-            JenkinsError::Sink(error) => error.into(),
-            other => ServiceError::new("jenkins", other).into(),
-        }
-    }
-
-    /// Reads the log from the Jenkins cursor into the archive, then saves both positions.
-    async fn read_log(&mut self, job: &str, number: u64) -> Result<LogWindow, JenkinsError> {
+    /// Reads the log from the Jenkins cursor into the archive, then saves both positions. The
+    /// outer error is the poll's own (the archive, the store, a lost lease: the poll ends); the
+    /// inner one is Jenkins' answer, for the caller to judge.
+    async fn read_log(&mut self, job: &str, number: u64) -> Result<Result<LogWindow, JenkinsError>, StepError> {
         let progress = self.record.progress.clone();
         let mut sink = ArchiveSink::new(self.shuttle().sources.as_ref(), self.relay, self.record.source_id, progress.archive_len);
         let reading = Instant::now();
-        let window = self.shuttle().jenkins.read_log(job, number, progress.log_cursor, &mut sink).await?;
+        let read = self.shuttle().jenkins.read_log(job, number, progress.log_cursor, &mut sink).await;
+        if let Some(error) = sink.failure.take() {
+            return Err(error.into());
+        }
+        let window = match read {
+            Ok(window) => window,
+            Err(error) => return Ok(Err(error)),
+        };
         let end = sink.finish().await?;
         tracing::debug!(build = %self.record.source_id, bytes = end - progress.archive_len, elapsed_ms = reading.elapsed().as_millis() as u64, "log read and archived");
         if sink.skip > 0 {
             // An interrupted poll archived more than Jenkins gave this read (from the same
             // cursor). Its cursor is unknown (Jenkins counts bytes it strips from plain text),
             // so keep both positions: a later read covers those chunks and moves past them.
-            return Ok(LogWindow { more_data: true, ..window });
+            return Ok(Ok(LogWindow { more_data: true, ..window }));
         }
         let cursor = window.next_start;
         if (cursor, end) != (progress.log_cursor, progress.archive_len) {
@@ -273,12 +274,8 @@ impl Build<'_> {
                 r.progress.log_cursor = cursor;
                 r.progress.archive_len = end;
             })
-            .await
-            .map_err(|e| match e {
-                StepError::LostLease => JenkinsError::Sink(ServiceError::new("poller", "another poll took over the build")),
-                StepError::Shuttle(e) => JenkinsError::Sink(ServiceError::new("poller", e)),
-            })?;
+            .await?;
         }
-        Ok(window)
+        Ok(Ok(window))
     }
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 use super::*;
 use crate::fakes::{fake_shuttle, FakeShuttle, MemorySources, RecordingWebhooks};
 use crate::ids::v2_source_id;
+use crate::jenkins::{JenkinsError, LogWindow, QueueItem};
 use crate::ports::BuildStore;
 use crate::ports::{Answer, FetchError, KafkaMessage, SourceStore};
 use crate::record::Lease;
@@ -38,7 +39,7 @@ fn v2_body(source: &str) -> Vec<u8> {
 
 async fn written(sink: &mut ArchiveSink<'_>, parts: &[&'static [u8]]) -> u64 {
     for part in parts {
-        sink.write(Bytes::from_static(part)).await.unwrap();
+        sink.append(Bytes::from_static(part)).await.unwrap();
     }
     sink.finish().await.unwrap()
 }
@@ -91,7 +92,7 @@ async fn a_large_read_is_archived_in_chunks_of_at_most_the_chunk_size() {
     let mut sink = ArchiveSink::new(&sources, &relay, id, 0);
     // As Jenkins' body arrives: parts of any size, one of them larger than a chunk.
     for part in [&log[..1000], &log[1000..ARCHIVE_CHUNK_BYTES + 5000], &log[ARCHIVE_CHUNK_BYTES + 5000..]] {
-        sink.write(Bytes::copy_from_slice(part)).await.unwrap();
+        sink.append(Bytes::copy_from_slice(part)).await.unwrap();
     }
     assert_eq!(sink.finish().await.unwrap(), log.len() as u64);
     let chunks: Vec<(u64, usize)> = sources.logs.lock().unwrap()[&id].iter().map(|(at, bytes)| (*at, bytes.len())).collect();
@@ -174,7 +175,7 @@ async fn relayed_to_kafka(earlier: &'static [u8], log: &[u8]) -> (bool, Vec<Kafk
     let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", &record, Duration::ZERO);
     let sent = async {
         let mut sink = ArchiveSink::new(fake.sources.as_ref(), &relay, id, earlier.len() as u64);
-        sink.write(Bytes::copy_from_slice(log)).await.unwrap();
+        sink.append(Bytes::copy_from_slice(log)).await.unwrap();
         assert_eq!(sink.finish().await.unwrap(), (earlier.len() + log.len()) as u64);
         kafka_received(&relay, &recording, b"end").await
     };
@@ -459,4 +460,76 @@ async fn a_status_target_the_guard_refuses_is_given_up_at_once_and_the_others_ar
     assert!(deliveries.status[0].closed && deliveries.status[0].attempts == 0, "refused is final: {:?}", deliveries.status[0]);
     let posts = webhooks.posts.lock().unwrap().clone();
     assert!(!posts.is_empty() && posts.iter().all(|sent| sent.url == "https://hooks.example/status"), "{posts:?}");
+}
+
+/// Jenkins as seen by a poll that loses its lease while it reads the log: the read returns
+/// text, and meanwhile another poll has taken the build over.
+struct LeaseTakenDuringTheRead {
+    store: Arc<crate::fakes::MemoryStore>,
+    inner: crate::fakes::FakeJenkins,
+}
+
+#[async_trait::async_trait]
+impl crate::jenkins::Jenkins for LeaseTakenDuringTheRead {
+    async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError> {
+        self.inner.ensure_job(job).await
+    }
+    async fn trigger(&self, job: &str, parameters: &[(String, String)]) -> Result<u64, JenkinsError> {
+        self.inner.trigger(job, parameters).await
+    }
+    async fn queue_item(&self, queue_id: u64) -> Result<QueueItem, JenkinsError> {
+        self.inner.queue_item(queue_id).await
+    }
+    async fn find_build(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
+        self.inner.find_build(job, build_uuid).await
+    }
+    async fn find_queued(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
+        self.inner.find_queued(job, build_uuid).await
+    }
+    async fn build_status(&self, job: &str, number: u64) -> Result<crate::jenkins::BuildStatus, JenkinsError> {
+        self.inner.build_status(job, number).await
+    }
+    async fn read_log(
+        &self,
+        _job: &str,
+        _number: u64,
+        start: u64,
+        sink: &mut dyn crate::jenkins::LogSink,
+    ) -> Result<LogWindow, JenkinsError> {
+        sink.write(Bytes::from_static(b"step 1\n")).await?;
+        let mut builds = self.store.builds.lock().unwrap();
+        for build in builds.values_mut() {
+            build.progress.lease = Some(Lease { owner: "another poll".into(), until_ms: now_ms() + 60_000 });
+            build.version += 1;
+        }
+        Ok(LogWindow { start, next_start: start + 7, more_data: true })
+    }
+    async fn stop_build(&self, job: &str, number: u64) -> Result<(), JenkinsError> {
+        self.inner.stop_build(job, number).await
+    }
+    async fn cancel_queue_item(&self, queue_id: u64) -> Result<(), JenkinsError> {
+        self.inner.cancel_queue_item(queue_id).await
+    }
+    async fn delete_job(&self, job: &str) -> Result<(), JenkinsError> {
+        self.inner.delete_job(job).await
+    }
+}
+
+#[tokio::test]
+async fn a_lease_lost_during_a_log_read_drops_the_message_instead_of_retrying_it() {
+    let mut fake = fake_shuttle();
+    fake.shuttle.jenkins = Arc::new(LeaseTakenDuringTheRead { store: fake.store.clone(), inner: Default::default() });
+    let poller = Poller::new(fake.shuttle.clone(), Arc::new(Unreachable), Arc::new(RecordingWebhooks::default()).webhooks());
+    let id = v2_source_id("app", "1");
+    fake.shuttle.create_v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    let mut record = fake.store.get(id).await.unwrap().unwrap();
+    record.state = BuildState::Building;
+    (record.progress.queue_item, record.progress.jenkins_number, record.progress.started_at_ms) = (Some(1), Some(1), Some(now_ms()));
+    fake.store.builds.lock().unwrap().insert(id, record);
+
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await;
+    assert!(matches!(polled, Ok(Polled::Dropped(_))), "the other poll has the build: {polled:?}");
+    let now = fake.store.get(id).await.unwrap().unwrap();
+    assert_eq!(now.progress.lease.map(|l| l.owner).as_deref(), Some("another poll"), "its lease stands");
+    assert_eq!(now.progress.log_cursor, 0, "this poll saved no position");
 }
