@@ -1,5 +1,5 @@
 //! The poller alone, as a process of its own, for `bench/memory.sh`: the `poller` Lambda's
-//! wiring (`shuttle_http::poller_from_env`, every setting from the environment as in AWS) fed by
+//! wiring (`shuttle_adapters::wiring::poller_from_env`, every setting from the environment as in AWS) fed by
 //! the local gateway's SQS event source mapping and schedule (`local_gateway::poller`), with no
 //! API, no Jenkins stand-in and no AWS emulator in the process — so its resident memory is the
 //! poller's.
@@ -17,13 +17,13 @@ use local_gateway::poller::{run_poller, PollerTriggers};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shuttle_http::init_tracing();
+    lambda_runtime::tracing::init_default_subscriber();
     let concurrency: usize = match std::env::var("MEMORY_POLLER_CONCURRENCY") {
         Ok(raw) => raw.parse().with_context(|| format!("MEMORY_POLLER_CONCURRENCY must be a whole number, got '{raw}'"))?,
         Err(_) => 100,
     };
     let queue_url = std::env::var("POLL_QUEUE_URL").context("setting POLL_QUEUE_URL is required")?;
-    let poller = shuttle_http::poller_from_env().await.map_err(|error| anyhow!("{error}"))?;
+    let poller = shuttle_adapters::wiring::poller_from_env().await.map_err(|error| anyhow!("{error}"))?;
     let sqs = aws_sdk_sqs::Client::new(&shuttle_adapters::load_sdk_config().await?);
     let triggers = PollerTriggers {
         mapping: MappingOptions { max_concurrency: concurrency, ..MappingOptions::default() },

@@ -58,7 +58,7 @@ pub fn roots(file: Option<PathBuf>, dir: Option<PathBuf>) -> Result<RootCertStor
 }
 
 /// A client configuration trusting `roots`, with ring as its cryptography (as the AWS SDK's,
-/// see [`crate::load_sdk_config`]).
+/// see [`crate::wiring::load_sdk_config`]).
 pub fn build(roots: RootCertStore) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;

@@ -1,7 +1,6 @@
-//! HTTP glue shared by the API functions: wiring from the environment, request extraction,
-//! and the one place where an error becomes a status code.
+//! HTTP glue shared by the API functions: request extraction, the token check, and the one
+//! place where an error becomes a status code. (Their wiring is `shuttle_adapters::wiring`.)
 
-use aws_config::SdkConfig;
 use base64::Engine;
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -10,50 +9,7 @@ use serde_json::json;
 use shuttle_core::access::LinkError;
 use shuttle_core::error::ShuttleError;
 use shuttle_core::ids::parse_uuid;
-use shuttle_core::poll::Poller;
-use shuttle_core::{Settings, Shuttle};
-
-pub use shuttle_adapters::Uses;
-
-/// Builds the use cases from the environment, once per cold start, with the clients `uses` names
-/// built now and the others on first use. A missing or malformed setting stops the function with
-/// a message naming it; no network call is made here.
-pub async fn shuttle_from_env(uses: Uses) -> Result<Shuttle, lambda_http::Error> {
-    let (sdk, settings, s3_region) = from_env().await?;
-    shuttle_adapters::shuttle(&sdk, settings, s3_region, uses).map_err(|error| StartupError(error.to_string()).into())
-}
-
-/// Builds the poller's use cases from the environment, once per cold start.
-pub async fn poller_from_env() -> Result<Poller, lambda_http::Error> {
-    let (sdk, settings, s3_region) = from_env().await?;
-    shuttle_adapters::poller(&sdk, settings, s3_region).map_err(|error| StartupError(error.to_string()).into())
-}
-
-/// The SDK configuration, the settings and `S3_LOCATION`, as every function reads them.
-async fn from_env() -> Result<(SdkConfig, Settings, Option<String>), StartupError> {
-    let settings = Settings::from_env().map_err(|error| StartupError(error.to_string()))?;
-    let sdk = shuttle_adapters::load_sdk_config().await.map_err(|error| StartupError(error.to_string()))?;
-    let s3_region = std::env::var("S3_LOCATION").ok().filter(|r| !r.trim().is_empty());
-    Ok((sdk, settings, s3_region))
-}
-
-/// A start-up failure. Its `Debug` is its message, so that the `Error: …` line a binary's
-/// `main` prints on failure reads as a sentence naming the setting.
-pub struct StartupError(pub String);
-
-impl std::fmt::Debug for StartupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::fmt::Display for StartupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StartupError {}
+use shuttle_core::Shuttle;
 
 /// Logs as JSON in Lambda (`AWS_LAMBDA_LOG_FORMAT=JSON`), as text elsewhere.
 pub fn init_tracing() {
