@@ -6,6 +6,8 @@ use serde_json::json;
 use shuttle_core::Shuttle;
 use shuttle_http::{body_bytes, error_response, json_response, path_param};
 
+/// One span per request, with the build it is about.
+#[tracing::instrument(name = "request", skip_all, fields(function = "create", method = %request.method(), path = request.uri().path(), build = %shuttle_http::build_key(&request)))]
 pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
     if let Some(refusal) = shuttle_http::unauthorized(shuttle, &request) {
         return Ok(refusal);
@@ -35,6 +37,7 @@ mod tests {
     use lambda_http::RequestExt;
     use shuttle_core::fakes::fake_shuttle;
     use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 
@@ -65,6 +68,34 @@ mod tests {
         handle(&fake.shuttle, post(Some(("app", "1")), V2)).await.unwrap();
         let other = V2.replace("a.tgz", "b.tgz");
         assert_eq!(handle(&fake.shuttle, post(Some(("app", "1")), &other)).await.unwrap().status(), StatusCode::CONFLICT);
+    }
+
+    /// Everything logged while the guard lives, as the text subscriber writes it (spans included).
+    fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || Lines(writer.clone())).finish();
+        (lines, tracing::subscriber::set_default(subscriber))
+    }
+
+    #[tokio::test]
+    async fn each_request_logs_in_a_span_naming_its_build() {
+        let fake = fake_shuttle();
+        let (lines, _guard) = capture_logs();
+        handle(&fake.shuttle, post(Some(("app", "7")), V2)).await.unwrap();
+        let logged = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        let accepted = logged.lines().find(|line| line.contains("build accepted")).unwrap_or_else(|| panic!("not logged:\n{logged}"));
+        assert!(accepted.contains(r#"request{function="create" method=POST path="/" build=app/7}"#), "{accepted}");
     }
 
     #[tokio::test]

@@ -28,6 +28,17 @@ pub enum PollerEvent {
     Scheduled(EventBridgeEvent<Value>),
 }
 
+impl PollerEvent {
+    /// What the event is, for its span.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Polls(_) => "sqs",
+            Self::Redrive(_) => "redrive",
+            Self::Scheduled(_) => "schedule",
+        }
+    }
+}
+
 /// The schedule's payload, `{"action": "redrive"}` (`template.yaml`, `Redrive` event, `Input`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +94,7 @@ pub enum PollerAnswer {
     Redriven { requeued: usize, failed: usize },
 }
 
+#[tracing::instrument(name = "poller", skip_all, fields(event = event.kind()))]
 pub async fn handle(poller: &Poller, event: PollerEvent) -> Result<PollerAnswer, Error> {
     match event {
         PollerEvent::Polls(batch) => Ok(PollerAnswer::Batch(handle_batch(poller, &batch.records).await)),
@@ -104,12 +116,16 @@ async fn handle_batch(poller: &Poller, records: &[SqsMessage]) -> SqsBatchRespon
     response
 }
 
-/// The message id when the message must come back.
+/// The message id when the message must come back. One span per message.
+#[tracing::instrument(name = "sqs_message", skip_all, fields(message_id = record.message_id.as_deref().unwrap_or_default(), build))]
 async fn handle_record(poller: &Poller, record: &SqsMessage) -> Option<String> {
     let message_id = record.message_id.clone().unwrap_or_default();
     let body = record.body.as_deref().unwrap_or_default();
-    let message: PollMessage = match serde_json::from_str(body) {
-        Ok(message) => message,
+    let message: PollMessage = match serde_json::from_str::<PollMessage>(body) {
+        Ok(message) => {
+            tracing::Span::current().record("build", tracing::field::display(message.source_id));
+            message
+        }
         Err(error) => {
             // A message that can never be handled must not come back again and again.
             tracing::error!(%message_id, %error, "not a poll message: moving it to the dead-letter queue");

@@ -6,6 +6,8 @@ use lambda_http::{Body, Error, Request, Response};
 use shuttle_core::Shuttle;
 use shuttle_http::{empty_response, error_response, path_param};
 
+/// One span per request, with the build it is about.
+#[tracing::instrument(name = "request", skip_all, fields(function = "sources", method = %request.method(), path = request.uri().path(), build = %shuttle_http::build_key(&request)))]
 pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
     let build_uuid = path_param(&request, "build_uuid").unwrap_or_default();
     if let Some(refusal) = shuttle_http::unauthorized_for_sources(shuttle, &request, build_uuid) {

@@ -10,6 +10,8 @@ use shuttle_core::Shuttle;
 use shuttle_http::{error_response, json_response, path_param, text_response};
 use uuid::Uuid;
 
+/// One span per request, with the build it is about.
+#[tracing::instrument(name = "request", skip_all, fields(function = "status", method = %request.method(), path = request.uri().path(), build = %shuttle_http::build_key(&request)))]
 pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
     let path = request.uri().path();
     if path == "/octhc" {

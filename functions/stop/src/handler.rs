@@ -8,6 +8,8 @@ use shuttle_core::shuttle::StopOutcome;
 use shuttle_core::{Shuttle, ShuttleError};
 use shuttle_http::{error_response, json_response, path_param};
 
+/// One span per request, with the build it is about.
+#[tracing::instrument(name = "request", skip_all, fields(function = "stop", method = %request.method(), path = request.uri().path(), build = %shuttle_http::build_key(&request)))]
 pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
     if let Some(refusal) = shuttle_http::unauthorized(shuttle, &request) {
         return Ok(refusal);

@@ -72,6 +72,15 @@ fn refusal(reason: &str) -> Response<Body> {
     response
 }
 
+/// The build a request is about, as its path names it: `{app_id}/{build_id}`, the build uuid or
+/// the app (empty for a legacy create, whose body names it). Each request's span carries it.
+pub fn build_key(request: &Request) -> String {
+    match (path_param(request, "app_id"), path_param(request, "build_id")) {
+        (Some(app_id), Some(build_id)) => format!("{app_id}/{build_id}"),
+        _ => path_param(request, "build_uuid").or_else(|| path_param(request, "app")).unwrap_or_default().to_owned(),
+    }
+}
+
 /// A path parameter of the matched route (the gateway decodes them).
 pub fn path_param<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
     request.path_parameters_ref().and_then(|params| params.first(name))

@@ -112,6 +112,7 @@ impl Poller {
     }
 
     /// Handles one poll message. An error means the message should be retried.
+    #[tracing::instrument(name = "poll", skip_all, fields(build = %message.source_id, round = message.round))]
     pub async fn poll(&self, message: &PollMessage) -> Result<Polled, ShuttleError> {
         let owner = Uuid::new_v4().to_string();
         let Some(record) = self.take_lease(message, &owner).await? else {

@@ -18,6 +18,7 @@ impl Poller {
     /// The scheduled run: builds whose last poll is older than `stale_after` are polled again
     /// (their message was lost or dead-lettered, or their enqueue failed at create), and those
     /// still unfinished long past their timeouts are failed.
+    #[tracing::instrument(name = "redrive", skip_all)]
     pub async fn redrive(&self, stale_after: Duration) -> Result<Redriven, ShuttleError> {
         let settings = &self.shuttle.settings;
         let now = now_ms();
