@@ -149,7 +149,9 @@ async fn a_receiver_that_drops_the_connection_mid_stream_still_ends_with_the_exa
 
 #[tokio::test]
 async fn status_sequences_are_exact_and_in_order() {
-    let options = AppOptions { settings: vec![("BUILD_TIMEOUT", "4s".into())], ..AppOptions::default() };
+    // Long enough for a real build of `RUN echo fine` while the other tests build too (4 s was
+    // not, once), short of the 30 s `RUN sleep` that must time out.
+    let options = AppOptions { settings: vec![("BUILD_TIMEOUT", "12s".into())], ..AppOptions::default() };
     let app = spawn_app_with(options).await;
     let receiver = Receiver::ok().await;
     let passing = sources("FROM busybox:1\nRUN echo fine\n").await;
