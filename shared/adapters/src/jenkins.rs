@@ -144,7 +144,7 @@ impl JenkinsClient {
         }
         let text = response.text().await.unwrap_or_default();
         if !text.contains("No valid crumb") {
-            return Err(JenkinsError::Refused(format!("403 for {} {}", method, url.path())));
+            return Err(JenkinsError::Rejected(format!("403 for {} {}", method, url.path())));
         }
         let crumb = self.fetch_crumb().await?;
         *self.crumb.lock().expect("crumb lock") = Some(crumb.clone());
@@ -198,7 +198,7 @@ fn check(response: Response, what: &str) -> Result<Response, JenkinsError> {
     match status.as_u16() {
         200..=399 => Ok(response),
         404 => Err(JenkinsError::NotFound(what.to_owned())),
-        401 | 403 => Err(JenkinsError::Refused(format!("{status} for {what}: check JENKINS_USER and JENKINS_TOKEN"))),
+        401 | 403 => Err(JenkinsError::Rejected(format!("{status} for {what}: check JENKINS_USER and JENKINS_TOKEN"))),
         429 | 500..=599 => Err(JenkinsError::Unavailable(format!("{status} for {what}"))),
         _ => Err(JenkinsError::Unexpected(format!("{status} for {what}"))),
     }

@@ -97,9 +97,9 @@ pub enum JenkinsError {
     /// Connection errors, timeouts, 5xx: worth trying again later.
     #[error("jenkins unavailable: {0}")]
     Unavailable(String),
-    /// Jenkins refused the credentials or the request.
+    /// Jenkins rejected the credentials or the request (401, 403, another 4xx).
     #[error("jenkins refused the request: {0}")]
-    Refused(String),
+    Rejected(String),
     /// An answer that does not fit Jenkins' documented API.
     #[error("unexpected answer from jenkins: {0}")]
     Unexpected(String),

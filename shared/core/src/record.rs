@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::state::{Audience, BuildState, StopIntent};
+use crate::state::{BuildState, StopIntent};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -247,45 +247,6 @@ impl BuildRecord {
     pub fn expires_at_s(&self, retention: Duration) -> Option<u64> {
         (!self.needs_polling()).then(|| (self.updated_at_ms / 1000).saturating_add(retention.as_secs()))
     }
-
-    /// The body `audience` is told of `event` (SPEC §2, §3): v2 bodies carry the metadata as
-    /// `id`, legacy ones the build number (`0` until Jenkins numbers the build, the
-    /// controller's own placeholder).
-    pub fn status_body(&self, event: StatusEvent, audience: Audience) -> StatusBody<'_> {
-        let (id, kind) = match audience {
-            Audience::V2Webhook | Audience::V2Endpoint => (StatusId::Metadata(&self.metadata), "build system"),
-            Audience::LegacyCallback | Audience::LegacyEndpoint => (StatusId::Number(event.number.unwrap_or(0)), "jenkins"),
-        };
-        StatusBody { id, kind, building: event.state.building(), status: event.state.status_for(audience) }
-    }
-
-    /// The build as it is now, as the status endpoint of its API answers it (the v2 endpoint
-    /// adds fields).
-    pub fn endpoint_status_body(&self) -> StatusBody<'_> {
-        let audience = match self.kind {
-            ApiKind::V2 => Audience::V2Endpoint,
-            ApiKind::Legacy => Audience::LegacyEndpoint,
-        };
-        self.status_body(StatusEvent { state: self.state, number: self.number }, audience)
-    }
-}
-
-/// A status webhook's body, serialised as it is (no intermediate JSON tree).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct StatusBody<'a> {
-    pub id: StatusId<'a>,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub building: bool,
-    pub status: &'static str,
-}
-
-/// A status body's `id`: the build's metadata (v2), or its build number (legacy).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum StatusId<'a> {
-    Metadata(&'a str),
-    Number(u64),
 }
 
 pub fn now_ms() -> u64 {

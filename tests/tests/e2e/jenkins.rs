@@ -261,7 +261,7 @@ async fn server_errors_and_stalls_are_transient_and_show_no_credentials() {
 
     let wrong = self::client(&jenkins, "not-the-token", Duration::from_secs(2));
     let error = wrong.ensure_job("app-f").await.unwrap_err();
-    assert!(matches!(error, JenkinsError::Refused(_)), "{error}");
+    assert!(matches!(error, JenkinsError::Rejected(_)), "{error}");
     for message in [error.to_string(), format!("{error:?}")] {
         assert!(!message.contains(&token) && !message.contains("not-the-token"), "{message}");
     }

@@ -6,7 +6,7 @@ use tokio::sync::watch;
 use crate::ports::SendError;
 
 use super::logs::LogSent;
-use super::outcome::Refused;
+use super::outcome::Undelivered;
 use super::{Relay, FRAME_BYTES};
 
 /// `X-Build-Metadata` is the metadata percent-encoded: controls, non-ASCII and separators.
@@ -21,7 +21,7 @@ impl Relay<'_> {
         url: &str,
         from: u64,
         changes: &mut watch::Receiver<u64>,
-    ) -> (u64, Result<LogSent, Refused>) {
+    ) -> (u64, Result<LogSent, Undelivered>) {
         let metadata = self.lock().record.metadata.clone();
         let headers = vec![
             ("X-Build-Metadata".to_owned(), utf8_percent_encode(&metadata, HEADER_VALUE).to_string()),
@@ -56,7 +56,7 @@ impl Relay<'_> {
                         Ok(Err(problem)) => Err(problem),
                         Err(_) => Err(SendError::new("the stream ended without an answer".to_owned())),
                     };
-                    return (from, Err(Refused::from_attempt(problem)));
+                    return (from, Err(Undelivered::from_attempt(problem)));
                 }
             }
             sent += text.len() as u64;
@@ -68,7 +68,7 @@ impl Relay<'_> {
         };
         match answer {
             Ok(answer) if (200..300).contains(&answer.status) => (sent, Ok(if whole { LogSent::Finished } else { LogSent::Delivered })),
-            other => (from, Err(Refused::from_attempt(other))),
+            other => (from, Err(Undelivered::from_attempt(other))),
         }
     }
 }

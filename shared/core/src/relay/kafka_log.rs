@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::ports::KafkaMessage;
 
 use super::logs::LogSent;
-use super::outcome::Refused;
+use super::outcome::Undelivered;
 use super::{Relay, READ_BYTES};
 
 /// The most log bytes one Kafka log message carries: a longer line goes in pieces
@@ -29,7 +29,7 @@ impl Relay<'_> {
         topic: &str,
         legacy: Option<&String>,
         from: u64,
-    ) -> (u64, Result<LogSent, Refused>) {
+    ) -> (u64, Result<LogSent, Undelivered>) {
         let text = match self.log_from(index, from).await {
             Ok(text) => text,
             Err(problem) => return (from, Err(problem.into())),

@@ -9,7 +9,7 @@ use crate::record::Delivery;
 use crate::redact::redact;
 use crate::webhook::WebhookTarget;
 
-use super::outcome::{judge, retried, Outcome, Refused};
+use super::outcome::{judge, retried, Outcome, Undelivered};
 use super::{feed_range, Relay, Step, READ_BYTES};
 
 impl Relay<'_> {
@@ -116,7 +116,7 @@ impl Relay<'_> {
 
     /// One delivery of the log from `from`: a stream (HTTP) or a run of lines (Kafka). Returns
     /// how far the target has acknowledged, and whether it is done with the whole log.
-    async fn send_log(&self, index: usize, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, Refused>) {
+    async fn send_log(&self, index: usize, from: u64, changes: &mut watch::Receiver<u64>) -> (u64, Result<LogSent, Undelivered>) {
         match &self.log_targets[index] {
             LogTarget::Webhook(WebhookTarget::Http { url }) => self.stream_log(index, url, from, changes).await,
             LogTarget::Webhook(WebhookTarget::Kafka { brokers, topic }) => self.produce_lines(index, brokers, topic, None, from).await,

@@ -8,7 +8,8 @@
 //! the loops reached are saved with the build ([`Relay::positions`]); what is left is resumed by
 //! the next poll.
 //!
-//! Beside this file, one concern a file: `status` (the status loop and its signed bodies),
+//! Beside this file, one concern a file: `status` (the status loop and its signed deliveries),
+//! `status_body` (the status body, which the status endpoints answer too),
 //! `logs` (the log loop), `http_log` (a log stream over HTTP), `kafka_log` (log lines to Kafka,
 //! the legacy envelope), `outcome` (judging an attempt: delivered, retried or given up).
 
@@ -31,6 +32,9 @@ mod kafka_log;
 mod logs;
 mod outcome;
 mod status;
+mod status_body;
+
+pub use status_body::{StatusBody, StatusId};
 
 /// Bytes `from..stop` of the feed, which holds them: a part of one chunk as it is, or, across a
 /// chunk's end (where a line may be cut), a copy.

@@ -9,18 +9,19 @@ use crate::ports::{Answer, SendError};
 use crate::record::{now_ms, Delivery};
 
 /// Why a log delivery did not go through: the receiver's answer (not a 2xx), or no answer.
-pub(super) enum Refused {
+/// ("Refused" is kept for one thing only: the SSRF guard refusing an address.)
+pub(super) enum Undelivered {
     Answer(Answer),
     NoAnswer(SendError),
 }
 
-impl From<SendError> for Refused {
+impl From<SendError> for Undelivered {
     fn from(problem: SendError) -> Self {
         Self::NoAnswer(problem)
     }
 }
 
-impl Refused {
+impl Undelivered {
     pub(super) fn from_attempt(attempt: Result<Answer, SendError>) -> Self {
         attempt.map_or_else(Self::NoAnswer, Self::Answer)
     }
