@@ -13,7 +13,7 @@ use base64::Engine;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
-use shuttle_core::config::{JenkinsConfig, Secret};
+use shuttle_core::config::{ExposeSecret, JenkinsConfig, Secret};
 use shuttle_core::jenkins::{parameters, BuildStatus, Jenkins, JenkinsError, JenkinsResult, LogSink, LogWindow, QueueItem};
 use shuttle_core::redact::redact;
 use url::Url;
@@ -127,7 +127,7 @@ impl JenkinsClient {
         let attempt = |crumb: Option<Crumb>| {
             let mut request = http
                 .request(method.clone(), url.clone())
-                .basic_auth(&self.settings.user, Some(self.settings.token.expose()))
+                .basic_auth(&self.settings.user, Some(self.settings.token.expose_secret()))
                 .timeout(timeout);
             if let Some(crumb) = crumb.filter(|_| method != Method::GET) {
                 request = request.header(crumb.field.as_str(), crumb.value.as_str());
@@ -155,7 +155,7 @@ impl JenkinsClient {
         let response = self
             .http()?
             .get(self.url("crumbIssuer/api/json"))
-            .basic_auth(&self.settings.user, Some(self.settings.token.expose()))
+            .basic_auth(&self.settings.user, Some(self.settings.token.expose_secret()))
             .timeout(self.settings.timeout)
             .send()
             .await

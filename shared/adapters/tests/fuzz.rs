@@ -135,7 +135,7 @@ fn server(test: Test) -> &'static Server {
         let client = JenkinsClient::new(JenkinsSettings {
             url: url.clone(),
             user: "fuzz".into(),
-            token: Secret::new("fuzz-token"),
+            token: Secret::from("fuzz-token"),
             timeout: Duration::from_secs(10),
             log_timeout: Duration::from_secs(10),
         })

@@ -11,12 +11,11 @@
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretString as Secret};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use url::Url;
 use uuid::Uuid;
-
-use crate::config::Secret;
 
 /// The shortest token or signing key taken: anything shorter could be guessed.
 pub const MIN_SECRET_CHARS: usize = 16;
@@ -42,7 +41,7 @@ impl Access {
                 tokens
                     .iter()
                     .fold(subtle::Choice::from(0), |found, token| {
-                        found | Sha256::digest(token.expose().as_bytes()).as_slice().ct_eq(presented.as_slice())
+                        found | Sha256::digest(token.expose_secret().as_bytes()).as_slice().ct_eq(presented.as_slice())
                     })
                     .into()
             }
@@ -94,7 +93,7 @@ impl LinkSigner {
     }
 
     fn mac(&self, source_id: Uuid, expires: u64) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose().as_bytes()).expect("HMAC takes a key of any length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose_secret().as_bytes()).expect("HMAC takes a key of any length");
         mac.update(format!("sources:{source_id}:{expires}").as_bytes());
         mac
     }
@@ -124,7 +123,7 @@ mod tests {
     const NOW_MS: u64 = 1_800_000_000_000;
 
     fn signer() -> LinkSigner {
-        LinkSigner::new(Secret::new("a-signing-key-of-some-length"))
+        LinkSigner::new(Secret::from("a-signing-key-of-some-length"))
     }
 
     fn query(link: &str) -> (Option<String>, Option<String>) {
@@ -135,7 +134,7 @@ mod tests {
 
     #[test]
     fn tokens_admit_each_configured_token_and_nothing_else() {
-        let access = Access::Tokens(vec![Secret::new("old-token-0123456789"), Secret::new("new-token-0123456789")]);
+        let access = Access::Tokens(vec![Secret::from("old-token-0123456789"), Secret::from("new-token-0123456789")]);
         assert!(access.admits(Some("old-token-0123456789")));
         assert!(access.admits(Some("new-token-0123456789")));
         for wrong in [None, Some(""), Some("old-token-012345678"), Some("old-token-01234567890"), Some("OLD-TOKEN-0123456789")] {
@@ -166,7 +165,7 @@ mod tests {
         assert_eq!(signer().check(Uuid::new_v4(), Some(&expires), Some(&signature), NOW_MS), Err(LinkError::BadSignature));
         let later = (expires.parse::<u64>().unwrap() + 3600).to_string();
         assert_eq!(signer().check(id, Some(&later), Some(&signature), NOW_MS), Err(LinkError::BadSignature));
-        let other_key = LinkSigner::new(Secret::new("another-signing-key-entirely"));
+        let other_key = LinkSigner::new(Secret::from("another-signing-key-entirely"));
         assert_eq!(other_key.check(id, Some(&expires), Some(&signature), NOW_MS), Err(LinkError::BadSignature));
         for bad in ["", "zz", "abc", "é1"] {
             assert_eq!(signer().check(id, Some(&expires), Some(bad), NOW_MS), Err(LinkError::BadSignature), "{bad}");

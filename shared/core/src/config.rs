@@ -71,25 +71,9 @@ pub struct PollerConfig {
     pub dead_letter_queue_url: Option<String>,
 }
 
-/// A secret setting: its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
-    }
-}
+/// A secret setting (a token, a key): `secrecy`'s string, whose `Debug` never shows it and
+/// whose memory is zeroed on drop; read with [`secrecy::ExposeSecret::expose_secret`].
+pub use secrecy::{ExposeSecret, SecretString as Secret};
 
 /// The longest `LOG_WINDOW`: a poll must end well inside the poller's 90 s timeout.
 pub const MAX_LOG_WINDOW: Duration = Duration::from_secs(60);
@@ -168,7 +152,7 @@ impl Settings {
                     reason: format!("must be at least {MIN_SIGNING_KEY_CHARS} characters (e.g. openssl rand -hex 32)"),
                 })
             }
-            (Some(key), _) => Some(LinkSigner::new(Secret::new(key))),
+            (Some(key), _) => Some(LinkSigner::new(Secret::from(key))),
             (None, Access::Open) => None,
             (None, Access::Tokens(_)) => {
                 return Err(ConfigError::MissingWithHint {
@@ -183,7 +167,7 @@ impl Settings {
             jenkins: JenkinsConfig {
                 url: jenkins_url,
                 user: optional("JENKINS_USER").unwrap_or_default(),
-                token: Secret::new(optional("JENKINS_TOKEN").unwrap_or_default()),
+                token: Secret::from(optional("JENKINS_TOKEN").unwrap_or_default()),
             },
             poller: PollerConfig {
                 interval: duration("POLL_INTERVAL", Duration::from_secs(2))?,
@@ -268,7 +252,7 @@ fn access(optional: &impl Fn(&'static str) -> Option<String>) -> Result<Access, 
                     reason: format!("token {} of the list is shorter than {MIN_SECRET_CHARS} characters or holds a space", position + 1),
                 });
             }
-            Ok(Access::Tokens(tokens.into_iter().map(Secret::new).collect()))
+            Ok(Access::Tokens(tokens.into_iter().map(Secret::from).collect()))
         }
     }
 }
@@ -337,7 +321,7 @@ mod tests {
         let mut env = base();
         env.insert("JENKINS_TOKEN", "canary-token-1234".into());
         let settings = load(&env).unwrap();
-        assert_eq!(settings.jenkins.token.expose(), "canary-token-1234");
+        assert_eq!(settings.jenkins.token.expose_secret(), "canary-token-1234");
         assert!(!format!("{settings:?}").contains("canary-token-1234"));
     }
 

@@ -138,25 +138,21 @@ impl RetryPolicy {
 }
 
 /// A Standard Webhooks secret: `whsec_` followed by base64 of the key (the prefix is optional).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SigningSecret(Vec<u8>);
-
-impl std::fmt::Debug for SigningSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SigningSecret(***)")
-    }
-}
+/// The key is `secrecy`'s: never in `Debug`, zeroed on drop.
+#[derive(Clone, Debug)]
+pub struct SigningSecret(secrecy::SecretSlice<u8>);
 
 impl SigningSecret {
     pub fn parse(raw: &str) -> Option<Self> {
         let encoded = raw.trim().strip_prefix("whsec_").unwrap_or(raw.trim());
         let key = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
-        (!key.is_empty()).then_some(Self(key))
+        (!key.is_empty()).then(|| Self(key.into()))
     }
 
     /// `webhook-signature`: `v1,` + base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`.
     pub fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secrecy::ExposeSecret::expose_secret(&self.0)).expect("HMAC takes a key of any length");
         mac.update(format!("{id}.{timestamp}.").as_bytes());
         mac.update(body);
         format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))

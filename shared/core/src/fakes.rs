@@ -205,12 +205,12 @@ pub fn test_settings() -> Settings {
         sources_link_ttl: Duration::from_secs(900),
         build_retention: crate::config::DEFAULT_BUILD_RETENTION,
         access: Access::Open,
-        sources_signer: Some(LinkSigner::new(Secret::new("a-sources-signing-key-of-32-chars!"))),
+        sources_signer: Some(LinkSigner::new(Secret::from("a-sources-signing-key-of-32-chars!"))),
         allowed_private: crate::netguard::AllowedNetworks::none(),
         jenkins: JenkinsConfig {
             url: Url::parse("https://jenkins.example").expect("valid URL"),
             user: "admin".into(),
-            token: Secret::new("token"),
+            token: Secret::from("token"),
         },
         poller: PollerConfig {
             interval: Duration::from_secs(2),

@@ -35,7 +35,7 @@ fn client(jenkins: &StandIn, token: &str, timeout: Duration) -> JenkinsClient {
     JenkinsClient::new(JenkinsSettings {
         url: jenkins.base_url().parse().unwrap(),
         user: jenkins.config().user.clone(),
-        token: Secret::new(token),
+        token: Secret::from(token),
         timeout,
         log_timeout: Duration::from_secs(10),
     })
