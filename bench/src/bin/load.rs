@@ -34,17 +34,18 @@ struct Options {
 
 impl Options {
     fn parse() -> anyhow::Result<Self> {
+        use lexopt::prelude::*;
         let mut given = BTreeMap::new();
-        let mut args = std::env::args().skip(1);
-        while let Some(flag) = args.next() {
-            let key = match flag.as_str() {
-                "--url" => "URL",
-                "--token" => "TOKEN",
-                "--builds" => "BUILDS",
-                "--deadline-s" => "DEADLINE_S",
-                _ => bail!("unknown argument '{flag}'; usage: load --url URL [--token T] [--builds N] [--deadline-s S]"),
+        let mut parser = lexopt::Parser::from_env();
+        while let Some(arg) = parser.next()? {
+            let key = match arg {
+                Long("url") => "URL",
+                Long("token") => "TOKEN",
+                Long("builds") => "BUILDS",
+                Long("deadline-s") => "DEADLINE_S",
+                _ => bail!("{}; usage: load --url URL [--token T] [--builds N] [--deadline-s S]", arg.unexpected()),
             };
-            given.insert(key, args.next().with_context(|| format!("{flag} needs a value"))?);
+            given.insert(key, parser.value()?.string()?);
         }
         let lookup = |key: &str| given.get(key).cloned().or_else(|| std::env::var(format!("LOAD_{key}")).ok()).filter(|v| !v.is_empty());
         let number = |key: &str, default: u64| -> anyhow::Result<u64> {

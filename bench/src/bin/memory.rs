@@ -58,11 +58,18 @@ struct Options {
 
 impl Options {
     fn parse() -> anyhow::Result<Self> {
+        use lexopt::prelude::*;
+        const FLAGS: [&str; 7] = ["builds", "log-bytes", "standin-bin", "poller-bin", "warmup-s", "sample-s", "deadline-s"];
         let mut given = BTreeMap::new();
-        let mut args = std::env::args().skip(1);
-        while let Some(flag) = args.next() {
-            let value = args.next().with_context(|| format!("{flag} needs a value"))?;
-            given.insert(flag, value);
+        let mut parser = lexopt::Parser::from_env();
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long(flag) if FLAGS.contains(&flag) => {
+                    let flag = format!("--{flag}");
+                    given.insert(flag, parser.value()?.string()?);
+                }
+                _ => bail!("{}; the flags are --{}", arg.unexpected(), FLAGS.join(", --")),
+            }
         }
         let text = |flag: &str| given.get(flag).cloned().with_context(|| format!("{flag} is required"));
         let number = |flag: &str, default: u64| -> anyhow::Result<u64> {
@@ -79,12 +86,6 @@ impl Options {
         };
         if options.builds == 0 || options.sample.is_zero() {
             bail!("--builds and --sample-s must be at least 1");
-        }
-        if let Some(unknown) = given.keys().find(|flag| {
-            !["--builds", "--log-bytes", "--standin-bin", "--poller-bin", "--warmup-s", "--sample-s", "--deadline-s"]
-                .contains(&flag.as_str())
-        }) {
-            bail!("unknown argument '{unknown}'");
         }
         Ok(options)
     }

@@ -70,20 +70,24 @@ struct Options {
 impl Options {
     fn parse() -> anyhow::Result<Self> {
         let (mut runs, mut mb, mut probes, mut poll_ms, mut throughput_poll_ms) = (3_u64, 10_u64, 50_u64, 1000_u64, 100_u64);
-        let mut args = std::env::args().skip(1);
-        while let Some(flag) = args.next() {
-            let target = match flag.as_str() {
-                "--runs" => &mut runs,
-                "--mb" => &mut mb,
-                "--probes" => &mut probes,
-                "--poll-ms" => &mut poll_ms,
-                "--throughput-poll-ms" => &mut throughput_poll_ms,
-                _ => bail!(
-                    "unknown argument '{flag}'; usage: relay-bench [--runs N] [--mb M] [--probes P] [--poll-ms I] [--throughput-poll-ms I]"
-                ),
+        use lexopt::prelude::*;
+        let usage = "usage: relay-bench [--runs N] [--mb M] [--probes P] [--poll-ms I] [--throughput-poll-ms I]";
+        let mut parser = lexopt::Parser::from_env();
+        while let Some(arg) = parser.next()? {
+            let flag = match arg {
+                Long(flag) => flag.to_owned(),
+                _ => bail!("{}; {usage}", arg.unexpected()),
             };
-            let raw = args.next().with_context(|| format!("{flag} needs a value"))?;
-            *target = raw.parse().with_context(|| format!("{flag} must be a whole number, got '{raw}'"))?;
+            let target = match flag.as_str() {
+                "runs" => &mut runs,
+                "mb" => &mut mb,
+                "probes" => &mut probes,
+                "poll-ms" => &mut poll_ms,
+                "throughput-poll-ms" => &mut throughput_poll_ms,
+                _ => bail!("invalid option '--{flag}'; {usage}"),
+            };
+            let raw = parser.value()?.string()?;
+            *target = raw.parse().with_context(|| format!("--{flag} must be a whole number, got '{raw}'"))?;
         }
         ensure!(runs > 0 && mb > 0 && probes > 0 && poll_ms > 0 && throughput_poll_ms > 0, "every setting must be at least 1");
         Ok(Self {
