@@ -35,13 +35,13 @@ use lambda_http::{service_fn, Adapter, Body, Context, Error, IntoResponse, Lambd
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use shuttle_bench::{median, table};
-use shuttle_core::fakes::{fake_shuttle, FakeShuttle, MemoryStore};
+use shuttle_core::access::Access;
+use shuttle_core::api::CreateOutcome;
+use shuttle_core::fakes::{fakes, Fakes, MemoryStore};
 use shuttle_core::ids::{parse_uuid, v2_source_id};
 use shuttle_core::ports::{PollMessage, SourceStore};
 use shuttle_core::record::{now_ms, ApiKind, BuildRecord, Progress};
-use shuttle_core::shuttle::CreateOutcome;
 use shuttle_core::state::{BuildState, StopIntent};
-use shuttle_core::Shuttle;
 use shuttle_http::{body_bytes, json_response, path_param};
 use url::Url;
 
@@ -119,15 +119,15 @@ impl Case {
     }
 
     /// A fresh in-memory shuttle holding what the `requests` events of this case need, and the events.
-    async fn prepare(self, requests: usize) -> (FakeShuttle, Vec<Vec<u8>>) {
-        let fake = fake_shuttle();
-        let shuttle = &fake.shuttle;
+    async fn prepare(self, requests: usize) -> (Fakes, Vec<Vec<u8>>) {
+        let fake = fakes();
+        let create = fake.create();
         let events = match self {
             Case::CreateNew | Case::LeastCreate | Case::CreateLogLine => {
                 (0..requests).map(|i| v2_event("POST", "/{app_id}/{build_id}", "my-app", &i.to_string(), "", Some(V2_BODY))).collect()
             }
             Case::CreateRepeat => {
-                shuttle.create_v2("my-app", "1", V2_BODY.as_bytes()).await.expect("the first create");
+                create.v2("my-app", "1", V2_BODY.as_bytes()).await.expect("the first create");
                 (0..requests).map(|_| v2_event("POST", "/{app_id}/{build_id}", "my-app", "1", "", Some(V2_BODY))).collect()
             }
             Case::Status | Case::Stop | Case::LeastStatus | Case::LeastStop => {
@@ -139,7 +139,7 @@ impl Case {
                 let mut events = Vec::with_capacity(requests);
                 for i in 0..requests {
                     let build_id = i.to_string();
-                    shuttle.create_v2("my-app", &build_id, V2_BODY.as_bytes()).await.expect("a build to look at");
+                    create.v2("my-app", &build_id, V2_BODY.as_bytes()).await.expect("a build to look at");
                     events.push(v2_event(method, route, "my-app", &build_id, suffix, None));
                 }
                 events
@@ -199,32 +199,51 @@ fn event(method: &str, route: &str, path: &str, path_parameters: Value, body: Op
     serde_json::to_vec(&event).expect("an event serialises")
 }
 
+/// The API functions the bench measures, on in-memory ports, open to every caller.
+struct Apps {
+    create: create::App,
+    status: status::App,
+    stop: stop::App,
+    sources: sources::App,
+}
+
+impl Apps {
+    fn on(fake: &Fakes) -> Self {
+        Self {
+            create: create::App { access: Access::Open, use_case: fake.create() },
+            status: status::App { access: Access::Open, use_case: status::Reads { status: fake.status(), logs: fake.logs() } },
+            stop: stop::App { access: Access::Open, use_case: fake.stop() },
+            sources: sources::App { access: Access::Open, use_case: fake.source_links() },
+        }
+    }
+}
+
 /// Evaluates `$body` with `$handler` bound to the handler that `case` measures, a closure from a
 /// `Request` to the handler's future. Each case gets a closure of its own type, so the future
 /// timed is that handler's own, as its API function runs it, not one sized for every case.
 macro_rules! with_handler {
     ($case:expr, $fake:expr, |$handler:ident| $body:expr) => {{
-        let fake: &FakeShuttle = $fake;
-        let shuttle = &fake.shuttle;
+        let fake: &Fakes = $fake;
+        let apps = Apps::on(fake);
         match $case {
             Case::CreateNew | Case::CreateRepeat => {
-                let $handler = |request: Request| create::handler::handle(shuttle, request);
+                let $handler = |request: Request| create::handler::handle(&apps.create, request);
                 $body
             }
             Case::Status => {
-                let $handler = |request: Request| status::handler::handle(shuttle, request);
+                let $handler = |request: Request| status::handler::handle(&apps.status, request);
                 $body
             }
             Case::Stop => {
-                let $handler = |request: Request| stop::handler::handle(shuttle, request);
+                let $handler = |request: Request| stop::handler::handle(&apps.stop, request);
                 $body
             }
             Case::Sources => {
-                let $handler = |request: Request| sources::handler::handle(shuttle, request);
+                let $handler = |request: Request| sources::handler::handle(&apps.sources, request);
                 $body
             }
             Case::LeastCreate => {
-                let $handler = |request: Request| least_create(shuttle, request);
+                let $handler = |request: Request| least_create(&apps.create.use_case, request);
                 $body
             }
             Case::CreateLogLine => {
@@ -306,7 +325,7 @@ async fn run(case: Case, requests: usize, empty_first: bool) -> (f64, f64, f64) 
 /// and a poll queued, and create's answer. It leaves out what the create handler does besides:
 /// the checks of every field, the SSRF check, the rebuild check, sealing the spec (the record
 /// holds the body as it came) and the log line. Its ratio is an upper bound for create's.
-async fn least_create(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
+async fn least_create(shuttle: &shuttle_core::api::Create, request: Request) -> Result<Response<Body>, Error> {
     #[derive(Deserialize)]
     struct Create<'a> {
         #[serde(borrow)]
@@ -387,12 +406,12 @@ fn least_stop(store: &MemoryStore, request: &Request) -> Result<Response<Body>, 
 /// The least that any `GET /{build_uuid}` of cached sources must do, written for this bench: the
 /// id parsed, the sources looked up and a link made through the same ports as the sources
 /// handler, and its 302. It leaves out the auth check. Its ratio is an upper bound for sources'.
-async fn least_sources(fake: &FakeShuttle, request: Request) -> Result<Response<Body>, Error> {
+async fn least_sources(fake: &Fakes, request: Request) -> Result<Response<Body>, Error> {
     let source_id = path_param(&request, "build_uuid").and_then(parse_uuid).ok_or("a build's UUID")?;
     if !fake.sources.source_exists(source_id).await? {
         return Err("cached sources".into());
     }
-    let link = fake.sources.presign_source(source_id, fake.shuttle.settings.sources_link_ttl).await?;
+    let link = fake.sources.presign_source(source_id, fake.source_links().ttl).await?;
     Ok(sources::handler::found(HeaderValue::try_from(link)?))
 }
 

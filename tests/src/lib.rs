@@ -15,8 +15,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use jenkins_standin::{StandIn, StandInConfig};
 use local_gateway::poller::{run_poller, PollerTriggers};
 use local_gateway::stack::{create_resources, Resources};
+use shuttle_core::api::{Create, Status};
+use shuttle_core::config::Env;
 use shuttle_core::poll::Poller;
-use shuttle_core::{Settings, Shuttle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -58,20 +59,26 @@ impl Stack {
         }
     }
 
-    pub fn settings(&self, shuttle_host: &str) -> Settings {
+    /// The settings of these resources, as a function reads them.
+    pub fn env(&self, shuttle_host: &str) -> Env<'_> {
+        let shuttle_host = shuttle_host.to_owned();
         // No Jenkins behind these settings: tests of the API alone never reach it.
-        let lookup = |name: &str| match name {
+        Env::from_lookup(move |name| match name {
             "JENKINS_URL" => Some("http://jenkins.invalid".to_owned()),
-            _ => access_setting(name).or_else(|| self.resources.setting(name, shuttle_host)),
-        };
-        Settings::from_lookup(lookup).expect("test settings are complete")
+            _ => access_setting(name).or_else(|| self.resources.setting(name, &shuttle_host)),
+        })
     }
 
-    /// The API's use cases, every client built on first use (the functions build some at start,
-    /// the poller all): the tests of the API go through that path for each client.
-    pub fn shuttle(&self, shuttle_host: &str) -> Shuttle {
-        shuttle_adapters::shuttle(&self.sdk, self.settings(shuttle_host), None, shuttle_adapters::Uses::default())
-            .expect("the shuttle's clients")
+    /// The create function's use case on these resources, wired by its composition root.
+    pub fn create(&self, shuttle_host: &str) -> Create {
+        shuttle_adapters::wiring::create(&self.sdk, &self.env(shuttle_host)).expect("the create function's clients")
+    }
+
+    /// The status function's read of a build on these resources.
+    pub fn status(&self) -> Status {
+        let (status, _) =
+            shuttle_adapters::wiring::status(&self.sdk, &self.env("https://shuttle.example")).expect("the status function's clients");
+        status
     }
 
     /// Every item of the table, as stored.
@@ -262,18 +269,17 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         }
     };
     let token = lookup("SHUTTLE_API_TOKENS").and_then(|tokens| tokens.split(',').next().map(|t| t.trim().to_owned()));
-    let settings = Settings::from_lookup(lookup).expect("test settings are complete");
-    // The API functions' use cases on their own clients, each built by the first request that
-    // uses it (the functions build some of theirs at start); the poller's, all built at start.
+    let env = Env::from_lookup(lookup);
     // The functions' AWS requests are recorded for the IAM check when make test asks for it.
     let functions_sdk = match (aws_calls::CallLog::from_env(&stack.resources), stack.sdk.http_client()) {
         (Some(calls), Some(http)) => stack.sdk.to_builder().http_client(calls.recording(http)).build(),
         _ => stack.sdk.clone(),
     };
-    let api =
-        shuttle_adapters::shuttle(&functions_sdk, settings.clone(), None, shuttle_adapters::Uses::default()).expect("the API's clients");
-    let poller = Arc::new(shuttle_adapters::poller(&functions_sdk, settings, None).expect("the poller's clients"));
-    tokio::spawn(local_gateway::serve(listener, api));
+    // Each function wired by its own composition root, as in Lambda.
+    let functions = local_gateway::Functions::wire(&functions_sdk, &env).expect("the API functions' clients");
+    let poller = Arc::new(shuttle_adapters::wiring::poller(&functions_sdk, &env).expect("the poller's clients"));
+    drop(env);
+    tokio::spawn(local_gateway::serve(listener, functions));
     let client = http_client().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client");
     let app = TestApp {
         address,
@@ -292,6 +298,11 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 }
 
 impl TestApp {
+    /// The build at `/{app_id}/{build_id}`, as the status function reads it.
+    pub async fn find(&self, app_id: &str, build_id: &str) -> Result<shuttle_core::record::BuildRecord, shuttle_core::ShuttleError> {
+        Status { store: self.poller.store.clone() }.find(app_id, build_id).await
+    }
+
     /// Starts the poller's triggers: the SQS event source mapping and the schedule.
     pub fn start_poller(&self) {
         let triggers = PollerTriggers { schedule_every: Some(self.schedule_every), ..PollerTriggers::default() };

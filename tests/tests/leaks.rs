@@ -219,7 +219,7 @@ async fn no_canary_credential_shows_anywhere() {
     }
     for (job, path) in [("app", "/app/http"), ("app", "/app/docker"), (job.as_str(), &format!("/{job}/1") as &str)] {
         let (app_id, build_id) = path[1..].split_once('/').expect("/{app}/{build}");
-        let record = app.poller.shuttle.find(app_id, build_id).await.expect("the build");
+        let record = app.find(app_id, build_id).await.expect("the build");
         let number = record.progress.jenkins_number.unwrap_or_else(|| panic!("{path} ran in Jenkins"));
         corpus.add(format!("Jenkins console of {job} #{number}"), app.console_text(job, number).await);
     }

@@ -1,4 +1,4 @@
-//! Where a function's init time goes (issue 7, cold start): each step of `shuttle_http`'s start-up
+//! Where a function's init time goes (issue 7, cold start): each step of a function's start-up (`shuttle_adapters::wiring`)
 //! timed once, in order, in one process. A diagnostic beside `bench/cold-start.sh`, not a ratio:
 //! `cargo build --release --bin init-phases`, then run it with a function's settings (the
 //! environment `bench/cold-start.sh` sets) a few times; the first run after a build pays the
@@ -21,8 +21,9 @@ async fn main() -> Result<(), String> {
     };
     shuttle_http::init_tracing();
     lap("tracing");
-    let settings = shuttle_core::Settings::from_env().map_err(|e| e.to_string())?;
-    lap("settings");
+    let env = shuttle_core::config::Env::from_process();
+    let policy = shuttle_core::config::PollPolicy::from_env(&env).map_err(|e| e.to_string())?;
+    lap("settings (the poller's policy)");
     shuttle_adapters::tls::client_config().map_err(|e| e.to_string())?;
     lap("TLS configuration");
     let sdk = shuttle_adapters::load_sdk_config().await.map_err(|e| e.to_string())?;
@@ -34,12 +35,12 @@ async fn main() -> Result<(), String> {
         aws_sdk_kms::Client::new(&sdk),
     );
     lap("4 SDK clients, the first");
-    let jenkins = JenkinsClient::new(JenkinsSettings::from(&settings.jenkins)).map_err(|e| e.to_string())?;
+    let jenkins = JenkinsClient::new(JenkinsSettings::from_env(&env).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     lap("Jenkins client (reqwest)");
-    let shuttle = shuttle_adapters::shuttle(&sdk, settings.clone(), None, shuttle_adapters::Uses::ALL).map_err(|e| e.to_string())?;
-    lap("API wiring, again");
-    let poller = shuttle_adapters::poller(&sdk, settings, None).map_err(|e| e.to_string())?;
-    lap("poller wiring, again");
-    drop((clients, jenkins, shuttle, poller));
+    let create = shuttle_adapters::wiring::create(&sdk, &env).map_err(|e| e.to_string())?;
+    lap("create's wiring, again");
+    let poller = shuttle_adapters::wiring::poller(&sdk, &env).map_err(|e| e.to_string())?;
+    lap("poller's wiring, again");
+    drop((policy, clients, jenkins, create, poller));
     Ok(())
 }

@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
         Err(_) => 100,
     };
     let queue_url = std::env::var("POLL_QUEUE_URL").context("setting POLL_QUEUE_URL is required")?;
-    let poller = shuttle_adapters::wiring::poller_from_env().await.map_err(|error| anyhow!("{error}"))?;
+    let poller = shuttle_adapters::wiring::from_env(shuttle_adapters::wiring::poller).await.map_err(|error| anyhow!("{error}"))?;
     let sqs = aws_sdk_sqs::Client::new(&shuttle_adapters::load_sdk_config().await?);
     let triggers = PollerTriggers {
         mapping: MappingOptions { max_concurrency: concurrency, ..MappingOptions::default() },

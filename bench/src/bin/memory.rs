@@ -34,7 +34,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use jenkins_standin::StandInConfig;
 use serde_json::{json, Value};
-use shuttle_core::Settings;
+use shuttle_core::config::Env;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -229,8 +229,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let lookup = |name: &str| settings.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-    let shuttle = shuttle_adapters::shuttle(&sdk, Settings::from_lookup(lookup)?, None, shuttle_adapters::Uses::ALL)?;
-    tokio::spawn(local_gateway::serve(listener, shuttle));
+    let functions = local_gateway::Functions::wire(&sdk, &Env::from_lookup(lookup))?;
+    tokio::spawn(local_gateway::serve(listener, functions));
     let heard = Arc::new(Heard::default());
     let sinks = start_sinks(heard.clone()).await?;
 

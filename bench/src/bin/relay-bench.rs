@@ -213,7 +213,7 @@ async fn archive_alone(app: &TestApp, text: &[u8]) -> anyhow::Result<Duration> {
     let started = Instant::now();
     for (index, chunk) in text.chunks(ARCHIVE_CHUNK_BYTES).enumerate() {
         let offset = (index * ARCHIVE_CHUNK_BYTES) as u64;
-        app.poller.shuttle.sources.put_log_chunk(source_id, offset, bytes::Bytes::copy_from_slice(chunk)).await?;
+        app.poller.sources.put_log_chunk(source_id, offset, bytes::Bytes::copy_from_slice(chunk)).await?;
     }
     Ok(started.elapsed())
 }

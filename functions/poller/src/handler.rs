@@ -99,7 +99,7 @@ pub async fn handle(poller: &Poller, event: PollerEvent) -> Result<PollerAnswer,
     match event {
         PollerEvent::Polls(batch) => Ok(PollerAnswer::Batch(handle_batch(poller, &batch.records).await)),
         PollerEvent::Redrive(_) | PollerEvent::Scheduled(_) => {
-            let redriven = poller.redrive(poller.shuttle.settings.poller.stale_after).await?;
+            let redriven = poller.redrive(poller.policy.pacing.stale_after).await?;
             tracing::info!(requeued = redriven.requeued.len(), failed = redriven.failed.len(), "scheduled re-drive");
             Ok(PollerAnswer::Redriven { requeued: redriven.requeued.len(), failed: redriven.failed.len() })
         }
@@ -129,7 +129,7 @@ async fn handle_record(poller: &Poller, record: &SqsMessage) -> Option<String> {
         Err(error) => {
             // A message that can never be handled must not come back again and again.
             tracing::error!(%message_id, %error, "not a poll message: moving it to the dead-letter queue");
-            return match poller.shuttle.queue.dead_letter(body).await {
+            return match poller.queue.dead_letter(body).await {
                 Ok(()) => None,
                 Err(error) => {
                     tracing::error!(%message_id, %error, "could not move the message to the dead-letter queue; SQS will after its retries");

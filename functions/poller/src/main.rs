@@ -7,7 +7,7 @@ use poller::handler::PollerEvent;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     lambda_runtime::tracing::init_default_subscriber();
-    let poller = shuttle_adapters::wiring::poller_from_env().await?;
+    let poller = shuttle_adapters::wiring::from_env(shuttle_adapters::wiring::poller).await?;
     run(service_fn(|event: LambdaEvent<PollerEvent>| poller::handler::handle(&poller, event.payload)))
         .await
         .map_err(|error| anyhow::anyhow!(error))

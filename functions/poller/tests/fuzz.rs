@@ -8,7 +8,7 @@ use std::sync::Arc;
 use poller::handler::PollerEvent;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use shuttle_core::fakes::{fake_shuttle, FakeShuttle, RecordingWebhooks};
+use shuttle_core::fakes::{fakes, Fakes, RecordingWebhooks};
 use shuttle_core::poll::Poller;
 use shuttle_core::ports::{FetchError, PollMessage, SourceFetcher};
 use uuid::Uuid;
@@ -22,10 +22,10 @@ impl SourceFetcher for NoDownloads {
     }
 }
 
-fn poller() -> (Poller, FakeShuttle) {
-    let fake = fake_shuttle();
+fn poller() -> (Poller, Fakes) {
+    let fake = fakes();
     let webhooks = Arc::new(RecordingWebhooks::default()).webhooks();
-    (Poller::new(fake.shuttle.clone(), Arc::new(NoDownloads), webhooks), fake)
+    (fake.poller(Arc::new(NoDownloads), webhooks), fake)
 }
 
 /// `event` read as the Lambda runtime reads it (an event the poller cannot read is refused

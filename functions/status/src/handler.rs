@@ -7,29 +7,30 @@ use serde_json::json;
 use shuttle_core::ports::LogTail;
 use shuttle_core::record::{ApiKind, BuildRecord, Rfc3339Ms};
 use shuttle_core::relay::StatusBody;
-use shuttle_core::Shuttle;
 use shuttle_http::{error_response, json_response, path_param, text_response};
 use uuid::Uuid;
 
+use crate::App;
+
 /// One span per request, with the build it is about.
 #[tracing::instrument(name = "request", skip_all, fields(function = "status", method = %request.method(), path = request.uri().path(), build = %shuttle_http::build_key(&request)))]
-pub async fn handle(shuttle: &Shuttle, request: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(app: &App, request: Request) -> Result<Response<Body>, Error> {
     let path = request.uri().path();
     if path == "/octhc" {
         return Ok(text_response(StatusCode::OK, "overall_status=good".to_owned()));
     }
-    if let Some(refusal) = shuttle_http::unauthorized(shuttle, &request) {
+    if let Some(refusal) = shuttle_http::unauthorized(&app.access, &request) {
         return Ok(refusal);
     }
     let app_id = path_param(&request, "app_id").unwrap_or_default();
     let build_id = path_param(&request, "build_id").unwrap_or_default();
     let response = if path.ends_with("/logs") {
-        match shuttle.logs(app_id, build_id).await {
+        match app.use_case.logs.tail(app_id, build_id).await {
             Ok((record, tail)) => logs_response(&record, &tail),
             Err(error) => error_response(&error),
         }
     } else {
-        match shuttle.find(app_id, build_id).await {
+        match app.use_case.status.find(app_id, build_id).await {
             Ok(record) => status_response(&record),
             Err(error) => error_response(&error),
         }

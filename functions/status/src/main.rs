@@ -1,13 +1,10 @@
 //! The `status` Lambda: wires the clients once per cold start, then serves requests.
 
 use lambda_http::{run, service_fn, Request};
-use shuttle_adapters::wiring::{shuttle_from_env, Uses};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shuttle_http::init_tracing();
-    // What its requests use: the build read (DynamoDB), the log read (S3).
-    let uses = Uses { dynamodb: true, s3: true, ..Default::default() };
-    let shuttle = shuttle_from_env(uses).await?;
-    run(service_fn(|request: Request| status::handler::handle(&shuttle, request))).await.map_err(|error| anyhow::anyhow!(error))
+    let app = shuttle_adapters::wiring::from_env(status::wire).await?;
+    run(service_fn(|request: Request| status::handler::handle(&app, request))).await.map_err(|error| anyhow::anyhow!(error))
 }

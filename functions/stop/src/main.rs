@@ -1,13 +1,10 @@
 //! The `stop` Lambda: wires the clients once per cold start, then serves requests.
 
 use lambda_http::{run, service_fn, Request};
-use shuttle_adapters::wiring::{shuttle_from_env, Uses};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shuttle_http::init_tracing();
-    // What its requests use: the stop recorded (DynamoDB), then handed to Jenkins.
-    let uses = Uses { dynamodb: true, jenkins: true, ..Default::default() };
-    let shuttle = shuttle_from_env(uses).await?;
-    run(service_fn(|request: Request| stop::handler::handle(&shuttle, request))).await.map_err(|error| anyhow::anyhow!(error))
+    let app = shuttle_adapters::wiring::from_env(stop::wire).await?;
+    run(service_fn(|request: Request| stop::handler::handle(&app, request))).await.map_err(|error| anyhow::anyhow!(error))
 }

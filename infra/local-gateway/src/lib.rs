@@ -3,6 +3,7 @@
 //! request into the API Gateway v2 event a Lambda receives.
 
 pub mod event;
+pub mod functions;
 pub mod invocation;
 pub mod mapping;
 pub mod poller;
@@ -12,4 +13,5 @@ pub mod server;
 pub mod stack;
 pub mod template;
 
+pub use functions::Functions;
 pub use server::serve;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use jenkins_standin::StandIn;
 use local_gateway::poller::{run_poller, PollerTriggers};
-use shuttle_core::Settings;
+use shuttle_core::access::Access;
+use shuttle_core::config::Env;
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -34,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // One process signs the sources links and checks them: a key of its own will do.
     let signing_key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-    let settings = Settings::from_lookup(|name| {
+    let env = Env::from_lookup(|name| {
         stand_in
             .as_ref()
             .and_then(|stand_in| stand_in_setting(stand_in, name))
@@ -43,13 +44,13 @@ async fn main() -> anyhow::Result<()> {
             .or_else(|| (name == "POLL_DEAD_LETTER_QUEUE_URL").then(|| resources.queues.dead_letter_url.clone()))
             .or_else(|| (name == "SHUTTLE_OPEN_MODE" && open_mode).then(|| "true".to_owned()))
             .or_else(|| (name == "SOURCES_SIGNING_KEY").then(|| signing_key.clone()))
-    })?;
-    let jenkins_url = settings.jenkins.url.to_string();
-    let settings_open = matches!(settings.access, shuttle_core::access::Access::Open);
-    let s3_region = std::env::var("S3_LOCATION").ok();
-    // The API functions and the poller share one set of clients here, as one process.
-    let poller = Arc::new(shuttle_adapters::poller(&sdk, settings, s3_region)?);
-    let shuttle = poller.shuttle.clone();
+    });
+    // Each function wired by its own composition root, as in Lambda, in one process.
+    let functions = local_gateway::Functions::wire(&sdk, &env)?;
+    let poller = Arc::new(shuttle_adapters::wiring::poller(&sdk, &env)?);
+    let jenkins_url = env.optional("JENKINS_URL").unwrap_or_default();
+    let settings_open = matches!(functions.create.access, Access::Open);
+    drop(env);
 
     let listener =
         TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("could not listen on 127.0.0.1:{port} (set PORT)"))?;
@@ -89,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let poller_run = run_poller(poller, sqs, resources.queues.queue_url.clone(), PollerTriggers::default());
     let outcome = tokio::select! {
         () = poller_run => Ok(()),
-        served = local_gateway::serve(listener, shuttle) => served.context("the gateway stopped"),
+        served = local_gateway::serve(listener, functions) => served.context("the gateway stopped"),
         _ = tokio::signal::ctrl_c() => Ok(()),
     };
     if let Some(stand_in) = stand_in {

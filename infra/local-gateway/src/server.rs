@@ -15,11 +15,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lambda_http::Body;
 use serde_json::json;
-use shuttle_core::shuttle::MAX_BODY_BYTES;
-use shuttle_core::{Shuttle, ShuttleError};
+use shuttle_core::api::MAX_BODY_BYTES;
+use shuttle_core::ShuttleError;
 use tokio::net::TcpListener;
 
 use crate::event::api_gateway_v2_event;
+use crate::functions::Functions;
 use crate::invocation::within;
 use crate::routes::{match_route, Function};
 
@@ -28,16 +29,16 @@ use crate::routes::{match_route, Function};
 const GATEWAY_PAYLOAD_LIMIT: usize = 10 * 1024 * 1024;
 
 /// Serves the API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, shuttle: Shuttle) -> std::io::Result<()> {
-    let shuttle = Arc::new(shuttle);
+pub async fn serve(listener: TcpListener, functions: Functions) -> std::io::Result<()> {
+    let functions = Arc::new(functions);
     let counter = Arc::new(AtomicU64::new(0));
     loop {
         let (stream, peer) = listener.accept().await?;
-        let (shuttle, counter) = (shuttle.clone(), counter.clone());
+        let (functions, counter) = (functions.clone(), counter.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let (shuttle, counter) = (shuttle.clone(), counter.clone());
-                async move { Ok::<_, Infallible>(handle(&shuttle, request, peer, counter.fetch_add(1, Ordering::Relaxed)).await) }
+                let (functions, counter) = (functions.clone(), counter.clone());
+                async move { Ok::<_, Infallible>(handle(&functions, request, peer, counter.fetch_add(1, Ordering::Relaxed)).await) }
             });
             if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%error, "connection closed");
@@ -46,15 +47,15 @@ pub async fn serve(listener: TcpListener, shuttle: Shuttle) -> std::io::Result<(
     }
 }
 
-async fn handle(shuttle: &Shuttle, request: Request<Incoming>, peer: SocketAddr, sequence: u64) -> Response<Full<Bytes>> {
+async fn handle(functions: &Functions, request: Request<Incoming>, peer: SocketAddr, sequence: u64) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-    let response = route(shuttle, request, sequence).await;
+    let response = route(functions, request, sequence).await;
     tracing::info!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, %peer, "request");
     response
 }
 
-async fn route(shuttle: &Shuttle, request: Request<Incoming>, sequence: u64) -> Response<Full<Bytes>> {
+async fn route(functions: &Functions, request: Request<Incoming>, sequence: u64) -> Response<Full<Bytes>> {
     let Some(matched) = match_route(request.method(), request.uri().path()) else {
         return json(StatusCode::NOT_FOUND, json!({"message": "Not Found"}));
     };
@@ -85,11 +86,11 @@ async fn route(shuttle: &Shuttle, request: Request<Incoming>, sequence: u64) -> 
     let function = matched.route.function;
     let result = within(function.binary_name(), async {
         match function {
-            Function::Create => create::handler::handle(shuttle, lambda_request).await,
-            Function::Stop => stop::handler::handle(shuttle, lambda_request).await,
-            Function::Delete => delete::handler::handle(shuttle, lambda_request).await,
-            Function::Status => status::handler::handle(shuttle, lambda_request).await,
-            Function::Sources => sources::handler::handle(shuttle, lambda_request).await,
+            Function::Create => create::handler::handle(&functions.create, lambda_request).await,
+            Function::Stop => stop::handler::handle(&functions.stop, lambda_request).await,
+            Function::Delete => delete::handler::handle(&functions.delete, lambda_request).await,
+            Function::Status => status::handler::handle(&functions.status, lambda_request).await,
+            Function::Sources => sources::handler::handle(&functions.sources, lambda_request).await,
         }
     })
     .await;

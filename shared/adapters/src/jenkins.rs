@@ -13,7 +13,7 @@ use base64::Engine;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
-use shuttle_core::config::{ExposeSecret, JenkinsConfig, Secret};
+use shuttle_core::config::{ConfigError, Env, ExposeSecret, Secret};
 use shuttle_core::jenkins::{parameters, BuildStatus, Jenkins, JenkinsError, JenkinsResult, LogSink, LogWindow, QueueItem};
 use shuttle_core::redact::redact;
 use url::Url;
@@ -45,15 +45,23 @@ pub struct JenkinsSettings {
     pub log_timeout: Duration,
 }
 
-impl From<&JenkinsConfig> for JenkinsSettings {
-    fn from(config: &JenkinsConfig) -> Self {
-        Self {
-            url: config.url.clone(),
-            user: config.user.clone(),
-            token: config.token.clone(),
+impl JenkinsSettings {
+    /// `JENKINS_URL` (required, without credentials), `JENKINS_USER`, `JENKINS_TOKEN`.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let url = env.http_url("JENKINS_URL", "https://jenkins.example.com")?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ConfigError::Malformed {
+                name: "JENKINS_URL",
+                reason: "must not carry credentials: set JENKINS_USER and JENKINS_TOKEN".into(),
+            });
+        }
+        Ok(Self {
+            url,
+            user: env.optional("JENKINS_USER").unwrap_or_default(),
+            token: Secret::from(env.optional("JENKINS_TOKEN").unwrap_or_default()),
             timeout: Duration::from_secs(10),
             log_timeout: Duration::from_secs(30),
-        }
+        })
     }
 }
 

@@ -28,4 +28,4 @@ pub use kms::KmsSealer;
 pub use s3::S3SourceStore;
 pub use sqs::SqsPollQueue;
 pub use webhooks::HttpWebhookClient;
-pub use wiring::{load_sdk_config, poller, shuttle, StartupError, Uses};
+pub use wiring::{load_sdk_config, StartupError};

@@ -1,21 +1,26 @@
-//! The composition root: the use cases wired to the adapters, from the environment, once per
-//! cold start. A missing or malformed setting stops the function with an error naming it; no
-//! network call is made here.
+//! The composition root: each function's use cases wired to the adapters, once per cold start,
+//! from that function's own settings. Each adapter below reads its own variables through the
+//! [`Env`], so a function reads only what it uses, and a missing or malformed setting stops it
+//! with an error naming it. No network call is made here.
 
 use std::sync::Arc;
 
-use aws_config::{BehaviorVersion, SdkConfig};
-use shuttle_core::config::ConfigError;
+use aws_config::BehaviorVersion;
+pub use aws_config::SdkConfig;
+use shuttle_core::api::{Create, Delete, Logs, SourceLinks, Status, Stop};
+use shuttle_core::config::{ConfigError, CreatePolicy, Env, PollPolicy, DEFAULT_BUILD_RETENTION, DEFAULT_SOURCES_LINK_TTL};
 use shuttle_core::error::ServiceError;
 use shuttle_core::jenkins::JenkinsError;
 use shuttle_core::poll::Poller;
 use shuttle_core::relay::Webhooks;
-use shuttle_core::{Settings, Shuttle};
 
 use crate::{
-    aws_http, s3, Built, DynamoDbBuildStore, HttpSourceFetcher, HttpWebhookClient, JenkinsClient, JenkinsSettings, KmsSealer,
-    RdKafkaClient, S3SourceStore, SqsPollQueue,
+    aws_http, s3, DynamoDbBuildStore, HttpSourceFetcher, HttpWebhookClient, JenkinsClient, JenkinsSettings, KmsSealer, RdKafkaClient,
+    S3SourceStore, SqsPollQueue,
 };
+
+/// `SOURCE_MAX_BYTES`' default: the largest sources archive downloaded.
+pub const DEFAULT_SOURCE_MAX_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Why a function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,44 +36,15 @@ pub enum StartupError {
     Webhooks(#[source] ServiceError),
 }
 
-/// The outside systems whose clients a function builds at start, because its requests use them;
-/// the others are built by the first request that needs one ([`crate::built`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Uses {
-    pub dynamodb: bool,
-    pub s3: bool,
-    pub sqs: bool,
-    pub kms: bool,
-    pub jenkins: bool,
-}
-
-impl Uses {
-    /// Every client at start (the poller).
-    pub const ALL: Self = Self { dynamodb: true, s3: true, sqs: true, kms: true, jenkins: true };
-}
-
-/// An API function's use cases from the environment, with the clients `uses` names built now.
-pub async fn shuttle_from_env(uses: Uses) -> Result<Shuttle, StartupError> {
-    let (sdk, settings, s3_region) = from_env().await?;
-    shuttle(&sdk, settings, s3_region, uses)
-}
-
-/// The poller's use cases from the environment.
-pub async fn poller_from_env() -> Result<Poller, StartupError> {
-    let (sdk, settings, s3_region) = from_env().await?;
-    poller(&sdk, settings, s3_region)
-}
-
-/// The SDK configuration, the settings and `S3_LOCATION`, as every function reads them.
-async fn from_env() -> Result<(SdkConfig, Settings, Option<String>), StartupError> {
-    let settings = Settings::from_env()?;
+/// Wires a function with `wire`, from the process environment and the SDK configuration.
+pub async fn from_env<T>(wire: impl FnOnce(&SdkConfig, &Env<'_>) -> Result<T, StartupError>) -> Result<T, StartupError> {
+    let env = Env::from_process();
     let sdk = load_sdk_config().await.map_err(StartupError::Sdk)?;
-    let s3_region = std::env::var("S3_LOCATION").ok().filter(|r| !r.trim().is_empty());
-    Ok((sdk, settings, s3_region))
+    wire(&sdk, &env)
 }
 
 /// The SDK configuration from the environment: credentials, region and endpoints, with the
-/// shuttle's HTTP client ([`aws_http`]: reqwest on the one TLS configuration of [`tls`]).
+/// shuttle's HTTP client ([`aws_http`]: reqwest on the one TLS configuration of [`crate::tls`]).
 ///
 /// Lambda gives every function its region (`AWS_REGION`) and credentials (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) in the environment, where the SDK's default
@@ -87,57 +63,91 @@ pub async fn load_sdk_config() -> Result<SdkConfig, ServiceError> {
     Ok(loader.load().await)
 }
 
-/// Wires the poller's use cases: the API's, the download of `http(s)` sources into S3 (both
-/// writing through one S3 source store), and the webhook senders.
-pub fn poller(sdk: &SdkConfig, settings: Settings, s3_region: Option<String>) -> Result<Poller, StartupError> {
-    let sources = Arc::new(S3SourceStore::new(s3::client(sdk, s3_region), &settings.s3_bucket));
-    // Every user-supplied URL goes through the SSRF guard (SPEC §7), open to ALLOWED_PRIVATE_CIDRS.
-    let allowed = settings.allowed_private.clone();
-    let fetcher = Arc::new(HttpSourceFetcher::new(sources.clone(), settings.poller.source_max_bytes, allowed.clone()));
-    let shuttle = shuttle_with_sources(sdk, settings, sources, Uses::ALL)?;
-    let http = HttpWebhookClient::new(allowed.clone()).map_err(StartupError::Webhooks)?;
-    let webhooks = Webhooks { http: Arc::new(http), kafka: Arc::new(RdKafkaClient::new(allowed)) };
-    Ok(Poller::new(shuttle, fetcher, webhooks))
-}
-
-/// Wires the use cases to DynamoDB, S3, SQS, KMS and Jenkins, building at start the clients
-/// `uses` names. No network call.
-pub fn shuttle(sdk: &SdkConfig, settings: Settings, s3_region: Option<String>, uses: Uses) -> Result<Shuttle, StartupError> {
-    let s3 = built(uses.s3, sdk, move |sdk| s3::client(sdk, s3_region));
-    let sources = Arc::new(S3SourceStore::new(s3, &settings.s3_bucket));
-    shuttle_with_sources(sdk, settings, sources, uses)
-}
-
-fn shuttle_with_sources(sdk: &SdkConfig, settings: Settings, sources: Arc<S3SourceStore>, uses: Uses) -> Result<Shuttle, StartupError> {
-    let jenkins_settings = JenkinsSettings::from(&settings.jenkins);
-    let jenkins = if uses.jenkins {
-        JenkinsClient::new(jenkins_settings).map_err(StartupError::Jenkins)?
-    } else {
-        JenkinsClient::on_first_use(jenkins_settings)
-    };
-    Ok(Shuttle {
-        store: Arc::new(DynamoDbBuildStore::new(
-            built(uses.dynamodb, sdk, aws_sdk_dynamodb::Client::new),
-            &settings.table_name,
-            settings.build_retention,
-        )),
-        sources,
-        queue: Arc::new(SqsPollQueue::new(
-            built(uses.sqs, sdk, aws_sdk_sqs::Client::new),
-            &settings.poll_queue_url,
-            settings.poller.dead_letter_queue_url.clone(),
-        )),
-        sealer: Arc::new(KmsSealer::new(built(uses.kms, sdk, aws_sdk_kms::Client::new), &settings.kms_key_id)),
-        jenkins: Arc::new(jenkins),
-        settings: Arc::new(settings),
+/// The create function: builds stored (DynamoDB, sealed by KMS), inline sources put in S3, the
+/// first poll queued.
+pub fn create(sdk: &SdkConfig, env: &Env<'_>) -> Result<Create, StartupError> {
+    Ok(Create {
+        store: build_store(sdk, env)?,
+        sources: source_store(sdk, env)?,
+        queue: poll_queue(sdk, env)?,
+        sealer: sealer(sdk, env)?,
+        policy: CreatePolicy::from_env(env)?,
     })
 }
 
-/// A client from the SDK configuration: built now when `now`, else on first use.
-fn built<C: Send + 'static>(now: bool, sdk: &SdkConfig, build: impl FnOnce(&SdkConfig) -> C + Send + 'static) -> Built<C> {
-    if now {
-        return Built::from(build(sdk));
-    }
-    let sdk = sdk.clone();
-    Built::on_first_use(move || build(&sdk))
+/// The stop function: the stop recorded (DynamoDB), then handed to Jenkins.
+pub fn stop(sdk: &SdkConfig, env: &Env<'_>) -> Result<Stop, StartupError> {
+    Ok(Stop { store: build_store(sdk, env)?, jenkins: jenkins(env)? })
+}
+
+/// The delete function: the app's builds stopped, then its job deleted.
+pub fn delete(sdk: &SdkConfig, env: &Env<'_>) -> Result<Delete, StartupError> {
+    Ok(Delete { stop: stop(sdk, env)? })
+}
+
+/// The status function: the build read (DynamoDB), and its log (S3).
+pub fn status(sdk: &SdkConfig, env: &Env<'_>) -> Result<(Status, Logs), StartupError> {
+    let store = build_store(sdk, env)?;
+    Ok((Status { store: store.clone() }, Logs { store, sources: source_store(sdk, env)? }))
+}
+
+/// The sources function: links presigned (S3), signed links checked.
+pub fn source_links(sdk: &SdkConfig, env: &Env<'_>) -> Result<SourceLinks, StartupError> {
+    Ok(SourceLinks {
+        sources: source_store(sdk, env)?,
+        ttl: env.duration("SOURCES_LINK_TTL", DEFAULT_SOURCES_LINK_TTL)?,
+        signer: env.sources_signer(env.open_mode()?)?,
+    })
+}
+
+/// The poller: every store, Jenkins, the download of `http(s)` sources into S3 (through the
+/// one S3 source store), and the webhook senders. Every user-supplied URL goes through the SSRF
+/// guard (SPEC §7), open to `ALLOWED_PRIVATE_CIDRS`.
+pub fn poller(sdk: &SdkConfig, env: &Env<'_>) -> Result<Poller, StartupError> {
+    let policy = PollPolicy::from_env(env)?;
+    let sources = source_store(sdk, env)?;
+    let allowed = policy.allowed_private.clone();
+    let max_bytes = env.positive("SOURCE_MAX_BYTES", DEFAULT_SOURCE_MAX_BYTES)?;
+    let http = HttpWebhookClient::new(allowed.clone()).map_err(StartupError::Webhooks)?;
+    Ok(Poller {
+        store: build_store(sdk, env)?,
+        fetcher: Arc::new(HttpSourceFetcher::new(sources.clone(), max_bytes, allowed.clone())),
+        sources,
+        queue: poll_queue(sdk, env)?,
+        sealer: sealer(sdk, env)?,
+        jenkins: jenkins(env)?,
+        webhooks: Webhooks { http: Arc::new(http), kafka: Arc::new(RdKafkaClient::new(allowed)) },
+        policy,
+    })
+}
+
+/// `TABLE_NAME`, and `BUILD_RETENTION` (the TTL a finished build's item is given).
+pub fn build_store(sdk: &SdkConfig, env: &Env<'_>) -> Result<Arc<DynamoDbBuildStore>, ConfigError> {
+    let table = env.required("TABLE_NAME")?;
+    let retention = env.duration("BUILD_RETENTION", DEFAULT_BUILD_RETENTION)?;
+    Ok(Arc::new(DynamoDbBuildStore::new(aws_sdk_dynamodb::Client::new(sdk), &table, retention)))
+}
+
+/// `S3_BUCKET`, and `S3_LOCATION` (the bucket's region, when not the function's).
+pub fn source_store(sdk: &SdkConfig, env: &Env<'_>) -> Result<Arc<S3SourceStore>, ConfigError> {
+    let bucket = env.required("S3_BUCKET")?;
+    Ok(Arc::new(S3SourceStore::new(s3::client(sdk, env.optional("S3_LOCATION")), &bucket)))
+}
+
+/// `POLL_QUEUE_URL`, and `POLL_DEAD_LETTER_QUEUE_URL` (where a malformed poll message is moved;
+/// else SQS moves it after `maxReceiveCount`).
+pub fn poll_queue(sdk: &SdkConfig, env: &Env<'_>) -> Result<Arc<SqsPollQueue>, ConfigError> {
+    let url = env.required("POLL_QUEUE_URL")?;
+    Ok(Arc::new(SqsPollQueue::new(aws_sdk_sqs::Client::new(sdk), &url, env.optional("POLL_DEAD_LETTER_QUEUE_URL"))))
+}
+
+/// `KMS_KEY_ID`: the key that seals build specs.
+pub fn sealer(sdk: &SdkConfig, env: &Env<'_>) -> Result<Arc<KmsSealer>, ConfigError> {
+    let key = env.required("KMS_KEY_ID")?;
+    Ok(Arc::new(KmsSealer::new(aws_sdk_kms::Client::new(sdk), &key)))
+}
+
+/// `JENKINS_URL`, `JENKINS_USER`, `JENKINS_TOKEN`.
+pub fn jenkins(env: &Env<'_>) -> Result<Arc<JenkinsClient>, StartupError> {
+    Ok(Arc::new(JenkinsClient::new(JenkinsSettings::from_env(env)?).map_err(StartupError::Jenkins)?))
 }

@@ -10,17 +10,19 @@ use bytes::Bytes;
 use url::Url;
 use uuid::Uuid;
 
-use crate::access::{Access, LinkSigner};
-use crate::config::{JenkinsConfig, PollerConfig, Secret, Settings};
+use crate::access::LinkSigner;
+use crate::api::{Create, Delete, Logs, SourceLinks, Status, Stop};
+use crate::config::{CreatePolicy, Pacing, PollPolicy, Secret};
 use crate::error::{ServiceError, StoreError};
 use crate::jenkins::{BuildStatus, Jenkins, JenkinsError, LogSink, LogWindow, QueueItem};
+use crate::netguard::AllowedNetworks;
+use crate::poll::Poller;
 use crate::ports::{
-    Answer, BuildStore, ChunkWrite, KafkaClient, KafkaMessage, LogStream, LogTail, PollMessage, PollQueue, Sealer, SendError, SourceStore,
-    WebhookClient,
+    Answer, BuildStore, ChunkWrite, KafkaClient, KafkaMessage, LogStream, LogTail, PollMessage, PollQueue, Sealer, SendError,
+    SourceFetcher, SourceStore, WebhookClient,
 };
 use crate::record::{ApiKind, BuildRecord};
 use crate::relay::Webhooks;
-use crate::shuttle::Shuttle;
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -180,60 +182,90 @@ impl Sealer for ReversingSealer {
     }
 }
 
-/// A [`Shuttle`] on in-memory ports, with the fakes kept for inspection.
-pub struct FakeShuttle {
-    pub shuttle: Shuttle,
+/// In-memory ports, kept for inspection, and the use cases on them.
+pub struct Fakes {
     pub store: Arc<MemoryStore>,
     pub sources: Arc<MemorySources>,
     pub queue: Arc<MemoryQueue>,
     pub jenkins: Arc<FakeJenkins>,
 }
 
-pub fn test_settings() -> Settings {
-    Settings {
-        table_name: "builds".into(),
-        s3_bucket: "sources".into(),
-        poll_queue_url: "http://queue.invalid/poll".into(),
-        kms_key_id: "key".into(),
-        shuttle_host: Url::parse("https://shuttle.example").expect("valid URL"),
+pub fn fakes() -> Fakes {
+    Fakes {
+        store: Arc::new(MemoryStore::default()),
+        sources: Arc::new(MemorySources::default()),
+        queue: Arc::new(MemoryQueue::default()),
+        jenkins: Arc::new(FakeJenkins::default()),
+    }
+}
+
+impl Fakes {
+    pub fn create(&self) -> Create {
+        Create {
+            store: self.store.clone(),
+            sources: self.sources.clone(),
+            queue: self.queue.clone(),
+            sealer: Arc::new(ReversingSealer),
+            policy: test_create_policy(),
+        }
+    }
+
+    pub fn stop(&self) -> Stop {
+        Stop { store: self.store.clone(), jenkins: self.jenkins.clone() }
+    }
+
+    pub fn delete(&self) -> Delete {
+        Delete { stop: self.stop() }
+    }
+
+    pub fn status(&self) -> Status {
+        Status { store: self.store.clone() }
+    }
+
+    pub fn logs(&self) -> Logs {
+        Logs { store: self.store.clone(), sources: self.sources.clone() }
+    }
+
+    pub fn source_links(&self) -> SourceLinks {
+        SourceLinks { sources: self.sources.clone(), ttl: Duration::from_secs(900), signer: test_poll_policy().sources_signer }
+    }
+
+    /// The poller on these ports, downloading through `fetcher`.
+    pub fn poller(&self, fetcher: Arc<dyn SourceFetcher>, webhooks: Webhooks) -> Poller {
+        Poller {
+            store: self.store.clone(),
+            sources: self.sources.clone(),
+            queue: self.queue.clone(),
+            sealer: Arc::new(ReversingSealer),
+            jenkins: self.jenkins.clone(),
+            fetcher,
+            webhooks,
+            policy: test_poll_policy(),
+        }
+    }
+}
+
+fn shuttle_host() -> Url {
+    Url::parse("https://shuttle.example").expect("valid URL")
+}
+
+pub fn test_create_policy() -> CreatePolicy {
+    CreatePolicy { shuttle_host: shuttle_host(), allowed_private: AllowedNetworks::none(), kafka_topic: "alamobuildlogs".into() }
+}
+
+pub fn test_poll_policy() -> PollPolicy {
+    PollPolicy {
+        shuttle_host: shuttle_host(),
         extra_build_args: Default::default(),
         image_tag_prefix: "1".into(),
         kafka_topic: "alamobuildlogs".into(),
         webhook_signing_secret: None,
         build_timeout: Duration::from_secs(1200),
         queue_timeout: Duration::from_secs(1800),
-        sources_link_ttl: Duration::from_secs(900),
-        build_retention: crate::config::DEFAULT_BUILD_RETENTION,
-        access: Access::Open,
         sources_signer: Some(LinkSigner::new(Secret::from("a-sources-signing-key-of-32-chars!"))),
-        allowed_private: crate::netguard::AllowedNetworks::none(),
-        jenkins: JenkinsConfig {
-            url: Url::parse("https://jenkins.example").expect("valid URL"),
-            user: "admin".into(),
-            token: Secret::from("token"),
-        },
-        poller: PollerConfig {
-            interval: Duration::from_secs(2),
-            window: Duration::from_secs(20),
-            source_max_bytes: 1 << 20,
-            stale_after: Duration::from_secs(300),
-            dead_letter_queue_url: None,
-        },
+        allowed_private: AllowedNetworks::none(),
+        pacing: Pacing { interval: Duration::from_secs(2), window: Duration::from_secs(20), stale_after: Duration::from_secs(300) },
     }
-}
-
-pub fn fake_shuttle() -> FakeShuttle {
-    let (store, sources, queue) = (Arc::new(MemoryStore::default()), Arc::new(MemorySources::default()), Arc::new(MemoryQueue::default()));
-    let jenkins = Arc::new(FakeJenkins::default());
-    let shuttle = Shuttle {
-        store: store.clone(),
-        sources: sources.clone(),
-        queue: queue.clone(),
-        sealer: Arc::new(ReversingSealer),
-        jenkins: jenkins.clone(),
-        settings: Arc::new(test_settings()),
-    };
-    FakeShuttle { shuttle, store, sources, queue, jenkins }
 }
 
 /// Records the calls that act on Jenkins; the queries answer as for a build that never reached it.
@@ -356,5 +388,60 @@ impl KafkaClient for RecordingWebhooks {
     async fn produce(&self, _brokers: &[String], topic: &str, messages: Vec<KafkaMessage>) -> Result<(), (usize, SendError)> {
         self.kafka.lock().unwrap().extend(messages.into_iter().map(|m| (topic.to_owned(), m)));
         Ok(())
+    }
+}
+
+/// What the calling thread logs from now on, as the text subscriber writes it (spans included,
+/// and a line for each span's close, so a span with no event inside still shows).
+///
+/// One process-wide subscriber, installed at the first capture, writes each thread's lines apart
+/// (a `#[tokio::test]` runs on its own thread). A scoped subscriber (`set_default`) is not enough:
+/// a callsite that a test on another thread reached first, with no subscriber, can stay off for
+/// it, and the span under test goes missing from the capture.
+#[cfg(feature = "fakes")]
+pub fn capture_logs() -> CapturedLogs {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_writer(|| ThreadLines)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber is installed in a handler's tests");
+    });
+    CapturedLogs { from: THREAD_LINES.with(|lines| lines.borrow().len()) }
+}
+
+#[cfg(feature = "fakes")]
+thread_local! {
+    static THREAD_LINES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes into the calling thread's captured lines.
+#[cfg(feature = "fakes")]
+struct ThreadLines;
+
+#[cfg(feature = "fakes")]
+impl std::io::Write for ThreadLines {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        THREAD_LINES.with(|lines| lines.borrow_mut().extend_from_slice(bytes));
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lines a thread logged since [`capture_logs`].
+#[cfg(feature = "fakes")]
+pub struct CapturedLogs {
+    from: usize,
+}
+
+#[cfg(feature = "fakes")]
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        THREAD_LINES.with(|lines| String::from_utf8_lossy(&lines.borrow()[self.from..]).into_owned())
     }
 }

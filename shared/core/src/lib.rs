@@ -4,10 +4,11 @@
 //! - [`state`]: the build state machine; [`record`]: a build as stored.
 //! - [`webhook`], [`source`]: webhook targets, sources and images; [`redact`]: credential redaction.
 //! - [`access`]: callers' tokens and signed sources links.
-//! - [`ports`]: what the use cases need from outside; [`shuttle`]: the API's use cases;
-//!   [`poll`]: the poller's.
+//! - [`ports`]: what the use cases need from outside; [`api`]: the API's use cases, one per
+//!   file; [`poll`]: the poller's. [`config`]: the settings each of them reads.
 
 pub mod access;
+pub mod api;
 pub mod config;
 pub mod delivery;
 pub mod error;
@@ -20,7 +21,6 @@ pub mod record;
 pub mod redact;
 pub mod relay;
 pub mod request;
-pub mod shuttle;
 pub mod source;
 pub mod state;
 pub mod webhook;
@@ -30,6 +30,4 @@ pub mod contract;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
 
-pub use config::Settings;
 pub use error::{ShuttleError, ValidationError};
-pub use shuttle::Shuttle;

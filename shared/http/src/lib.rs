@@ -6,21 +6,27 @@ use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde_json::json;
-use shuttle_core::access::LinkError;
+use shuttle_core::access::{Access, LinkError, LinkSigner};
 use shuttle_core::error::ShuttleError;
 use shuttle_core::ids::parse_uuid;
-use shuttle_core::Shuttle;
 
 /// Logs as JSON in Lambda (`AWS_LAMBDA_LOG_FORMAT=JSON`), as text elsewhere.
 pub fn init_tracing() {
     lambda_http::tracing::init_default_subscriber();
 }
 
+/// An API function as wired at start: who may call it (`SHUTTLE_API_TOKENS` or open mode),
+/// and the use cases it serves.
+pub struct Function<U> {
+    pub access: Access,
+    pub use_case: U,
+}
+
 /// The 401 to answer when the caller shows no valid token (SPEC §7); `None` lets it in.
 /// Every route but `/octhc` asks this first.
-pub fn unauthorized(shuttle: &Shuttle, request: &Request) -> Option<Response<Body>> {
+pub fn unauthorized(access: &Access, request: &Request) -> Option<Response<Body>> {
     let token = presented_token(request);
-    if shuttle.settings.access.admits(token.as_deref()) {
+    if access.admits(token.as_deref()) {
         return None;
     }
     Some(refusal(if token.is_some() { "the token is not valid" } else { "a token is required" }))
@@ -28,11 +34,16 @@ pub fn unauthorized(shuttle: &Shuttle, request: &Request) -> Option<Response<Bod
 
 /// Like [`unauthorized`] for `GET`/`HEAD /{build_uuid}`, which also take a valid signed link
 /// (`?expires=…&signature=…`, handed to Jenkins by the poller).
-pub fn unauthorized_for_sources(shuttle: &Shuttle, request: &Request, build_uuid: &str) -> Option<Response<Body>> {
+pub fn unauthorized_for_sources(
+    access: &Access,
+    signer: Option<&LinkSigner>,
+    request: &Request,
+    build_uuid: &str,
+) -> Option<Response<Body>> {
     let query = request.query_string_parameters_ref();
     let param = |name: &str| query.and_then(|q| q.first(name));
     // Only a link with both parameters is checked: the id is parsed and the clock read for it alone.
-    let link = match (&shuttle.settings.sources_signer, param("expires"), param("signature")) {
+    let link = match (signer, param("expires"), param("signature")) {
         (Some(signer), expires @ Some(_), signature @ Some(_)) => match parse_uuid(build_uuid) {
             Some(source_id) => signer.check(source_id, expires, signature, shuttle_core::record::now_ms()),
             None => Err(LinkError::Unsigned),
@@ -42,8 +53,8 @@ pub fn unauthorized_for_sources(shuttle: &Shuttle, request: &Request, build_uuid
     match link {
         Ok(()) => None,
         // Without a signature, a token decides; a bad or expired one is named, token or not.
-        Err(LinkError::Unsigned) => unauthorized(shuttle, request),
-        Err(problem) => unauthorized(shuttle, request).map(|_| refusal(&problem.to_string())),
+        Err(LinkError::Unsigned) => unauthorized(access, request),
+        Err(problem) => unauthorized(access, request).map(|_| refusal(&problem.to_string())),
     }
 }
 

@@ -150,7 +150,7 @@ async fn kms_seals_and_opens_secret_fields() {
 #[tokio::test]
 async fn a_stored_build_shows_no_secret_in_plain_text() {
     let stack = Stack::new().await;
-    let shuttle = stack.shuttle("https://shuttle.example");
+    let create = stack.create("https://shuttle.example");
     let body = serde_json::json!({
         "webhooks": {"status": "https://canary-token@hooks.example/s", "logs": ["https://u:canary-logs@hooks.example/l"]},
         "metadata": "ns",
@@ -159,7 +159,7 @@ async fn a_stored_build_shows_no_secret_in_plain_text() {
         "source": {"url": "https://u:canary-src@src.example/a.tgz"},
         "destination": {"url": "docker://u:canary-dest@registry.example/org/app:1"}
     });
-    shuttle.create_v2("app", "1", body.to_string().as_bytes()).await.unwrap();
+    create.v2("app", "1", body.to_string().as_bytes()).await.unwrap();
 
     let items = stack.items().await;
     assert_eq!(items.len(), 1);
@@ -169,7 +169,7 @@ async fn a_stored_build_shows_no_secret_in_plain_text() {
     for message in stack.queued().await {
         assert!(!message.contains("canary"), "{message}");
     }
-    let record = shuttle.find("app", "1").await.unwrap();
+    let record = stack.status().find("app", "1").await.unwrap();
     assert_eq!(record.human_readable_info, "Build from https://git:***@git.example/repo.git");
 }
 

@@ -3,8 +3,8 @@
 
 use base64::Engine;
 use serde_json::{json, Value};
+use shuttle_core::api::MAX_BODY_BYTES;
 use shuttle_core::ids::v2_source_id;
-use shuttle_core::shuttle::MAX_BODY_BYTES;
 use shuttle_tests::{json_of, spawn_api, TestApp};
 use uuid::Uuid;
 

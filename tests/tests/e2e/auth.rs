@@ -112,7 +112,7 @@ async fn open_mode_takes_callers_that_send_nothing() {
 async fn a_signed_sources_link_is_taken_without_a_token_until_it_expires() {
     let app = spawn_api().await;
     let build_uuid = legacy_build_with_sources(&app).await;
-    let settings = &app.poller.shuttle.settings;
+    let settings = &app.poller.policy;
     let link = |now_ms| {
         let signed = settings.sources_link_for_jenkins(build_uuid, now_ms);
         // The link names the shuttle's public host: the test asks the gateway it runs on.

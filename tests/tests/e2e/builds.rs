@@ -134,7 +134,7 @@ async fn a_build_stopped_while_queued_is_cancelled_and_stopped() {
     let (code, body) = json_of(app.delete("/app/2").await).await;
     assert_eq!((code, body), (200, json!({"status": "OK"})));
     assert_eq!(app.finished("/app/2", ENOUGH).await["status"], "failed", "a stopped v2 build reports failed");
-    let record = app.poller.shuttle.find("app", "2").await.unwrap();
+    let record = app.find("app", "2").await.unwrap();
     assert_eq!(record.state.as_str(), "stopped");
     assert!(app.jenkins_requests().await.iter().any(|(m, p, _)| m == "POST" && p.ends_with("/queue/cancelItem")));
 }
@@ -148,7 +148,7 @@ async fn a_build_stopped_while_running_is_aborted_and_stopped() {
     let (code, _) = json_of(app.delete("/app/1").await).await;
     assert_eq!(code, 200);
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");
-    assert_eq!(app.poller.shuttle.find("app", "1").await.unwrap().state.as_str(), "stopped");
+    assert_eq!(app.find("app", "1").await.unwrap().state.as_str(), "stopped");
     let log = app.logs("/app/1").await;
     assert!(log.ends_with("Finished: ABORTED\n"), "{log}");
     let (code, body) = json_of(app.delete("/app/1").await).await;
@@ -174,7 +174,7 @@ async fn deleting_an_app_stops_its_running_build_and_deletes_the_job() {
     let (code, body) = json_of(app.delete("/app").await).await;
     assert_eq!((code, body), (200, json!({"status": "ok"})));
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");
-    assert_eq!(app.poller.shuttle.find("app", "1").await.unwrap().state.as_str(), "stopped");
+    assert_eq!(app.find("app", "1").await.unwrap().state.as_str(), "stopped");
     assert!(app.jenkins_requests().await.iter().any(|(m, p, _)| m == "POST" && p == "/job/app/doDelete"));
     let (code, _) = json_of(app.delete("/app").await).await;
     assert_eq!(code, 200, "a job already gone is fine");
@@ -200,11 +200,11 @@ async fn duplicated_messages_and_racing_pollers_give_one_build_and_one_copy_of_t
     let app = spawn_app_with(AppOptions { poller: false, ..AppOptions::default() }).await;
     let files = serve_sources("FROM busybox:1\nRUN sleep 2\nRUN echo done\n").await;
     create(&app, "/app/1", &files.url("/src.tgz")).await;
-    let record = app.poller.shuttle.find("app", "1").await.unwrap();
+    let record = app.find("app", "1").await.unwrap();
     let message = PollMessage { source_id: record.source_id, round: 0 };
     // SQS delivers the first message three times; and two pollers race on the build directly.
     for _ in 0..2 {
-        app.poller.shuttle.queue.enqueue(&message, Duration::ZERO).await.unwrap();
+        app.poller.queue.enqueue(&message, Duration::ZERO).await.unwrap();
     }
     let (a, b) = tokio::join!(app.poller.poll(&message), app.poller.poll(&message));
     assert!(a.is_ok() && b.is_ok());

@@ -185,19 +185,19 @@ async fn reordered_poll_messages_are_dropped_and_the_build_ends_once() {
     let receiver = Receiver::ok().await;
     let files = sources(SLOW_BUILD).await;
     create(&app, "/app/1", &files.url("/src.tgz"), vec![receiver.url("/status")], vec![receiver.url("/logs")]).await;
-    let source_id = app.poller.shuttle.find("app", "1").await.expect("the build").source_id;
+    let source_id = app.find("app", "1").await.expect("the build").source_id;
     // Before the first poll: a message from the future is dropped and leaves the build as it was.
     let future = PollMessage { source_id, round: 3 };
     assert!(matches!(app.poller.poll(&future).await.expect("a poll"), Polled::Dropped(_)));
-    assert_eq!(app.poller.shuttle.find("app", "1").await.expect("the build").progress.round, 0);
-    app.poller.shuttle.queue.enqueue(&future, Duration::ZERO).await.expect("enqueue");
+    assert_eq!(app.find("app", "1").await.expect("the build").progress.round, 0);
+    app.poller.queue.enqueue(&future, Duration::ZERO).await.expect("enqueue");
     app.start_poller();
     app.status_until("/app/1", ENOUGH, |s| s["building"] == true).await;
-    let round = app.poller.shuttle.find("app", "1").await.expect("the build").progress.round;
+    let round = app.find("app", "1").await.expect("the build").progress.round;
     assert!(round >= 1, "the build went through a round: {round}");
     // Late deliveries of every round already handled, and the round after the current one, early.
     for round in (0..round).chain([round + 1]) {
-        app.poller.shuttle.queue.enqueue(&PollMessage { source_id, round }, Duration::ZERO).await.expect("enqueue");
+        app.poller.queue.enqueue(&PollMessage { source_id, round }, Duration::ZERO).await.expect("enqueue");
     }
     assert!(matches!(app.poller.poll(&PollMessage { source_id, round: 0 }).await.expect("a poll"), Polled::Dropped(_)));
     append(&app, "app", 1, &numbered_lines("ordr", 1_000)).await;

@@ -55,8 +55,8 @@ async fn until_ended(receiver: &Receiver, path: &str) {
 
 /// The whole archived log of a v2 build (the logs endpoint serves only its last 5 MB).
 async fn whole_archive(app: &TestApp, app_id: &str, build_id: &str) -> Vec<u8> {
-    let record = app.poller.shuttle.find(app_id, build_id).await.expect("the build");
-    app.poller.shuttle.sources.read_log_range(record.source_id, 0, u64::MAX).await.expect("the archive").to_vec()
+    let record = app.find(app_id, build_id).await.expect("the build");
+    app.poller.sources.read_log_range(record.source_id, 0, u64::MAX).await.expect("the archive").to_vec()
 }
 
 /// `lines` lines of 100 bytes each.

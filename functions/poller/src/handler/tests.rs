@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use shuttle_core::fakes::{fake_shuttle, FakeShuttle, RecordingWebhooks};
+use shuttle_core::fakes::{capture_logs, fakes, Fakes, RecordingWebhooks};
 use shuttle_core::poll::Poller;
 use shuttle_core::ports::{FetchError, SourceFetcher};
 use uuid::Uuid;
@@ -17,10 +17,10 @@ impl SourceFetcher for NoDownloads {
     }
 }
 
-fn poller() -> (Poller, FakeShuttle) {
-    let fake = fake_shuttle();
+fn poller() -> (Poller, Fakes) {
+    let fake = fakes();
     let webhooks = Arc::new(RecordingWebhooks::default()).webhooks();
-    (Poller::new(fake.shuttle.clone(), Arc::new(NoDownloads), webhooks), fake)
+    (fake.poller(Arc::new(NoDownloads), webhooks), fake)
 }
 
 fn sqs_event(bodies: &[(&str, &str)]) -> PollerEvent {
@@ -95,34 +95,11 @@ fn an_event_that_is_neither_is_refused_with_what_it_is() {
     }
 }
 
-/// Everything logged while the guard lives, as the text subscriber writes it (spans included).
-fn capture_logs() -> (Arc<std::sync::Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let writer = lines.clone();
-    // Each span's close is a line too, so a span with no event inside still shows.
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_writer(move || Lines(writer.clone()))
-        .finish();
-    (lines, tracing::subscriber::set_default(subscriber))
-}
-
 #[tokio::test]
 async fn each_message_is_handled_in_a_span_naming_the_message_and_its_build() {
     let (poller, fake) = poller();
-    fake.shuttle
-        .create_v2(
+    fake.create()
+        .v2(
             "app",
             "1",
             br#"{"source":{"url":"docker://registry.example/org/base:1"},"destination":{"url":"docker://registry.example/org/app:1"}}"#,
@@ -130,10 +107,10 @@ async fn each_message_is_handled_in_a_span_naming_the_message_and_its_build() {
         .await
         .unwrap();
     let id = shuttle_core::ids::v2_source_id("app", "1");
-    let (lines, _guard) = capture_logs();
+    let logs = capture_logs();
     let body = json!({"source_id": id, "round": 0}).to_string();
     answer(&poller, sqs_event(&[("m-7", &body)])).await;
-    let logged = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     let polled = logged
         .lines()
         .find(|line| line.ends_with(" polled") || line.contains(" polled "))

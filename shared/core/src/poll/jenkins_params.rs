@@ -9,9 +9,9 @@ use crate::source::Source;
 impl Build<'_> {
     /// The job parameters of `infra/jenkins/README.md`.
     pub(super) fn parameters(&self, spec: &BuildSpec) -> Vec<(String, String)> {
-        let settings = &self.shuttle().settings;
+        let policy = &self.poller.policy;
         let id = self.record.source_id;
-        let mut arguments = settings.extra_build_args.clone();
+        let mut arguments = policy.extra_build_args.clone();
         arguments.extend(spec.arguments.clone());
         let (destination, latest, push_credentials) = match &spec.api {
             Api::V2 { destination, .. } => (destination.reference(), false, destination.credentials.clone()),
@@ -22,14 +22,14 @@ impl Build<'_> {
                     legacy.registry_host.trim_end_matches('/'),
                     legacy.registry_repo.trim_matches('/'),
                     legacy.job(),
-                    settings.image_tag_prefix
+                    policy.image_tag_prefix
                 );
                 (image, true, legacy.registry_credentials.clone())
             }
         };
         let (sources_url, source_image, source_credentials) = match &spec.source {
             Source::Docker { image } => (String::new(), image.reference(), image.credentials.clone()),
-            _ => (settings.sources_link_for_jenkins(id, now_ms()), String::new(), None),
+            _ => (policy.sources_link_for_jenkins(id, now_ms()), String::new(), None),
         };
         let (source_user, source_password) = source_credentials.map(|c| (c.username, c.password)).unwrap_or_default();
         let (push_user, push_password) = push_credentials.map(|c| (c.username, c.password)).unwrap_or_default();

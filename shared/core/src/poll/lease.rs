@@ -10,7 +10,7 @@ use crate::record::{now_ms, BuildRecord, Lease};
 impl Poller {
     /// The lease on the build `message` names, or `None` when the message is not to be handled.
     pub(super) async fn take_lease(&self, message: &PollMessage, owner: &str) -> Result<Option<BuildRecord>, ShuttleError> {
-        let store = &self.shuttle.store;
+        let store = &self.store;
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let Some(record) = store.get(message.source_id).await? else { return Ok(None) };
             let now = now_ms();
@@ -30,6 +30,6 @@ impl Poller {
 
     /// Longer than any poll can last: the poller's 90 s timeout ends it first.
     fn lease_time(&self) -> Duration {
-        (self.shuttle.settings.poller.window + Duration::from_secs(60)).max(POLLER_TIMEOUT + Duration::from_secs(30))
+        (self.policy.pacing.window + Duration::from_secs(60)).max(POLLER_TIMEOUT + Duration::from_secs(30))
     }
 }

@@ -22,15 +22,16 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::config::PollPolicy;
 use crate::error::{ServiceError, ShuttleError, StoreError};
+use crate::jenkins::Jenkins;
 use crate::jenkins::JenkinsResult;
-use crate::ports::{PollMessage, SourceFetcher};
+use crate::ports::{BuildStore, PollMessage, PollQueue, Sealer, SourceFetcher, SourceStore};
 use crate::record::{now_ms, BuildRecord};
 use crate::redact::redact;
 use crate::relay::{Relay, Webhooks};
 use crate::request::BuildSpec;
 use crate::state::{BuildState, StopIntent};
-use crate::Shuttle;
 
 mod archive;
 mod jenkins_params;
@@ -53,10 +54,18 @@ const MIN_GRACE: Duration = Duration::from_secs(1);
 /// The poller function's timeout (`template.yaml`): no poll outlives it.
 pub const POLLER_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The poller function's use cases: every port, and what it decides with.
 pub struct Poller {
-    pub shuttle: Shuttle,
+    pub store: Arc<dyn BuildStore>,
+    /// The sources cache and the log archive.
+    pub sources: Arc<dyn SourceStore>,
+    pub queue: Arc<dyn PollQueue>,
+    pub sealer: Arc<dyn Sealer>,
+    pub jenkins: Arc<dyn Jenkins>,
+    /// Downloads `http(s)` sources into the sources store.
     pub fetcher: Arc<dyn SourceFetcher>,
     pub webhooks: Webhooks,
+    pub policy: PollPolicy,
 }
 
 /// What became of a poll message.
@@ -107,10 +116,6 @@ impl From<ServiceError> for StepError {
 }
 
 impl Poller {
-    pub fn new(shuttle: Shuttle, fetcher: Arc<dyn SourceFetcher>, webhooks: Webhooks) -> Self {
-        Self { shuttle, fetcher, webhooks }
-    }
-
     /// Handles one poll message. An error means the message should be retried.
     #[tracing::instrument(name = "poll", skip_all, fields(build = %message.source_id, round = message.round))]
     pub async fn poll(&self, message: &PollMessage) -> Result<Polled, ShuttleError> {
@@ -118,26 +123,26 @@ impl Poller {
         let Some(record) = self.take_lease(message, &owner).await? else {
             return Ok(Polled::Dropped("duplicate, late, or held by another poll"));
         };
-        let settings = &self.shuttle.settings;
-        let spec = open_spec(&self.shuttle, &record).await?;
-        let grace = settings.poller.interval.max(MIN_GRACE);
+        let policy = &self.policy;
+        let spec = open_spec(self.sealer.as_ref(), &record).await?;
+        let grace = policy.pacing.interval.max(MIN_GRACE);
         let relay = Relay::new(
             &self.webhooks,
-            self.shuttle.sources.as_ref(),
-            settings.webhook_signing_secret.as_ref(),
+            self.sources.as_ref(),
+            policy.webhook_signing_secret.as_ref(),
             &spec,
-            &settings.kafka_topic,
+            &policy.kafka_topic,
             &record,
             grace,
         );
-        let window_end = Instant::now() + settings.poller.window;
+        let window_end = Instant::now() + policy.pacing.window;
         let mut build = Build { poller: self, record, owner, spec, relay: &relay };
         // The build moves while the relay delivers; a finished build's deliveries get the rest
         // of the window, an unfinished one's an interval (its next poll comes soon).
         let (advanced, ()) = tokio::join!(
             async {
                 let advanced = build.advance().await;
-                let until = if build.record.state.is_terminal() { window_end } else { Instant::now() + settings.poller.interval };
+                let until = if build.record.state.is_terminal() { window_end } else { Instant::now() + policy.pacing.interval };
                 relay.settle(until).await;
                 relay.close();
                 advanced
@@ -157,8 +162,8 @@ impl Poller {
 }
 
 /// The build's spec, unsealed.
-async fn open_spec(shuttle: &Shuttle, record: &BuildRecord) -> Result<BuildSpec, ShuttleError> {
-    let plaintext = shuttle.sealer.open(&record.sealed_spec).await?;
+async fn open_spec(sealer: &dyn Sealer, record: &BuildRecord) -> Result<BuildSpec, ShuttleError> {
+    let plaintext = sealer.open(&record.sealed_spec).await?;
     // serde's message may quote a value (a secret): name only where it failed.
     serde_json::from_slice(&plaintext).map_err(|e| {
         ServiceError::new(
@@ -179,10 +184,6 @@ struct Build<'a> {
 }
 
 impl Build<'_> {
-    fn shuttle(&self) -> &Shuttle {
-        &self.poller.shuttle
-    }
-
     fn job(&self) -> String {
         self.record.app_key.clone()
     }
@@ -233,7 +234,7 @@ impl Build<'_> {
         };
         if let Some(delay) = delay {
             let message = PollMessage { source_id: self.record.source_id, round: self.record.progress.round };
-            if let Err(error) = self.shuttle().queue.enqueue(&message, delay).await {
+            if let Err(error) = self.poller.queue.enqueue(&message, delay).await {
                 // The round is saved: a retry of this message would be dropped as late. The
                 // schedule re-drives the build once its last poll is stale.
                 tracing::error!(build = %self.record.source_id, %error, "could not enqueue the next poll; the schedule will re-drive the build");
@@ -251,14 +252,14 @@ impl Build<'_> {
             change(&mut next);
             self.relay.positions(&mut next.progress.deliveries);
             next.updated_at_ms = now_ms();
-            match self.shuttle().store.update(&next).await {
+            match self.poller.store.update(&next).await {
                 Ok(stored) => {
                     self.relay.publish(&stored);
                     self.record = stored;
                     return Ok(());
                 }
                 Err(StoreError::Conflict) => {
-                    current = self.shuttle().store.get(self.record.source_id).await?.ok_or(ShuttleError::NotFound)?;
+                    current = self.poller.store.get(self.record.source_id).await?.ok_or(ShuttleError::NotFound)?;
                     if current.progress.lease.as_ref().is_none_or(|l| l.owner != self.owner) {
                         return Err(StepError::LostLease);
                     }
@@ -281,8 +282,7 @@ impl Build<'_> {
     async fn fail_early(&mut self, reason: String) -> Result<Next, StepError> {
         let reason = redact(&reason);
         let line = Bytes::from(format!("[build shuttle] {reason}\n"));
-        let mut sink =
-            ArchiveSink::new(self.shuttle().sources.as_ref(), self.relay, self.record.source_id, self.record.progress.archive_len);
+        let mut sink = ArchiveSink::new(self.poller.sources.as_ref(), self.relay, self.record.source_id, self.record.progress.archive_len);
         sink.append(line).await?;
         let end = sink.finish().await?;
         self.save(|r| r.progress.archive_len = r.progress.archive_len.max(end)).await?;

@@ -20,11 +20,11 @@ impl Poller {
     /// still unfinished long past their timeouts are failed.
     #[tracing::instrument(name = "redrive", skip_all)]
     pub async fn redrive(&self, stale_after: Duration) -> Result<Redriven, ShuttleError> {
-        let settings = &self.shuttle.settings;
+        let policy = &self.policy;
         let now = now_ms();
-        let stuck_after = settings.queue_timeout + settings.build_timeout + STUCK_MARGIN;
+        let stuck_after = policy.queue_timeout + policy.build_timeout + STUCK_MARGIN;
         let mut done = Redriven::default();
-        for record in self.shuttle.store.stale_builds(now.saturating_sub(as_ms(stale_after)), REDRIVE_BATCH).await? {
+        for record in self.store.stale_builds(now.saturating_sub(as_ms(stale_after)), REDRIVE_BATCH).await? {
             if record.progress.leased_by_other("", now) {
                 continue;
             }
@@ -36,7 +36,7 @@ impl Poller {
                     done.failed.push(id);
                 }
             } else {
-                self.shuttle.queue.enqueue(&PollMessage { source_id: id, round: record.progress.round }, Duration::ZERO).await?;
+                self.queue.enqueue(&PollMessage { source_id: id, round: record.progress.round }, Duration::ZERO).await?;
                 done.requeued.push(id);
             }
         }
@@ -51,16 +51,16 @@ impl Poller {
         failed.progress.lease = None;
         failed.progress.round += 1;
         failed.updated_at_ms = now_ms();
-        let failed = match self.shuttle.store.update(&failed).await {
+        let failed = match self.store.update(&failed).await {
             Ok(failed) => failed,
             Err(StoreError::Conflict) => return Ok(false),
             Err(e) => return Err(e.into()),
         };
-        self.shuttle.halt_in_jenkins(&record).await;
+        crate::api::halt_in_jenkins(self.jenkins.as_ref(), &record).await;
         if failed.needs_polling() {
             // The targets are told by a poll; should this enqueue fail, the schedule comes back.
             let message = PollMessage { source_id: failed.source_id, round: failed.progress.round };
-            if let Err(error) = self.shuttle.queue.enqueue(&message, Duration::ZERO).await {
+            if let Err(error) = self.queue.enqueue(&message, Duration::ZERO).await {
                 tracing::warn!(build = %failed.source_id, %error, "could not enqueue the poll that tells the targets");
             }
         }

@@ -26,7 +26,7 @@ impl Build<'_> {
             return self.fail_early(reason.clone()).await;
         }
         // SPEC §7: a v2 create answered 400 for these; a legacy build fails with the reason.
-        let refused = spec.refused_hosts(&self.shuttle().settings.allowed_private);
+        let refused = spec.refused_hosts(&self.poller.policy.allowed_private);
         if !refused.is_empty() {
             return self.fail_early(refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")).await;
         }
@@ -51,14 +51,14 @@ impl Build<'_> {
             // Stopped before it reached Jenkins: it is never triggered.
             return self.end_by_intent("stopped").await;
         }
-        let interval = self.shuttle().settings.poller.interval;
+        let interval = self.poller.policy.pacing.interval;
         match self.cache_sources(&spec).await {
             Ok(()) => {}
             Err(FetchError::Failed(reason)) => return self.fail_early(format!("the sources could not be cached: {reason}")).await,
             Err(FetchError::Service(error)) => return Err(error.into()),
         }
         let job = self.job();
-        if let Err(error) = self.shuttle().jenkins.ensure_job(&job).await {
+        if let Err(error) = self.poller.jenkins.ensure_job(&job).await {
             return self.jenkins_trouble(error, "could not create the Jenkins job").await;
         }
         // The first attempt starts the `QUEUE_TIMEOUT` clock; retries keep it.
@@ -67,7 +67,7 @@ impl Build<'_> {
             return self.end_by_intent("stopped").await;
         }
         let parameters = self.parameters(&spec);
-        let queue_id = match self.shuttle().jenkins.trigger(&job, &parameters).await {
+        let queue_id = match self.poller.jenkins.trigger(&job, &parameters).await {
             Ok(id) => id,
             Err(error) if error.is_transient() => {
                 // It may have reached Jenkins anyway: the next poll looks before triggering again.
@@ -84,7 +84,7 @@ impl Build<'_> {
     /// `BUILD_UUID` instead of triggering it twice. `None`: it never reached Jenkins.
     async fn recover_trigger(&mut self) -> Result<Option<Next>, StepError> {
         let (job, uuid) = (self.job(), self.record.source_id.to_string());
-        let jenkins = self.shuttle().jenkins.clone();
+        let jenkins = self.poller.jenkins.clone();
         let found = async {
             if let Some(queue_id) = jenkins.find_queued(&job, &uuid).await? {
                 return Ok::<_, JenkinsError>(Some((Some(queue_id), None)));
@@ -118,14 +118,14 @@ impl Build<'_> {
     async fn jenkins_trouble(&mut self, error: JenkinsError, what: &str) -> Result<Next, StepError> {
         if error.is_transient() {
             tracing::warn!(build = %self.record.source_id, %error, "{what}; retrying");
-            return Ok(Next::Wait(self.shuttle().settings.poller.interval));
+            return Ok(Next::Wait(self.poller.policy.pacing.interval));
         }
         self.fail_early(format!("{what}: {error}")).await
     }
 
     async fn cache_sources(&self, spec: &BuildSpec) -> Result<(), FetchError> {
         let id = self.record.source_id;
-        let sources = &self.shuttle().sources;
+        let sources = &self.poller.sources;
         match &spec.source {
             Source::Http { url } => self.poller.fetcher.fetch(url, id).await,
             Source::Rebuild { source_id } => match sources.copy_source(*source_id, id).await? {
@@ -143,20 +143,20 @@ impl Build<'_> {
     /// Triggered (`pending`, then `queued` once seen waiting): wait for an executor, within
     /// `QUEUE_TIMEOUT`.
     pub(super) async fn watch_queue(&mut self) -> Result<Next, StepError> {
-        let settings = self.shuttle().settings.clone();
+        let policy = &self.poller.policy;
         let Some(queue_id) = self.record.progress.queue_item else {
             return self.end_by_intent("the build has no Jenkins queue item").await;
         };
         let waited = now_ms().saturating_sub(self.record.progress.triggered_at_ms.unwrap_or(self.record.created_at_ms));
-        if self.record.stop.is_none() && waited > as_ms(settings.queue_timeout) {
+        if self.record.stop.is_none() && waited > as_ms(policy.queue_timeout) {
             self.save(|r| r.stop = r.stop.or(Some(StopIntent::Timeout))).await?;
         }
         if self.record.stop.is_some() {
-            if let Err(error) = self.shuttle().jenkins.cancel_queue_item(queue_id).await {
+            if let Err(error) = self.poller.jenkins.cancel_queue_item(queue_id).await {
                 tracing::warn!(build = %self.record.source_id, %error, "could not cancel the queue item");
             }
         }
-        let item = match self.shuttle().jenkins.queue_item(queue_id).await {
+        let item = match self.poller.jenkins.queue_item(queue_id).await {
             Ok(item) => item,
             Err(error) => return self.jenkins_trouble(error, "could not read the Jenkins queue item").await,
         };
@@ -165,14 +165,14 @@ impl Build<'_> {
                 if self.record.state == BuildState::Pending {
                     self.move_to(BuildState::Queued).await?;
                 }
-                Ok(Next::Wait(settings.poller.interval))
+                Ok(Next::Wait(policy.pacing.interval))
             }
             QueueItem::Started { number } => {
                 self.started(number).await?;
                 Ok(Next::Continue)
             }
             QueueItem::Cancelled => self.end_by_intent("the build was cancelled in Jenkins' queue").await,
-            QueueItem::Forgotten => match self.shuttle().jenkins.find_build(&self.job(), &self.record.source_id.to_string()).await {
+            QueueItem::Forgotten => match self.poller.jenkins.find_build(&self.job(), &self.record.source_id.to_string()).await {
                 Ok(Some(number)) => {
                     self.started(number).await?;
                     Ok(Next::Continue)
@@ -199,28 +199,28 @@ impl Build<'_> {
 
     /// `building`: archive the log as it grows, for one window, and end with Jenkins' result.
     pub(super) async fn tail(&mut self) -> Result<Next, StepError> {
-        let settings = self.shuttle().settings.clone();
+        let policy = &self.poller.policy;
         let Some(number) = self.record.progress.jenkins_number else {
             return self.end_by_intent("the build has no Jenkins build number").await;
         };
         let job = self.job();
-        let deadline = Instant::now() + settings.poller.window;
+        let deadline = Instant::now() + policy.pacing.window;
         let mut stop_sent = false;
         loop {
             // Reads start every interval, whatever each took: a line waits half an interval on average.
-            let next_read = Instant::now() + settings.poller.interval;
+            let next_read = Instant::now() + policy.pacing.interval;
             let started = self.record.progress.started_at_ms.unwrap_or(self.record.created_at_ms);
-            if self.record.stop.is_none() && now_ms().saturating_sub(started) > as_ms(settings.build_timeout) {
+            if self.record.stop.is_none() && now_ms().saturating_sub(started) > as_ms(policy.build_timeout) {
                 self.save(|r| r.stop = r.stop.or(Some(StopIntent::Timeout))).await?;
             }
             if self.record.stop.is_some() && !stop_sent {
-                match self.shuttle().jenkins.stop_build(&job, number).await {
+                match self.poller.jenkins.stop_build(&job, number).await {
                     Ok(()) => stop_sent = true,
                     Err(error) => tracing::warn!(build = %self.record.source_id, %error, "could not stop the build in Jenkins"),
                 }
             }
             match self.read_log(&job, number).await? {
-                Ok(window) if !window.more_data => match self.shuttle().jenkins.build_status(&job, number).await {
+                Ok(window) if !window.more_data => match self.poller.jenkins.build_status(&job, number).await {
                     Ok(status) if !status.building => {
                         if let Some(result) = status.result {
                             // The log may have grown between the read and the status.
@@ -250,9 +250,9 @@ impl Build<'_> {
     /// inner one is Jenkins' answer, for the caller to judge.
     async fn read_log(&mut self, job: &str, number: u64) -> Result<Result<LogWindow, JenkinsError>, StepError> {
         let progress = self.record.progress.clone();
-        let mut sink = ArchiveSink::new(self.shuttle().sources.as_ref(), self.relay, self.record.source_id, progress.archive_len);
+        let mut sink = ArchiveSink::new(self.poller.sources.as_ref(), self.relay, self.record.source_id, progress.archive_len);
         let reading = Instant::now();
-        let read = self.shuttle().jenkins.read_log(job, number, progress.log_cursor, &mut sink).await;
+        let read = self.poller.jenkins.read_log(job, number, progress.log_cursor, &mut sink).await;
         if let Some(error) = sink.failure.take() {
             return Err(error.into());
         }

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::*;
-use crate::fakes::{fake_shuttle, FakeShuttle, MemorySources, RecordingWebhooks};
+use crate::fakes::{fakes, Fakes, MemorySources, RecordingWebhooks, ReversingSealer};
 use crate::ids::v2_source_id;
 use crate::jenkins::{JenkinsError, LogWindow, QueueItem};
 use crate::ports::BuildStore;
@@ -27,10 +27,10 @@ impl SourceFetcher for Unreachable {
     }
 }
 
-fn poller() -> (Poller, FakeShuttle) {
-    let fake = fake_shuttle();
+fn poller() -> (Poller, Fakes) {
+    let fake = fakes();
     let webhooks = Arc::new(RecordingWebhooks::default()).webhooks();
-    (Poller::new(fake.shuttle.clone(), Arc::new(Unreachable), webhooks), fake)
+    (fake.poller(Arc::new(Unreachable), webhooks), fake)
 }
 
 fn v2_body(source: &str) -> Vec<u8> {
@@ -46,10 +46,10 @@ async fn written(sink: &mut ArchiveSink<'_>, parts: &[&'static [u8]]) -> u64 {
 
 /// A build, its spec and webhooks without targets: what an archive sink's relay needs.
 async fn a_build() -> (BuildSpec, BuildRecord, Webhooks) {
-    let fake = fake_shuttle();
-    fake.shuttle.create_v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    let fake = fakes();
+    fake.create().v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
     let record = fake.store.get(v2_source_id("app", "1")).await.unwrap().unwrap();
-    let spec = open_spec(&fake.shuttle, &record).await.unwrap();
+    let spec = open_spec(&ReversingSealer, &record).await.unwrap();
     (spec, record, Arc::new(RecordingWebhooks::default()).webhooks())
 }
 
@@ -102,15 +102,15 @@ async fn a_large_read_is_archived_in_chunks_of_at_most_the_chunk_size() {
 }
 
 /// A v2 build of `fake` whose log goes to one Kafka target: its id, record and spec.
-async fn a_build_logging_to_kafka(fake: &FakeShuttle) -> (Uuid, BuildRecord, BuildSpec) {
+async fn a_build_logging_to_kafka(fake: &Fakes) -> (Uuid, BuildRecord, BuildSpec) {
     let body = json!({
         "source": {"url": "docker://registry.example/org/base:1"}, "destination": {"url": "docker://registry.example/org/app:1"},
         "webhooks": {"logs": ["kafka://k:9092/logs"]},
     });
-    fake.shuttle.create_v2("app", "1", body.to_string().as_bytes()).await.unwrap();
+    fake.create().v2("app", "1", body.to_string().as_bytes()).await.unwrap();
     let id = v2_source_id("app", "1");
     let record = fake.store.get(id).await.unwrap().unwrap();
-    let spec = open_spec(&fake.shuttle, &record).await.unwrap();
+    let spec = open_spec(&ReversingSealer, &record).await.unwrap();
     (id, record, spec)
 }
 
@@ -129,7 +129,7 @@ async fn kafka_received(relay: &Relay<'_>, recording: &RecordingWebhooks, payloa
 
 #[tokio::test]
 async fn archived_log_goes_to_the_log_targets_before_the_build_is_saved() {
-    let fake = fake_shuttle();
+    let fake = fakes();
     let (id, record, spec) = a_build_logging_to_kafka(&fake).await;
     let recording = Arc::new(RecordingWebhooks::default());
     let webhooks = recording.webhooks();
@@ -164,7 +164,7 @@ async fn a_line_begun_in_an_earlier_poll_is_read_back_whole_from_the_archive() {
 /// running until the message `end` came (10 s at most): whether it came, the messages, and the
 /// target's position to be saved.
 async fn relayed_to_kafka(earlier: &'static [u8], log: &[u8]) -> (bool, Vec<KafkaMessage>, u64) {
-    let fake = fake_shuttle();
+    let fake = fakes();
     let (id, mut record, spec) = a_build_logging_to_kafka(&fake).await;
     if !earlier.is_empty() {
         fake.sources.put_log_chunk(id, 0, Bytes::from_static(earlier)).await.unwrap();
@@ -227,7 +227,7 @@ async fn a_line_longer_than_a_read_of_the_log_reaches_kafka_in_pieces_while_the_
 async fn sources_that_cannot_be_cached_fail_the_build_with_the_reason_in_its_log() {
     let (poller, fake) = poller();
     let id = v2_source_id("app", "1");
-    fake.shuttle.create_v2("app", "1", &v2_body("https://user:secret@src.example/a.tgz")).await.unwrap();
+    fake.create().v2("app", "1", &v2_body("https://user:secret@src.example/a.tgz")).await.unwrap();
     let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
     assert_eq!(polled, Polled::Moved { state: BuildState::Failed, next: None });
     let record = fake.store.get(id).await.unwrap().unwrap();
@@ -245,7 +245,7 @@ async fn sources_that_cannot_be_cached_fail_the_build_with_the_reason_in_its_log
 async fn a_build_stopped_while_pending_is_never_triggered() {
     let (poller, fake) = poller();
     let id = v2_source_id("app", "1");
-    fake.shuttle.create_v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    fake.create().v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
     let mut record = fake.store.get(id).await.unwrap().unwrap();
     (record.state, record.stop) = (BuildState::Pending, Some(StopIntent::Stop));
     fake.store.builds.lock().unwrap().insert(id, record);
@@ -258,7 +258,7 @@ async fn a_build_stopped_while_pending_is_never_triggered() {
 async fn messages_of_another_round_or_for_a_leased_build_are_dropped() {
     let (poller, fake) = poller();
     let id = v2_source_id("app", "1");
-    fake.shuttle.create_v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    fake.create().v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
     assert!(matches!(poller.poll(&PollMessage { source_id: id, round: 1 }).await.unwrap(), Polled::Dropped(_)));
     let mut record = fake.store.get(id).await.unwrap().unwrap();
     record.progress.lease = Some(Lease { owner: "another poll".into(), until_ms: now_ms() + 60_000 });
@@ -270,9 +270,9 @@ async fn messages_of_another_round_or_for_a_leased_build_are_dropped() {
 #[tokio::test]
 async fn the_schedule_requeues_stale_builds_with_their_round_and_fails_stuck_ones() {
     let (poller, fake) = poller();
-    fake.shuttle.create_v2("app", "stale", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
-    fake.shuttle.create_v2("app", "stuck", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
-    fake.shuttle.create_v2("app", "fresh", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    fake.create().v2("app", "stale", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    fake.create().v2("app", "stuck", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    fake.create().v2("app", "fresh", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
     let (stale, stuck) = (v2_source_id("app", "stale"), v2_source_id("app", "stuck"));
     let now = now_ms();
     {
@@ -292,10 +292,10 @@ async fn the_schedule_requeues_stale_builds_with_their_round_and_fails_stuck_one
 }
 
 /// A poller whose webhooks are recorded, and its fakes.
-fn poller_with_webhooks() -> (Poller, FakeShuttle, Arc<RecordingWebhooks>) {
-    let fake = fake_shuttle();
+fn poller_with_webhooks() -> (Poller, Fakes, Arc<RecordingWebhooks>) {
+    let fake = fakes();
     let webhooks = Arc::new(RecordingWebhooks::default());
-    (Poller::new(fake.shuttle.clone(), Arc::new(Unreachable), webhooks.webhooks()), fake, webhooks)
+    (fake.poller(Arc::new(Unreachable), webhooks.webhooks()), fake, webhooks)
 }
 
 #[tokio::test]
@@ -306,7 +306,7 @@ async fn a_status_answered_500_is_resent_by_a_later_poll_with_the_same_id_then_t
         "source": {"url": "https://src.example/a.tgz"}, "destination": {"url": "docker://registry.example/org/app:1"},
         "metadata": "meta", "webhooks": {"status": "https://hooks.example/status", "logs": ["https://hooks.example/logs", "kafka://k:9092/logs"]},
     });
-    fake.shuttle.create_v2("app", "1", body.to_string().as_bytes()).await.unwrap();
+    fake.create().v2("app", "1", body.to_string().as_bytes()).await.unwrap();
     webhooks.answers.lock().unwrap().push_back(Answer { status: 500, retry_after: None });
     let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
     let Polled::Moved { state: BuildState::Failed, next: Some(delay) } = polled else { panic!("{polled:?}") };
@@ -376,12 +376,12 @@ fn a_legacy_callback_of_a_build_that_ends_before_a_numbered_pending_hears_pendin
 }
 
 /// A v2 build whose sources cannot be fetched (it fails at once), with these webhooks.
-async fn failing_build_with(fake: &FakeShuttle, webhooks: serde_json::Value) -> Uuid {
+async fn failing_build_with(fake: &Fakes, webhooks: serde_json::Value) -> Uuid {
     let body = json!({
         "source": {"url": "https://src.example/a.tgz"}, "destination": {"url": "docker://registry.example/org/app:1"},
         "metadata": "meta", "webhooks": webhooks,
     });
-    fake.shuttle.create_v2("app", "1", body.to_string().as_bytes()).await.unwrap();
+    fake.create().v2("app", "1", body.to_string().as_bytes()).await.unwrap();
     v2_source_id("app", "1")
 }
 
@@ -420,7 +420,7 @@ async fn a_legacy_build_naming_refused_hosts_fails_with_the_reasons_in_its_log()
         "sources": "docker://registry.example/org/base:3", "gm_registry_host": "registry.example", "gm_registry_repo": "org",
         "callback": "http://token:canarypw@2852039166/cb", "kafka_hosts": "kafka.example:9092,0x7f.1:9092",
     });
-    fake.shuttle.create_legacy(body.to_string().as_bytes()).await.unwrap();
+    fake.create().legacy(body.to_string().as_bytes()).await.unwrap();
     let id = Uuid::parse_str(build_uuid).unwrap();
     let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
     assert!(matches!(polled, Polled::Moved { state: BuildState::Failed, .. }), "{polled:?}");
@@ -439,7 +439,7 @@ async fn a_registry_resolving_to_a_refused_address_fails_the_build_before_jenkin
     let (poller, fake) = poller();
     let body =
         json!({"source": {"url": "docker://registry.example/org/base:1"}, "destination": {"url": "docker://rebinding.example/org/app:1"}});
-    fake.shuttle.create_v2("app", "1", body.to_string().as_bytes()).await.unwrap();
+    fake.create().v2("app", "1", body.to_string().as_bytes()).await.unwrap();
     let id = v2_source_id("app", "1");
     let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
     assert!(matches!(polled, Polled::Moved { state: BuildState::Failed, .. }), "{polled:?}");
@@ -517,11 +517,11 @@ impl crate::jenkins::Jenkins for LeaseTakenDuringTheRead {
 
 #[tokio::test]
 async fn a_lease_lost_during_a_log_read_drops_the_message_instead_of_retrying_it() {
-    let mut fake = fake_shuttle();
-    fake.shuttle.jenkins = Arc::new(LeaseTakenDuringTheRead { store: fake.store.clone(), inner: Default::default() });
-    let poller = Poller::new(fake.shuttle.clone(), Arc::new(Unreachable), Arc::new(RecordingWebhooks::default()).webhooks());
+    let fake = fakes();
+    let mut poller = fake.poller(Arc::new(Unreachable), Arc::new(RecordingWebhooks::default()).webhooks());
+    poller.jenkins = Arc::new(LeaseTakenDuringTheRead { store: fake.store.clone(), inner: Default::default() });
     let id = v2_source_id("app", "1");
-    fake.shuttle.create_v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    fake.create().v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
     let mut record = fake.store.get(id).await.unwrap().unwrap();
     record.state = BuildState::Building;
     (record.progress.queue_item, record.progress.jenkins_number, record.progress.started_at_ms) = (Some(1), Some(1), Some(now_ms()));
