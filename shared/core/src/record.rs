@@ -168,36 +168,15 @@ impl Deliveries {
     /// polls) still tells its callback `pending` first, implied by its end: the controller
     /// expects one before every terminal status.
     pub fn events_for(&self, target: &Delivery) -> Vec<Notice> {
-        let all = self.events.iter().enumerate().map(|(seq, event)| Notice { seq: seq as u64, event: *event, implied: false });
-        if !target.callback {
-            return all.collect();
-        }
-        let numbered =
-            all.clone().find(|n| !n.event.state.is_terminal() && n.event.state != BuildState::Accepted && n.event.number.is_some());
-        let end = all.clone().find(|n| n.event.state.is_terminal());
-        let pending = numbered.or_else(|| {
-            end.map(|end| Notice { event: StatusEvent { state: BuildState::Pending, number: end.event.number }, implied: true, ..end })
-        });
-        pending.into_iter().chain(end).collect()
+        notices(&self.events, target)
     }
 
     /// The targets that still have something coming: status targets with events not yet
     /// told, log targets not closed (a log target is closed once it has the whole log of a
     /// finished build, or is given up).
     fn waiting(&self) -> impl Iterator<Item = &Delivery> {
-        self.waiting_status().chain(self.logs.iter().filter(|t| !t.closed))
-    }
-
-    fn waiting_status(&self) -> impl Iterator<Item = &Delivery> {
-        self.status.iter().filter(|t| !t.closed && (t.done as usize) < self.events_for(t).len())
-    }
-
-    /// Whether some target may be sent something at `now`, for a build in `state` whose archived
-    /// log is `archive_len` bytes long: a waiting log target has something once the archive is
-    /// past its offset, or once the build is over (its end to tell).
-    pub fn due(&self, now: u64, state: BuildState, archive_len: u64) -> bool {
-        let logs = self.logs.iter().filter(|t| !t.closed && (t.done < archive_len || state.is_terminal()));
-        self.waiting_status().chain(logs).any(|t| t.retry_at_ms <= now)
+        let status = self.status.iter().filter(|t| t.has_news(&self.events));
+        status.chain(self.logs.iter().filter(|t| !t.closed))
     }
 
     pub fn pending(&self) -> bool {
@@ -208,6 +187,28 @@ impl Deliveries {
     pub fn next_attempt_ms(&self) -> Option<u64> {
         self.waiting().map(|t| t.retry_at_ms).min()
     }
+}
+
+impl Delivery {
+    /// A status target's: whether some of `events` are still to be told to it.
+    pub fn has_news(&self, events: &[StatusEvent]) -> bool {
+        !self.closed && (self.done as usize) < notices(events, self).len()
+    }
+}
+
+/// What a status target is told of `events`, in order (see [`Deliveries::events_for`]).
+pub fn notices(events: &[StatusEvent], target: &Delivery) -> Vec<Notice> {
+    let all = events.iter().enumerate().map(|(seq, event)| Notice { seq: seq as u64, event: *event, implied: false });
+    if !target.callback {
+        return all.collect();
+    }
+    let numbered =
+        all.clone().find(|n| !n.event.state.is_terminal() && n.event.state != BuildState::Accepted && n.event.number.is_some());
+    let end = all.clone().find(|n| n.event.state.is_terminal());
+    let pending = numbered.or_else(|| {
+        end.map(|end| Notice { event: StatusEvent { state: BuildState::Pending, number: end.event.number }, implied: true, ..end })
+    });
+    pending.into_iter().chain(end).collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -123,6 +123,7 @@ impl Poller {
         let Some(record) = self.take_lease(message, &owner).await? else {
             return Ok(Polled::Dropped("duplicate, late, or held by another poll"));
         };
+        let record = Arc::new(record);
         let policy = &self.policy;
         let spec = open_spec(self.sealer.as_ref(), &record).await?;
         let grace = policy.pacing.interval.max(MIN_GRACE);
@@ -132,7 +133,7 @@ impl Poller {
             policy.webhook_signing_secret.as_ref(),
             &spec,
             &policy.kafka_topic,
-            &record,
+            Arc::clone(&record),
             grace,
         );
         let window_end = Instant::now() + policy.pacing.window;
@@ -177,7 +178,9 @@ async fn open_spec(sealer: &dyn Sealer, record: &BuildRecord) -> Result<BuildSpe
 /// One build during one poll, with the lease held.
 struct Build<'a> {
     poller: &'a Poller,
-    record: BuildRecord,
+    /// The build as last saved: this poll's one record, which the relay reads and only
+    /// [`Build::save`] replaces.
+    record: Arc<BuildRecord>,
     owner: String,
     spec: BuildSpec,
     relay: &'a Relay<'a>,
@@ -246,7 +249,7 @@ impl Build<'_> {
     /// Writes `change` applied to the latest record. A concurrent write (a stop being recorded)
     /// is read back and the change applied again; a lease taken over by another poll ends the poll.
     async fn save(&mut self, change: impl Fn(&mut BuildRecord)) -> Result<(), StepError> {
-        let mut current = self.record.clone();
+        let mut current = BuildRecord::clone(&self.record);
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let mut next = current.clone();
             change(&mut next);
@@ -254,8 +257,8 @@ impl Build<'_> {
             next.updated_at_ms = now_ms();
             match self.poller.store.update(&next).await {
                 Ok(stored) => {
-                    self.relay.publish(&stored);
-                    self.record = stored;
+                    self.record = Arc::new(stored);
+                    self.relay.publish(Arc::clone(&self.record));
                     return Ok(());
                 }
                 Err(StoreError::Conflict) => {

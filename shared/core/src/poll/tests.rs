@@ -57,7 +57,7 @@ async fn a_build() -> (BuildSpec, BuildRecord, Webhooks) {
 async fn the_archive_keeps_what_an_interrupted_poll_wrote_and_adds_only_the_rest() {
     let (spec, record, webhooks) = a_build().await;
     let sources = MemorySources::default();
-    let relay = Relay::new(&webhooks, &sources, None, &spec, "logs", &record, Duration::ZERO);
+    let relay = Relay::new(&webhooks, &sources, None, &spec, "logs", Arc::new(record.clone()), Duration::ZERO);
     let id = Uuid::new_v4();
     // An interrupted poll archived the first 6 bytes of the log, then died before saving.
     assert_eq!(written(&mut ArchiveSink::new(&sources, &relay, id, 0), &[b"line1\n"]).await, 6);
@@ -72,7 +72,7 @@ async fn the_archive_keeps_what_an_interrupted_poll_wrote_and_adds_only_the_rest
 async fn a_longer_chunk_already_archived_moves_the_cursor_past_it() {
     let (spec, record, webhooks) = a_build().await;
     let sources = MemorySources::default();
-    let relay = Relay::new(&webhooks, &sources, None, &spec, "logs", &record, Duration::ZERO);
+    let relay = Relay::new(&webhooks, &sources, None, &spec, "logs", Arc::new(record.clone()), Duration::ZERO);
     let id = Uuid::new_v4();
     assert_eq!(written(&mut ArchiveSink::new(&sources, &relay, id, 0), &[b"line1\nline2\nline3\n"]).await, 18);
     // A poll that read less from the same cursor (the log was shorter for it).
@@ -86,7 +86,7 @@ async fn a_longer_chunk_already_archived_moves_the_cursor_past_it() {
 async fn a_large_read_is_archived_in_chunks_of_at_most_the_chunk_size() {
     let (spec, record, webhooks) = a_build().await;
     let sources = MemorySources::default();
-    let relay = Relay::new(&webhooks, &sources, None, &spec, "logs", &record, Duration::ZERO);
+    let relay = Relay::new(&webhooks, &sources, None, &spec, "logs", Arc::new(record.clone()), Duration::ZERO);
     let id = Uuid::new_v4();
     let log: Vec<u8> = (0..3 * ARCHIVE_CHUNK_BYTES + 1000).map(|i| b"0123456789\n"[i % 11]).collect();
     let mut sink = ArchiveSink::new(&sources, &relay, id, 0);
@@ -133,7 +133,7 @@ async fn archived_log_goes_to_the_log_targets_before_the_build_is_saved() {
     let (id, record, spec) = a_build_logging_to_kafka(&fake).await;
     let recording = Arc::new(RecordingWebhooks::default());
     let webhooks = recording.webhooks();
-    let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", &record, Duration::ZERO);
+    let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", Arc::new(record.clone()), Duration::ZERO);
     let sent_unsaved = async {
         // A read archived, and the build not saved yet (a poll saves both positions after the read).
         written(&mut ArchiveSink::new(fake.sources.as_ref(), &relay, id, 0), &[b"line1\n"]).await;
@@ -172,7 +172,7 @@ async fn relayed_to_kafka(earlier: &'static [u8], log: &[u8]) -> (bool, Vec<Kafk
     }
     let recording = Arc::new(RecordingWebhooks::default());
     let webhooks = recording.webhooks();
-    let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", &record, Duration::ZERO);
+    let relay = Relay::new(&webhooks, fake.sources.as_ref(), None, &spec, "logs", Arc::new(record.clone()), Duration::ZERO);
     let sent = async {
         let mut sink = ArchiveSink::new(fake.sources.as_ref(), &relay, id, earlier.len() as u64);
         sink.append(Bytes::copy_from_slice(log)).await.unwrap();

@@ -22,7 +22,7 @@ impl Relay<'_> {
         from: u64,
         changes: &mut watch::Receiver<u64>,
     ) -> (u64, Result<LogSent, Undelivered>) {
-        let metadata = self.lock().record.metadata.clone();
+        let metadata = self.lock().build.metadata.clone();
         let headers = vec![
             ("X-Build-Metadata".to_owned(), utf8_percent_encode(&metadata, HEADER_VALUE).to_string()),
             ("X-Log-Offset".to_owned(), from.to_string()),
@@ -37,7 +37,7 @@ impl Relay<'_> {
             if text.is_empty() {
                 let (end, finished) = {
                     let shared = self.lock();
-                    (shared.archived, shared.record.state.is_terminal())
+                    (shared.archived, shared.build.state.is_terminal())
                 };
                 if finished && sent >= end {
                     break true;

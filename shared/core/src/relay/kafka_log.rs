@@ -36,8 +36,8 @@ impl Relay<'_> {
         };
         let (end, finished, metadata, number) = {
             let shared = self.lock();
-            let record = &shared.record;
-            (shared.archived, record.state.is_terminal(), record.metadata.clone(), record.number)
+            let build = &shared.build;
+            (shared.archived, build.state.is_terminal(), build.metadata.clone(), build.number)
         };
         let whole = finished && from + text.len() as u64 >= end;
         let (lines, offset) = complete_lines(&text, from, whole, KAFKA_LINE_MAX_BYTES);

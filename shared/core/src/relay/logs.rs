@@ -20,8 +20,8 @@ impl Relay<'_> {
         loop {
             let (position, end, finished) = {
                 let shared = self.lock();
-                let Some(position) = shared.record.progress.deliveries.logs.get(index).copied() else { return };
-                (position, shared.archived, shared.record.state.is_terminal())
+                let Some(position) = shared.logs.get(index).copied() else { return };
+                (position, shared.archived, shared.build.state.is_terminal())
             };
             if position.closed {
                 return;
@@ -37,7 +37,7 @@ impl Relay<'_> {
                 Step::LookAgain => continue,
                 Step::Stop => return,
             }
-            let source_id = self.lock().record.source_id;
+            let source_id = self.lock().build.source_id;
             let target = &self.log_targets[index];
             if finished && position.done >= end && matches!(target, LogTarget::Webhook(WebhookTarget::Http { .. })) {
                 // The whole log is acknowledged: nothing to stream.
@@ -107,7 +107,7 @@ impl Relay<'_> {
         }
         // A whole read, even past where the feed starts: stopping there could leave a line cut
         // in two, which a Kafka target holds back and waits on.
-        let source_id = self.lock().record.source_id;
+        let source_id = self.lock().build.source_id;
         self.sources
             .read_log_range(source_id, from, (end - from).min(READ_BYTES))
             .await

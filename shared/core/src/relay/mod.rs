@@ -4,9 +4,11 @@
 //! Each target has its own loop, so a slow, failing or dead target holds back nobody else. The
 //! poll feeds the relay as it goes ([`Relay::publish`] after every write of the build,
 //! [`Relay::add_log`] as log text is archived) and closes it before the handler returns: no new
-//! delivery starts then, and what is in flight gets [`Relay::grace`] to finish. The positions
-//! the loops reached are saved with the build ([`Relay::positions`]); what is left is resumed by
-//! the next poll.
+//! delivery starts then, and what is in flight gets [`Relay::grace`] to finish.
+//!
+//! The poll owns the build record; the relay reads the one it last saved (shared, never copied
+//! or changed here) and owns only its targets' positions, which the poll saves with the build
+//! ([`Relay::positions`]); what is left is resumed by the next poll.
 //!
 //! Beside this file, one concern a file: `status` (the status loop and its signed deliveries),
 //! `status_body` (the status body, which the status endpoints answer too),
@@ -77,7 +79,12 @@ const FEED_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 /// What the poll tells the relay, and where the targets are.
 struct Shared {
-    record: BuildRecord,
+    /// The build as the poll last saved it: its status events, state and metadata. The poll's
+    /// own record, shared: read here, never changed.
+    build: Arc<BuildRecord>,
+    /// Where each status target and each log target is: the relay's own during the poll.
+    status: Vec<Delivery>,
+    logs: Vec<Delivery>,
     /// Chunks of log archived during this poll, contiguous, at their archive offsets: those some
     /// log target has yet to read, within [`FEED_MAX_BYTES`].
     feed: VecDeque<(u64, Bytes)>,
@@ -124,20 +131,21 @@ impl<'a> Relay<'a> {
         signing: Option<&'a SigningSecret>,
         spec: &BuildSpec,
         kafka_topic: &str,
-        record: &BuildRecord,
+        build: Arc<BuildRecord>,
         grace: Duration,
     ) -> Self {
         let (changed, _) = watch::channel(0);
         let status_targets = spec.status_targets();
         let log_targets = spec.log_targets(kafka_topic);
-        let mut record = record.clone();
-        let deliveries = &mut record.progress.deliveries;
-        if deliveries.status.len() != status_targets.len() || deliveries.logs.len() != log_targets.len() {
+        let saved = &build.progress.deliveries;
+        let (status, logs) = if saved.status.len() == status_targets.len() && saved.logs.len() == log_targets.len() {
+            (saved.status.clone(), saved.logs.clone())
+        } else {
             // Positions that do not match the targets (a build stored before they were kept) start over.
             let fresh = spec.deliveries(kafka_topic);
-            (deliveries.status, deliveries.logs) = (fresh.status, fresh.logs);
-        }
-        let cursors = deliveries.logs.iter().map(|t| if t.closed { u64::MAX } else { t.done }).collect();
+            (fresh.status, fresh.logs)
+        };
+        let cursors = logs.iter().map(|t| if t.closed { u64::MAX } else { t.done }).collect();
         Self {
             webhooks,
             sources,
@@ -146,8 +154,10 @@ impl<'a> Relay<'a> {
             log_targets,
             grace,
             shared: Mutex::new(Shared {
-                archived: record.progress.archive_len,
-                record,
+                archived: build.progress.archive_len,
+                build,
+                status,
+                logs,
                 feed: VecDeque::new(),
                 feed_bytes: 0,
                 cursors,
@@ -165,15 +175,13 @@ impl<'a> Relay<'a> {
         self.changed.send_modify(|generation| *generation += 1);
     }
 
-    /// The build as just written: new status events, the archive's length, whether it ended.
-    /// The targets' positions stay the relay's own.
-    pub fn publish(&self, record: &BuildRecord) {
+    /// The build as just saved: new status events, the archive's length, whether it ended.
+    /// The positions saved in it are the relay's own, as they were at the save.
+    pub fn publish(&self, build: Arc<BuildRecord>) {
         {
             let mut shared = self.lock();
-            let positions = (shared.record.progress.deliveries.status.clone(), shared.record.progress.deliveries.logs.clone());
-            shared.record = record.clone();
-            (shared.record.progress.deliveries.status, shared.record.progress.deliveries.logs) = positions;
-            shared.archived = shared.archived.max(record.progress.archive_len);
+            shared.archived = shared.archived.max(build.progress.archive_len);
+            shared.build = build;
         }
         self.notify();
     }
@@ -201,16 +209,20 @@ impl<'a> Relay<'a> {
     /// The targets' positions, to be saved with the build.
     pub fn positions(&self, into: &mut Deliveries) {
         let shared = self.lock();
-        let ours = &shared.record.progress.deliveries;
-        into.status.clone_from(&ours.status);
-        into.logs.clone_from(&ours.logs);
+        into.status.clone_from(&shared.status);
+        into.logs.clone_from(&shared.logs);
     }
 
-    /// Whether a target could be sent something now (or is sending).
+    /// Whether a target could be sent something now (or is sending): a status target with
+    /// events not yet told, a log target once the archive is past its offset or the build is
+    /// over (its end to tell); not one waiting out a retry.
     pub fn busy(&self) -> bool {
         let shared = self.lock();
-        let record = &shared.record;
-        record.progress.deliveries.due(now_ms(), record.state, shared.archived)
+        let (events, finished) = (&shared.build.progress.deliveries.events, shared.build.state.is_terminal());
+        let status = shared.status.iter().filter(|t| t.has_news(events));
+        let logs = shared.logs.iter().filter(|t| !t.closed && (t.done < shared.archived || finished));
+        let now = now_ms();
+        status.chain(logs).any(|t| t.retry_at_ms <= now)
     }
 
     /// Waits until no target has anything to send now, or `deadline`.
@@ -276,14 +288,14 @@ impl<'a> Relay<'a> {
     }
 
     fn update_status(&self, index: usize, change: impl FnOnce(&mut Delivery)) {
-        change(&mut self.lock().record.progress.deliveries.status[index]);
+        change(&mut self.lock().status[index]);
         self.notify();
     }
 
     fn update_log(&self, index: usize, change: impl FnOnce(&mut Delivery)) {
         {
             let mut shared = self.lock();
-            let target = &mut shared.record.progress.deliveries.logs[index];
+            let target = &mut shared.logs[index];
             change(target);
             let cursor = if target.closed { u64::MAX } else { target.done };
             shared.cursors[index] = cursor;

@@ -1,12 +1,13 @@
 //! The status loop: every status change to a status target, in order, signed where asked.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use crate::delivery::{RetryPolicy, StatusTarget};
 use crate::ports::{Answer, KafkaMessage, SendError};
-use crate::record::{BuildRecord, Delivery, Notice};
+use crate::record::{notices, BuildRecord, Delivery, Notice};
 use crate::redact::redact;
 use crate::state::Audience;
 use crate::webhook::WebhookTarget;
@@ -23,10 +24,9 @@ impl Relay<'_> {
         loop {
             let next = {
                 let shared = self.lock();
-                let deliveries = &shared.record.progress.deliveries;
-                let Some(position) = deliveries.status.get(index).copied() else { return };
-                let notice = deliveries.events_for(&position).get(position.done as usize).copied();
-                (position, notice, shared.record.clone())
+                let Some(position) = shared.status.get(index).copied() else { return };
+                let notice = notices(&shared.build.progress.deliveries.events, &position).get(position.done as usize).copied();
+                (position, notice, Arc::clone(&shared.build))
             };
             let (position, Some(notice), record) = next else {
                 if self.wait(&mut changes, None).await {
