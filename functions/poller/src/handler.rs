@@ -140,7 +140,7 @@ async fn handle_record(poller: &Poller, record: &SqsMessage) -> Option<String> {
     };
     match poller.poll(&message).await {
         Ok(Polled::Moved { state, next }) => {
-            tracing::info!(build = %message.source_id, state = state.as_str(), next_poll_ms = next.map(|d| d.as_millis() as u64), "polled");
+            tracing::info!(build = %message.source_id, state = %state, next_poll_ms = next.map(|d| d.as_millis() as u64), "polled");
             None
         }
         Ok(Polled::Dropped(why)) => {

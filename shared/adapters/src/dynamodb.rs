@@ -218,12 +218,12 @@ fn to_item(record: &BuildRecord, version: u64, retention: Duration) -> Item {
     let n = |v: u64| AttributeValue::N(v.to_string());
     let mut item = Item::from([
         ("source_id".to_owned(), s(&record.source_id.to_string())),
-        ("kind".to_owned(), s(record.kind.as_str())),
+        ("kind".to_owned(), s(&record.kind.to_string())),
         ("build_key".to_owned(), s(&record.build_key)),
         ("app_key".to_owned(), s(&record.app_key)),
         ("metadata".to_owned(), s(&record.metadata)),
         ("info".to_owned(), s(&record.human_readable_info)),
-        ("state".to_owned(), s(record.state.as_str())),
+        ("state".to_owned(), s(&record.state.to_string())),
         ("created_at".to_owned(), n(record.created_at_ms)),
         ("updated_at".to_owned(), n(record.updated_at_ms)),
         ("version".to_owned(), n(version)),
@@ -237,7 +237,7 @@ fn to_item(record: &BuildRecord, version: u64, retention: Duration) -> Item {
         item.insert("app_number".to_owned(), s(&app_number(&record.app_key, record.number.unwrap_or(0))));
     }
     if let Some(stop) = record.stop {
-        item.insert("stop".to_owned(), s(stop_str(stop)));
+        item.insert("stop".to_owned(), s(&stop.to_string()));
     }
     if let Some(failure) = &record.failure {
         item.insert("failure".to_owned(), s(failure));
@@ -275,33 +275,24 @@ fn to_item(record: &BuildRecord, version: u64, retention: Duration) -> Item {
     item
 }
 
-fn stop_str(stop: StopIntent) -> &'static str {
-    match stop {
-        StopIntent::Stop => "stop",
-        StopIntent::Timeout => "timeout",
-    }
-}
-
 fn from_item(item: &Item) -> Result<BuildRecord, StoreError> {
     let bad = |field: &str| StoreError::from(fail(format!("stored build has a missing or malformed '{field}'")));
     let text = |field: &str| item.get(field).and_then(|v| v.as_s().ok()).cloned().ok_or_else(|| bad(field));
     let number = |field: &str| item.get(field).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
     let required_number = |field: &str| number(field).ok_or_else(|| bad(field));
-    let stop = match item.get("stop").and_then(|v| v.as_s().ok()).map(String::as_str) {
+    let stop = match item.get("stop").and_then(|v| v.as_s().ok()) {
         None => None,
-        Some("stop") => Some(StopIntent::Stop),
-        Some("timeout") => Some(StopIntent::Timeout),
-        Some(_) => return Err(bad("stop")),
+        Some(raw) => Some(raw.parse::<StopIntent>().map_err(|_| bad("stop"))?),
     };
     Ok(BuildRecord {
         source_id: text("source_id")?.parse().map_err(|_| bad("source_id"))?,
-        kind: ApiKind::parse(&text("kind")?).ok_or_else(|| bad("kind"))?,
+        kind: text("kind")?.parse::<ApiKind>().map_err(|_| bad("kind"))?,
         build_key: text("build_key")?,
         app_key: text("app_key")?,
         number: number("number"),
         metadata: text("metadata")?,
         human_readable_info: text("info")?,
-        state: BuildState::parse(&text("state")?).ok_or_else(|| bad("state"))?,
+        state: text("state")?.parse::<BuildState>().map_err(|_| bad("state"))?,
         stop,
         failure: item.get("failure").and_then(|v| v.as_s().ok()).cloned(),
         created_at_ms: required_number("created_at")?,

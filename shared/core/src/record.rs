@@ -16,18 +16,9 @@ pub enum ApiKind {
     Legacy,
 }
 
-impl ApiKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::V2 => "v2",
-            Self::Legacy => "legacy",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [Self::V2, Self::Legacy].into_iter().find(|k| k.as_str() == raw)
-    }
-}
+// Its name as stored: its serde name (`v2`, `legacy`).
+serde_plain::derive_display_from_serialize!(ApiKind);
+serde_plain::derive_fromstr_from_deserialize!(ApiKind);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuildRecord {
@@ -202,8 +193,7 @@ pub fn notices(events: &[StatusEvent], target: &Delivery) -> Vec<Notice> {
     if !target.callback {
         return all.collect();
     }
-    let numbered =
-        all.clone().find(|n| !n.event.state.is_terminal() && n.event.state != BuildState::Accepted && n.event.number.is_some());
+    let numbered = all.clone().find(|n| !n.event.state.is_terminal() && n.event.state != BuildState::Accepted && n.event.number.is_some());
     let end = all.clone().find(|n| n.event.state.is_terminal());
     let pending = numbered.or_else(|| {
         end.map(|end| Notice { event: StatusEvent { state: BuildState::Pending, number: end.event.number }, implied: true, ..end })
@@ -281,6 +271,13 @@ mod tests {
 
     fn rfc3339_ms(ms: u64) -> String {
         Rfc3339Ms(ms).to_string()
+    }
+
+    #[test]
+    fn a_kind_is_stored_by_its_serde_name() {
+        assert_eq!([ApiKind::V2.to_string(), ApiKind::Legacy.to_string()], ["v2", "legacy"]);
+        assert_eq!("legacy".parse::<ApiKind>().unwrap(), ApiKind::Legacy);
+        assert!("V2".parse::<ApiKind>().is_err());
     }
 
     #[test]

@@ -103,24 +103,13 @@ impl BuildState {
             Self::Stopped => "stopped",
         }
     }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::Pending => "pending",
-            Self::Queued => "queued",
-            Self::Building => "building",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Stopped => "stopped",
-            Self::TimedOut => "timed_out",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        ALL.into_iter().find(|s| s.as_str() == raw)
-    }
 }
+
+// A state's and a stop intent's name, as stored and logged: their serde names (`timed_out`).
+serde_plain::derive_display_from_serialize!(BuildState);
+serde_plain::derive_fromstr_from_deserialize!(BuildState);
+serde_plain::derive_display_from_serialize!(StopIntent);
+serde_plain::derive_fromstr_from_deserialize!(StopIntent);
 
 pub const ALL: [BuildState; 8] = [
     BuildState::Accepted,
@@ -195,9 +184,14 @@ mod tests {
     }
 
     #[test]
-    fn names_round_trip() {
+    fn names_are_the_stored_ones_and_round_trip() {
+        let names: Vec<String> = ALL.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["accepted", "pending", "queued", "building", "succeeded", "failed", "stopped", "timed_out"]);
         for state in ALL {
-            assert_eq!(BuildState::parse(state.as_str()), Some(state));
+            assert_eq!(state.to_string().parse::<BuildState>().unwrap(), state);
         }
+        assert_eq!([StopIntent::Stop.to_string(), StopIntent::Timeout.to_string()], ["stop", "timeout"]);
+        assert_eq!("timeout".parse::<StopIntent>().unwrap(), StopIntent::Timeout);
+        assert!("timedout".parse::<BuildState>().is_err() && "Stop".parse::<StopIntent>().is_err());
     }
 }

@@ -135,7 +135,7 @@ async fn a_build_stopped_while_queued_is_cancelled_and_stopped() {
     assert_eq!((code, body), (200, json!({"status": "OK"})));
     assert_eq!(app.finished("/app/2", ENOUGH).await["status"], "failed", "a stopped v2 build reports failed");
     let record = app.find("app", "2").await.unwrap();
-    assert_eq!(record.state.as_str(), "stopped");
+    assert_eq!(record.state.to_string(), "stopped");
     assert!(app.jenkins_requests().await.iter().any(|(m, p, _)| m == "POST" && p.ends_with("/queue/cancelItem")));
 }
 
@@ -148,7 +148,7 @@ async fn a_build_stopped_while_running_is_aborted_and_stopped() {
     let (code, _) = json_of(app.delete("/app/1").await).await;
     assert_eq!(code, 200);
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");
-    assert_eq!(app.find("app", "1").await.unwrap().state.as_str(), "stopped");
+    assert_eq!(app.find("app", "1").await.unwrap().state.to_string(), "stopped");
     let log = app.logs("/app/1").await;
     assert!(log.ends_with("Finished: ABORTED\n"), "{log}");
     let (code, body) = json_of(app.delete("/app/1").await).await;
@@ -174,7 +174,7 @@ async fn deleting_an_app_stops_its_running_build_and_deletes_the_job() {
     let (code, body) = json_of(app.delete("/app").await).await;
     assert_eq!((code, body), (200, json!({"status": "ok"})));
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");
-    assert_eq!(app.find("app", "1").await.unwrap().state.as_str(), "stopped");
+    assert_eq!(app.find("app", "1").await.unwrap().state.to_string(), "stopped");
     assert!(app.jenkins_requests().await.iter().any(|(m, p, _)| m == "POST" && p == "/job/app/doDelete"));
     let (code, _) = json_of(app.delete("/app").await).await;
     assert_eq!(code, 200, "a job already gone is fine");
