@@ -12,6 +12,7 @@ use lambda_runtime::Error;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use shuttle_core::error::with_causes;
 use shuttle_core::poll::{Polled, Poller};
 use shuttle_core::ports::PollMessage;
 
@@ -99,7 +100,10 @@ pub async fn handle(poller: &Poller, event: PollerEvent) -> Result<PollerAnswer,
     match event {
         PollerEvent::Polls(batch) => Ok(PollerAnswer::Batch(handle_batch(poller, &batch.records).await)),
         PollerEvent::Redrive(_) | PollerEvent::Scheduled(_) => {
-            let redriven = poller.redrive(poller.policy.pacing.stale_after).await?;
+            let redriven = poller
+                .redrive(poller.policy.pacing.stale_after)
+                .await
+                .inspect_err(|error| tracing::error!(error = %with_causes(error), "scheduled re-drive failed"))?;
             tracing::info!(requeued = redriven.requeued.len(), failed = redriven.failed.len(), "scheduled re-drive");
             Ok(PollerAnswer::Redriven { requeued: redriven.requeued.len(), failed: redriven.failed.len() })
         }
@@ -148,7 +152,7 @@ async fn handle_record(poller: &Poller, record: &SqsMessage) -> Option<String> {
             None
         }
         Err(error) => {
-            tracing::warn!(build = %message.source_id, %error, "poll failed; the message will be retried");
+            tracing::warn!(build = %message.source_id, error = %with_causes(&error), "poll failed; the message will be retried");
             Some(message_id)
         }
     }

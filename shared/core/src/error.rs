@@ -82,3 +82,28 @@ impl From<StoreError> for ShuttleError {
         }
     }
 }
+
+/// An error with its causes, `outer: cause: …`, for the one log line where it is mapped. Every
+/// message in a chain is already redacted where it is made.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_is_logged_with_every_cause() {
+        let error = ShuttleError::from(StoreError::Unavailable(ServiceError::new("dynamodb", "throttled")));
+        assert_eq!(with_causes(&error), "a backing service failed: dynamodb: throttled");
+        assert_eq!(with_causes(&ShuttleError::NotFound), "no such build");
+    }
+}

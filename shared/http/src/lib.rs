@@ -142,7 +142,7 @@ pub fn error_response(error: &ShuttleError) -> Response<Body> {
         ShuttleError::Conflict(_) => (StatusCode::CONFLICT, json!({"status": "Conflict", "error": error.to_string()})),
         ShuttleError::NotRunning => (StatusCode::UNPROCESSABLE_ENTITY, json!({"status": "The build is not running"})),
         ShuttleError::Contended | ShuttleError::Unavailable(_) => {
-            tracing::error!(error = %error, cause = ?std::error::Error::source(error).map(ToString::to_string), "request failed");
+            tracing::error!(error = %shuttle_core::error::with_causes(error), "request failed");
             let mut response =
                 json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "Service Unavailable", "error": "try again shortly"}));
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

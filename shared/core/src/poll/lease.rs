@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use super::{as_ms, Poller, MAX_WRITE_ATTEMPTS, POLLER_TIMEOUT};
-use crate::error::{ShuttleError, StoreError};
+use super::{as_ms, PollError, Poller, MAX_WRITE_ATTEMPTS, POLLER_TIMEOUT};
+use crate::error::StoreError;
 use crate::ports::PollMessage;
 use crate::record::{now_ms, BuildRecord, Lease};
 
 impl Poller {
     /// The lease on the build `message` names, or `None` when the message is not to be handled.
-    pub(super) async fn take_lease(&self, message: &PollMessage, owner: &str) -> Result<Option<BuildRecord>, ShuttleError> {
+    pub(super) async fn take_lease(&self, message: &PollMessage, owner: &str) -> Result<Option<BuildRecord>, PollError> {
         let store = &self.store;
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let Some(record) = store.get(message.source_id).await? else { return Ok(None) };
@@ -25,7 +25,7 @@ impl Poller {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ShuttleError::Contended)
+        Err(PollError::Contended)
     }
 
     /// Longer than any poll can last: the poller's 90 s timeout ends it first.

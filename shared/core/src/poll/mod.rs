@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::PollPolicy;
-use crate::error::{ServiceError, ShuttleError, StoreError};
+use crate::error::{ServiceError, StoreError};
 use crate::jenkins::Jenkins;
 use crate::jenkins::JenkinsResult;
 use crate::ports::{BuildStore, PollMessage, PollQueue, Sealer, SourceFetcher, SourceStore};
@@ -94,31 +94,67 @@ enum Next {
     Done,
 }
 
-/// A step could not complete: the poll ends and the message is retried.
+/// Why a poll (or the scheduled run) could not do its work: the poll message comes back.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("the build kept changing under the poll")]
+    Contended,
+    #[error("the build is no longer stored")]
+    Vanished,
+    #[error("a backing service failed")]
+    Unavailable(#[source] ServiceError),
+}
+
+impl From<StoreError> for PollError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict => Self::Contended,
+            StoreError::Unavailable(e) => Self::Unavailable(e),
+        }
+    }
+}
+
+impl From<ServiceError> for PollError {
+    fn from(error: ServiceError) -> Self {
+        Self::Unavailable(error)
+    }
+}
+
+/// A step could not complete, and the poll ends: see [`judge`].
 #[derive(Debug, thiserror::Error)]
 enum StepError {
     #[error("another poll took over the build")]
     LostLease,
     #[error(transparent)]
-    Shuttle(#[from] ShuttleError),
+    Failed(#[from] PollError),
 }
 
 impl From<StoreError> for StepError {
     fn from(error: StoreError) -> Self {
-        Self::Shuttle(error.into())
+        Self::Failed(error.into())
     }
 }
 
 impl From<ServiceError> for StepError {
     fn from(error: ServiceError) -> Self {
-        Self::Shuttle(error.into())
+        Self::Failed(error.into())
+    }
+}
+
+/// The one place a poll that ended early is judged: a lost lease drops the message (the poll
+/// that took the build over carries on with it); any other failure brings the message back, and
+/// the lease lapses by itself.
+fn judge(failure: StepError) -> Result<Polled, PollError> {
+    match failure {
+        StepError::LostLease => Ok(Polled::Dropped("another poll took over the build")),
+        StepError::Failed(error) => Err(error),
     }
 }
 
 impl Poller {
     /// Handles one poll message. An error means the message should be retried.
     #[tracing::instrument(name = "poll", skip_all, fields(build = %message.source_id, round = message.round))]
-    pub async fn poll(&self, message: &PollMessage) -> Result<Polled, ShuttleError> {
+    pub async fn poll(&self, message: &PollMessage) -> Result<Polled, PollError> {
         let owner = Uuid::new_v4().to_string();
         let Some(record) = self.take_lease(message, &owner).await? else {
             return Ok(Polled::Dropped("duplicate, late, or held by another poll"));
@@ -150,20 +186,15 @@ impl Poller {
             },
             relay.run()
         );
-        let next = match advanced {
-            Ok(next) => next,
-            Err(StepError::LostLease) => return Ok(Polled::Dropped("another poll took over the build")),
-            Err(StepError::Shuttle(error)) => {
-                // Let the message come back; the lease lapses by itself.
-                return Err(error);
-            }
-        };
-        build.hand_over(next).await
+        match advanced {
+            Ok(next) => build.hand_over(next).await.or_else(judge),
+            Err(failure) => judge(failure),
+        }
     }
 }
 
 /// The build's spec, unsealed.
-async fn open_spec(sealer: &dyn Sealer, record: &BuildRecord) -> Result<BuildSpec, ShuttleError> {
+async fn open_spec(sealer: &dyn Sealer, record: &BuildRecord) -> Result<BuildSpec, PollError> {
     let plaintext = sealer.open(&record.sealed_spec).await?;
     // serde's message may quote a value (a secret): name only where it failed.
     serde_json::from_slice(&plaintext).map_err(|e| {
@@ -210,19 +241,13 @@ impl Build<'_> {
     }
 
     /// Ends the poll: a finished build keeps no lease; another is handed to the next poll.
-    async fn hand_over(&mut self, next: Next) -> Result<Polled, ShuttleError> {
-        let saved = self
-            .save(|r| {
-                r.progress.lease = None;
-                r.progress.round += 1;
-                r.progress.polled_at_ms = now_ms();
-            })
-            .await;
-        match saved {
-            Ok(()) => {}
-            Err(StepError::LostLease) => return Ok(Polled::Dropped("another poll took over the build")),
-            Err(StepError::Shuttle(e)) => return Err(e),
-        }
+    async fn hand_over(&mut self, next: Next) -> Result<Polled, StepError> {
+        self.save(|r| {
+            r.progress.lease = None;
+            r.progress.round += 1;
+            r.progress.polled_at_ms = now_ms();
+        })
+        .await?;
         // Judged on the record as saved: an unfinished build is polled again, and a finished
         // one while a target still has something coming.
         let state = self.record.state;
@@ -262,7 +287,7 @@ impl Build<'_> {
                     return Ok(());
                 }
                 Err(StoreError::Conflict) => {
-                    current = self.poller.store.get(self.record.source_id).await?.ok_or(ShuttleError::NotFound)?;
+                    current = self.poller.store.get(self.record.source_id).await?.ok_or(PollError::Vanished)?;
                     if current.progress.lease.as_ref().is_none_or(|l| l.owner != self.owner) {
                         return Err(StepError::LostLease);
                     }
@@ -270,7 +295,7 @@ impl Build<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ShuttleError::Contended.into())
+        Err(PollError::Contended.into())
     }
 
     /// Moves the build on to `state` when the state machine allows it.

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::{as_ms, Poller, Redriven};
-use crate::error::{ShuttleError, StoreError};
+use super::{as_ms, PollError, Poller, Redriven};
+use crate::error::StoreError;
 use crate::ports::PollMessage;
 use crate::record::{now_ms, BuildRecord};
 use crate::state::BuildState;
@@ -19,7 +19,7 @@ impl Poller {
     /// (their message was lost or dead-lettered, or their enqueue failed at create), and those
     /// still unfinished long past their timeouts are failed.
     #[tracing::instrument(name = "redrive", skip_all)]
-    pub async fn redrive(&self, stale_after: Duration) -> Result<Redriven, ShuttleError> {
+    pub async fn redrive(&self, stale_after: Duration) -> Result<Redriven, PollError> {
         let policy = &self.policy;
         let now = now_ms();
         let stuck_after = policy.queue_timeout + policy.build_timeout + STUCK_MARGIN;
@@ -44,7 +44,7 @@ impl Poller {
     }
 
     /// Fails a stuck build (unless someone moved it meanwhile) and stops what Jenkins may still run.
-    async fn give_up(&self, record: BuildRecord, reason: String) -> Result<bool, ShuttleError> {
+    async fn give_up(&self, record: BuildRecord, reason: String) -> Result<bool, PollError> {
         let mut failed = record.clone();
         failed.move_to(BuildState::Failed);
         failed.failure = Some(reason);
