@@ -11,13 +11,13 @@ use std::time::Duration;
 use crate::built::Built;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
     ScalarAttributeType,
 };
 use aws_sdk_dynamodb::Client;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use shuttle_core::error::{ServiceError, StoreError};
 use shuttle_core::ports::BuildStore;
 use shuttle_core::record::{ApiKind, BuildRecord, Deliveries, Lease, Progress};
@@ -197,8 +197,8 @@ impl BuildStore for DynamoDbBuildStore {
         // The index holds keys only and is eventually consistent: each build is read again.
         let mut stale = Vec::with_capacity(page.items().len());
         for item in page.items() {
-            let source_id = item.get("source_id").and_then(|v| v.as_s().ok()).and_then(|id| id.parse().ok());
-            let source_id = source_id.ok_or_else(|| fail("an index item without a source_id"))?;
+            let IndexKey { source_id } =
+                serde_dynamo::from_item(item.clone()).map_err(|e| fail(format!("an index item without a source_id: {e}")))?;
             if let Some(record) = self.get(source_id).await? {
                 if record.needs_polling() {
                     stale.push(record);
@@ -209,113 +209,147 @@ impl BuildStore for DynamoDbBuildStore {
     }
 }
 
+/// What the `by_activity` index holds of a build (it projects keys only).
+#[derive(Deserialize)]
+struct IndexKey {
+    source_id: Uuid,
+}
+
 fn app_number(app_key: &str, number: u64) -> String {
     format!("{app_key}#{number}")
 }
 
+/// A build as its DynamoDB item: the table's attribute names and types, which items already
+/// stored keep. serde_dynamo maps it to attributes (`String` → S, `u64` → N, `Bytes` → B; a
+/// `None` is left out); what the indexes and the TTL read is derived here.
+#[derive(Serialize, Deserialize)]
+struct StoredBuild {
+    source_id: Uuid,
+    kind: ApiKind,
+    build_key: String,
+    app_key: String,
+    metadata: String,
+    info: String,
+    state: BuildState,
+    created_at: u64,
+    updated_at: u64,
+    version: u64,
+    /// The sealed spec.
+    spec: Bytes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    number: Option<u64>,
+    /// `by_number`'s key: `{app_key}#{n}` of a legacy build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    app_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stop: Option<StopIntent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failure: Option<String>,
+    #[serde(default)]
+    round: u64,
+    #[serde(default)]
+    polled_at: u64,
+    #[serde(default)]
+    log_cursor: u64,
+    #[serde(default)]
+    archive_len: u64,
+    /// `by_activity`'s key: [`ACTIVE`] while the poller has work for the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    active: Option<String>,
+    /// The table's TTL attribute ([`TTL_ATTRIBUTE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<u64>,
+    /// The delivery positions, as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deliveries: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_until: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    triggered_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queue_item: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jenkins_number: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started_at: Option<u64>,
+}
+
 fn to_item(record: &BuildRecord, version: u64, retention: Duration) -> Item {
-    let s = |v: &str| AttributeValue::S(v.to_owned());
-    let n = |v: u64| AttributeValue::N(v.to_string());
-    let mut item = Item::from([
-        ("source_id".to_owned(), s(&record.source_id.to_string())),
-        ("kind".to_owned(), s(&record.kind.to_string())),
-        ("build_key".to_owned(), s(&record.build_key)),
-        ("app_key".to_owned(), s(&record.app_key)),
-        ("metadata".to_owned(), s(&record.metadata)),
-        ("info".to_owned(), s(&record.human_readable_info)),
-        ("state".to_owned(), s(&record.state.to_string())),
-        ("created_at".to_owned(), n(record.created_at_ms)),
-        ("updated_at".to_owned(), n(record.updated_at_ms)),
-        ("version".to_owned(), n(version)),
-        ("spec".to_owned(), AttributeValue::B(Blob::new(record.sealed_spec.to_vec()))),
-    ]);
-    if let Some(number) = record.number {
-        item.insert("number".to_owned(), n(number));
-    }
-    // A legacy build Jenkins has not numbered yet is build 0 to the controller (SPEC §3).
-    if record.kind == ApiKind::Legacy {
-        item.insert("app_number".to_owned(), s(&app_number(&record.app_key, record.number.unwrap_or(0))));
-    }
-    if let Some(stop) = record.stop {
-        item.insert("stop".to_owned(), s(&stop.to_string()));
-    }
-    if let Some(failure) = &record.failure {
-        item.insert("failure".to_owned(), s(failure));
-    }
     let progress = &record.progress;
-    item.insert("round".to_owned(), n(progress.round));
-    item.insert("polled_at".to_owned(), n(progress.polled_at_ms));
-    item.insert("log_cursor".to_owned(), n(progress.log_cursor));
-    item.insert("archive_len".to_owned(), n(progress.archive_len));
-    if record.needs_polling() {
-        item.insert("active".to_owned(), s(ACTIVE));
-    }
-    // The table's TTL attribute (template.yaml): DynamoDB deletes the item some time after it.
-    if let Some(expires_at) = record.expires_at_s(retention) {
-        item.insert(TTL_ATTRIBUTE.to_owned(), n(expires_at));
-    }
-    if progress.deliveries != Deliveries::default() {
-        let deliveries = serde_json::to_string(&progress.deliveries).expect("delivery positions serialise");
-        item.insert("deliveries".to_owned(), s(&deliveries));
-    }
-    if let Some(lease) = &progress.lease {
-        item.insert("lease_owner".to_owned(), s(&lease.owner));
-        item.insert("lease_until".to_owned(), n(lease.until_ms));
-    }
-    for (name, value) in [
-        ("triggered_at", progress.triggered_at_ms),
-        ("queue_item", progress.queue_item),
-        ("jenkins_number", progress.jenkins_number),
-        ("started_at", progress.started_at_ms),
-    ] {
-        if let Some(value) = value {
-            item.insert(name.to_owned(), n(value));
-        }
-    }
-    item
+    let stored = StoredBuild {
+        source_id: record.source_id,
+        kind: record.kind,
+        build_key: record.build_key.clone(),
+        app_key: record.app_key.clone(),
+        metadata: record.metadata.clone(),
+        info: record.human_readable_info.clone(),
+        state: record.state,
+        created_at: record.created_at_ms,
+        updated_at: record.updated_at_ms,
+        version,
+        spec: record.sealed_spec.clone(),
+        number: record.number,
+        // A legacy build Jenkins has not numbered yet is build 0 to the controller (SPEC §3).
+        app_number: (record.kind == ApiKind::Legacy).then(|| app_number(&record.app_key, record.number.unwrap_or(0))),
+        stop: record.stop,
+        failure: record.failure.clone(),
+        round: progress.round,
+        polled_at: progress.polled_at_ms,
+        log_cursor: progress.log_cursor,
+        archive_len: progress.archive_len,
+        active: record.needs_polling().then(|| ACTIVE.to_owned()),
+        // DynamoDB deletes the item some time after it.
+        expires_at: record.expires_at_s(retention),
+        deliveries: (progress.deliveries != Deliveries::default())
+            .then(|| serde_json::to_string(&progress.deliveries).expect("delivery positions serialise")),
+        lease_owner: progress.lease.as_ref().map(|lease| lease.owner.clone()),
+        lease_until: progress.lease.as_ref().map(|lease| lease.until_ms),
+        triggered_at: progress.triggered_at_ms,
+        queue_item: progress.queue_item,
+        jenkins_number: progress.jenkins_number,
+        started_at: progress.started_at_ms,
+    };
+    serde_dynamo::to_item(stored).expect("a build maps to a DynamoDB item")
 }
 
 fn from_item(item: &Item) -> Result<BuildRecord, StoreError> {
-    let bad = |field: &str| StoreError::from(fail(format!("stored build has a missing or malformed '{field}'")));
-    let text = |field: &str| item.get(field).and_then(|v| v.as_s().ok()).cloned().ok_or_else(|| bad(field));
-    let number = |field: &str| item.get(field).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
-    let required_number = |field: &str| number(field).ok_or_else(|| bad(field));
-    let stop = match item.get("stop").and_then(|v| v.as_s().ok()) {
-        None => None,
-        Some(raw) => Some(raw.parse::<StopIntent>().map_err(|_| bad("stop"))?),
+    let stored: StoredBuild =
+        serde_dynamo::from_item(item.clone()).map_err(|e| fail(format!("stored build is missing or has malformed fields: {e}")))?;
+    let deliveries = match stored.deliveries {
+        None => Deliveries::default(),
+        Some(raw) => serde_json::from_str(&raw).map_err(|_| fail("stored build has malformed 'deliveries'"))?,
     };
     Ok(BuildRecord {
-        source_id: text("source_id")?.parse().map_err(|_| bad("source_id"))?,
-        kind: text("kind")?.parse::<ApiKind>().map_err(|_| bad("kind"))?,
-        build_key: text("build_key")?,
-        app_key: text("app_key")?,
-        number: number("number"),
-        metadata: text("metadata")?,
-        human_readable_info: text("info")?,
-        state: text("state")?.parse::<BuildState>().map_err(|_| bad("state"))?,
-        stop,
-        failure: item.get("failure").and_then(|v| v.as_s().ok()).cloned(),
-        created_at_ms: required_number("created_at")?,
-        updated_at_ms: required_number("updated_at")?,
-        version: required_number("version")?,
-        sealed_spec: item.get("spec").and_then(|v| v.as_b().ok()).map(|b| Bytes::copy_from_slice(b.as_ref())).ok_or_else(|| bad("spec"))?,
+        source_id: stored.source_id,
+        kind: stored.kind,
+        build_key: stored.build_key,
+        app_key: stored.app_key,
+        number: stored.number,
+        metadata: stored.metadata,
+        human_readable_info: stored.info,
+        state: stored.state,
+        stop: stored.stop,
+        failure: stored.failure,
+        created_at_ms: stored.created_at,
+        updated_at_ms: stored.updated_at,
+        version: stored.version,
+        sealed_spec: stored.spec,
         progress: Progress {
-            round: number("round").unwrap_or(0),
-            lease: match (item.get("lease_owner").and_then(|v| v.as_s().ok()), number("lease_until")) {
-                (Some(owner), Some(until_ms)) => Some(Lease { owner: owner.clone(), until_ms }),
+            round: stored.round,
+            lease: match (stored.lease_owner, stored.lease_until) {
+                (Some(owner), Some(until_ms)) => Some(Lease { owner, until_ms }),
                 _ => None,
             },
-            polled_at_ms: number("polled_at").unwrap_or(0),
-            triggered_at_ms: number("triggered_at"),
-            queue_item: number("queue_item"),
-            jenkins_number: number("jenkins_number"),
-            started_at_ms: number("started_at"),
-            log_cursor: number("log_cursor").unwrap_or(0),
-            archive_len: number("archive_len").unwrap_or(0),
-            deliveries: match item.get("deliveries").and_then(|v| v.as_s().ok()) {
-                None => Deliveries::default(),
-                Some(raw) => serde_json::from_str(raw).map_err(|_| bad("deliveries"))?,
-            },
+            polled_at_ms: stored.polled_at,
+            triggered_at_ms: stored.triggered_at,
+            queue_item: stored.queue_item,
+            jenkins_number: stored.jenkins_number,
+            started_at_ms: stored.started_at,
+            log_cursor: stored.log_cursor,
+            archive_len: stored.archive_len,
+            deliveries,
         },
     })
 }

@@ -204,3 +204,77 @@ async fn s3_copies_sources_for_a_rebuild() {
     let link = sources.presign_source(to, Duration::from_secs(60)).await.unwrap();
     assert_eq!(shuttle_tests::get(&link).await.unwrap().bytes().await.unwrap().as_ref(), b"archive bytes");
 }
+
+/// A build with every optional field set, as the poller leaves one that timed out.
+fn a_build_with_every_field() -> shuttle_core::record::BuildRecord {
+    use shuttle_core::record::{Delivery, Lease, StatusEvent};
+    let mut build = record("shape", Some(7), 1_700_000_000_000);
+    build.state = BuildState::TimedOut;
+    build.stop = Some(shuttle_core::state::StopIntent::Timeout);
+    build.failure = Some("the build ran longer than 20 min".into());
+    build.updated_at_ms = 1_700_000_100_000;
+    let progress = &mut build.progress;
+    progress.round = 4;
+    progress.lease = Some(Lease { owner: "poll-1".into(), until_ms: 1_700_000_200_000 });
+    progress.triggered_at_ms = Some(1_700_000_001_000);
+    progress.queue_item = Some(12);
+    progress.jenkins_number = Some(7);
+    progress.started_at_ms = Some(1_700_000_002_000);
+    progress.log_cursor = 300;
+    progress.archive_len = 320;
+    progress.deliveries.events = vec![StatusEvent { state: BuildState::TimedOut, number: Some(7) }];
+    progress.deliveries.status = vec![Delivery { done: 1, ..Delivery::default() }];
+    build
+}
+
+/// Items already in a table stay readable, and new ones keep their shape: every attribute's
+/// name and type (S, N, B), as the indexes, the TTL and earlier releases read them.
+#[tokio::test]
+async fn dynamodb_items_keep_their_attribute_names_and_types() {
+    use aws_sdk_dynamodb::primitives::Blob;
+    use aws_sdk_dynamodb::types::AttributeValue::{B, N, S};
+    let stack = Stack::new().await;
+    let store = store(&stack);
+    let build = a_build_with_every_field();
+    store.insert(&build).await.unwrap();
+    let id = build.source_id.to_string();
+    let expected = std::collections::HashMap::from([
+        ("source_id", S(id.clone())),
+        ("kind", S("legacy".into())),
+        ("build_key", S("key".into())),
+        ("app_key", S("shape".into())),
+        ("metadata", S("meta é \"x\"".into())),
+        ("info", S("Build #3".into())),
+        ("state", S("timed_out".into())),
+        ("created_at", N("1700000000000".into())),
+        ("updated_at", N("1700000100000".into())),
+        ("version", N("0".into())),
+        ("spec", B(Blob::new(vec![1, 2, 3, 0, 255]))),
+        ("number", N("7".into())),
+        ("app_number", S("shape#7".into())),
+        ("stop", S("timeout".into())),
+        ("failure", S("the build ran longer than 20 min".into())),
+        ("round", N("4".into())),
+        ("polled_at", N("1700000000000".into())),
+        ("log_cursor", N("300".into())),
+        ("archive_len", N("320".into())),
+        ("expires_at", N((1_700_000_100 + RETENTION.as_secs()).to_string())),
+        ("deliveries", S(r#"{"events":[{"state":"timed_out","number":7}],"status":[{"done":1}]}"#.into())),
+        ("lease_owner", S("poll-1".into())),
+        ("lease_until", N("1700000200000".into())),
+        ("triggered_at", N("1700000001000".into())),
+        ("queue_item", N("12".into())),
+        ("jenkins_number", N("7".into())),
+        ("started_at", N("1700000002000".into())),
+    ]);
+    let items = stack.items().await;
+    let stored: std::collections::HashMap<&str, _> = items[0].iter().map(|(name, value)| (name.as_str(), value.clone())).collect();
+    assert_eq!(stored, expected);
+    // Written as an earlier release wrote it, with the attributes it had: read back the same.
+    let raw = expected.into_iter().map(|(name, value)| (name.to_owned(), value));
+    let again = Uuid::new_v4();
+    let raw = raw.map(|(name, value)| if name == "source_id" { (name, S(again.to_string())) } else { (name, value) });
+    stack.dynamodb.put_item().table_name(&stack.resources.table_name).set_item(Some(raw.collect())).send().await.unwrap();
+    let read = store.get(again).await.unwrap().expect("the item written by hand");
+    assert_eq!(read, shuttle_core::record::BuildRecord { source_id: again, ..build });
+}
