@@ -14,7 +14,8 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 use shuttle_core::config::{ConfigError, Env, ExposeSecret, Secret};
-use shuttle_core::jenkins::{parameters, BuildStatus, Jenkins, JenkinsError, JenkinsResult, LogSink, LogWindow, QueueItem};
+use shuttle_core::jenkins::{parameters, BuildStatus, JenkinsError, JenkinsResult, LogWindow, QueueItem};
+use shuttle_core::ports::{Jenkins, LogSink};
 use shuttle_core::redact::redact;
 use url::Url;
 

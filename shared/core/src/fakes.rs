@@ -14,12 +14,12 @@ use crate::access::LinkSigner;
 use crate::api::{Create, Delete, Logs, SourceLinks, Status, Stop};
 use crate::config::{CreatePolicy, Pacing, PollPolicy, Secret};
 use crate::error::{ServiceError, StoreError};
-use crate::jenkins::{BuildStatus, Jenkins, JenkinsError, LogSink, LogWindow, QueueItem};
+use crate::jenkins::{BuildStatus, JenkinsError, LogWindow, QueueItem};
 use crate::netguard::AllowedNetworks;
 use crate::poll::Poller;
 use crate::ports::{
-    Answer, BuildStore, ChunkWrite, KafkaClient, KafkaMessage, LogStream, LogTail, PollMessage, PollQueue, Sealer, SendError,
-    SourceFetcher, SourceStore, WebhookClient,
+    Answer, BuildStore, ChunkWrite, Jenkins, KafkaClient, KafkaMessage, LogSink, LogStream, LogTail, PollMessage, PollQueue, Sealer,
+    SendError, SourceFetcher, SourceStore, WebhookClient,
 };
 use crate::record::{ApiKind, BuildRecord};
 use crate::relay::Webhooks;

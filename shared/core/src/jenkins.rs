@@ -1,8 +1,6 @@
 //! What the shuttle knows of Jenkins: queue items, build results and their meaning, the job
-//! parameters of `infra/jenkins/config.xml`, and the port the Jenkins client implements.
-
-use async_trait::async_trait;
-use bytes::Bytes;
+//! parameters of `infra/jenkins/config.xml`, and its errors. The port the Jenkins client
+//! implements is [`crate::ports::Jenkins`].
 
 use crate::state::{BuildState, StopIntent};
 
@@ -75,13 +73,6 @@ pub struct LogWindow {
     pub more_data: bool,
 }
 
-/// Receives log text as it streams in from Jenkins, in order.
-#[async_trait]
-pub trait LogSink: Send {
-    /// Takes the next text; [`SinkClosed`] ends the read.
-    async fn write(&mut self, chunk: Bytes) -> Result<(), SinkClosed>;
-}
-
 /// A [`LogSink`] stopped taking text: the read ends with [`JenkinsError::SinkClosed`], and why
 /// it stopped is the sink's to tell its owner (the Jenkins client never carries its errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -113,28 +104,6 @@ impl JenkinsError {
     pub const fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
-}
-
-/// The Jenkins REST API as the shuttle uses it.
-#[async_trait]
-pub trait Jenkins: Send + Sync {
-    /// Creates the job from the template unless it exists.
-    async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError>;
-    /// `buildWithParameters`: the id of the queue item.
-    async fn trigger(&self, job: &str, parameters: &[(String, String)]) -> Result<u64, JenkinsError>;
-    async fn queue_item(&self, queue_id: u64) -> Result<QueueItem, JenkinsError>;
-    /// The build of `job` whose `BUILD_UUID` parameter is `build_uuid`, if any.
-    async fn find_build(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError>;
-    /// The queue item of `job` still waiting whose `BUILD_UUID` parameter is `build_uuid`, if any
-    /// (`GET /queue/api/json`).
-    async fn find_queued(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError>;
-    async fn build_status(&self, job: &str, number: u64) -> Result<BuildStatus, JenkinsError>;
-    /// Streams the log from `start` into `sink`.
-    async fn read_log(&self, job: &str, number: u64, start: u64, sink: &mut dyn LogSink) -> Result<LogWindow, JenkinsError>;
-    async fn stop_build(&self, job: &str, number: u64) -> Result<(), JenkinsError>;
-    async fn cancel_queue_item(&self, queue_id: u64) -> Result<(), JenkinsError>;
-    /// Deletes the job; a job already gone is fine.
-    async fn delete_job(&self, job: &str) -> Result<(), JenkinsError>;
 }
 
 /// The job parameters of `infra/jenkins/config.xml` (see `infra/jenkins/README.md`).

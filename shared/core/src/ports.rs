@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{ServiceError, StoreError};
+use crate::jenkins::{BuildStatus, JenkinsError, LogWindow, QueueItem, SinkClosed};
 use crate::record::BuildRecord;
 
 #[async_trait]
@@ -184,4 +185,33 @@ pub trait KafkaClient: Send + Sync {
     /// of `brokers`, and awaits their delivery reports. `Ok(())` when all were delivered; else
     /// how many of the first messages were (every one before the first that was not) and why.
     async fn produce(&self, brokers: &[String], topic: &str, messages: Vec<KafkaMessage>) -> Result<(), (usize, SendError)>;
+}
+
+/// The Jenkins REST API as the shuttle uses it.
+#[async_trait]
+pub trait Jenkins: Send + Sync {
+    /// Creates the job from the template unless it exists.
+    async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError>;
+    /// `buildWithParameters`: the id of the queue item.
+    async fn trigger(&self, job: &str, parameters: &[(String, String)]) -> Result<u64, JenkinsError>;
+    async fn queue_item(&self, queue_id: u64) -> Result<QueueItem, JenkinsError>;
+    /// The build of `job` whose `BUILD_UUID` parameter is `build_uuid`, if any.
+    async fn find_build(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError>;
+    /// The queue item of `job` still waiting whose `BUILD_UUID` parameter is `build_uuid`, if any
+    /// (`GET /queue/api/json`).
+    async fn find_queued(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError>;
+    async fn build_status(&self, job: &str, number: u64) -> Result<BuildStatus, JenkinsError>;
+    /// Streams the log from `start` into `sink`.
+    async fn read_log(&self, job: &str, number: u64, start: u64, sink: &mut dyn LogSink) -> Result<LogWindow, JenkinsError>;
+    async fn stop_build(&self, job: &str, number: u64) -> Result<(), JenkinsError>;
+    async fn cancel_queue_item(&self, queue_id: u64) -> Result<(), JenkinsError>;
+    /// Deletes the job; a job already gone is fine.
+    async fn delete_job(&self, job: &str) -> Result<(), JenkinsError>;
+}
+
+/// Receives log text as it streams in from Jenkins, in order.
+#[async_trait]
+pub trait LogSink: Send {
+    /// Takes the next text; [`SinkClosed`] ends the read.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), SinkClosed>;
 }

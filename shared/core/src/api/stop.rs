@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::error::{ShuttleError, StoreError};
-use crate::jenkins::Jenkins;
 use crate::ports::BuildStore;
+use crate::ports::Jenkins;
 use crate::record::{now_ms, ApiKind, BuildRecord};
 use crate::state::{BuildState, StopIntent};
 

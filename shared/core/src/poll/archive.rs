@@ -4,7 +4,8 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::error::ServiceError;
-use crate::jenkins::{LogSink, SinkClosed};
+use crate::jenkins::SinkClosed;
+use crate::ports::LogSink;
 use crate::ports::{ChunkWrite, SourceStore};
 use crate::relay::Relay;
 

@@ -24,9 +24,8 @@ use uuid::Uuid;
 
 use crate::config::PollPolicy;
 use crate::error::{ServiceError, StoreError};
-use crate::jenkins::Jenkins;
 use crate::jenkins::JenkinsResult;
-use crate::ports::{BuildStore, PollMessage, PollQueue, Sealer, SourceFetcher, SourceStore};
+use crate::ports::{BuildStore, Jenkins, PollMessage, PollQueue, Sealer, SourceFetcher, SourceStore};
 use crate::record::{now_ms, BuildRecord};
 use crate::redact::redact;
 use crate::relay::{Relay, Webhooks};

@@ -470,7 +470,7 @@ struct LeaseTakenDuringTheRead {
 }
 
 #[async_trait::async_trait]
-impl crate::jenkins::Jenkins for LeaseTakenDuringTheRead {
+impl crate::ports::Jenkins for LeaseTakenDuringTheRead {
     async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError> {
         self.inner.ensure_job(job).await
     }
@@ -494,7 +494,7 @@ impl crate::jenkins::Jenkins for LeaseTakenDuringTheRead {
         _job: &str,
         _number: u64,
         start: u64,
-        sink: &mut dyn crate::jenkins::LogSink,
+        sink: &mut dyn crate::ports::LogSink,
     ) -> Result<LogWindow, JenkinsError> {
         sink.write(Bytes::from_static(b"step 1\n")).await?;
         let mut builds = self.store.builds.lock().unwrap();
