@@ -14,6 +14,35 @@ use crate::redact::redact;
 use crate::source::{decode_data_uri, rebuild_source_id, DockerImage, RegistryCredentials, Source};
 use crate::webhook::WebhookTarget;
 
+/// The bounds of a v2 create's fields (SPEC §2, §7): each over-long field is a `400` naming it,
+/// so that no build is too large to store (a DynamoDB item holds 400 KB: at these bounds a
+/// build's item stays under ≈230 KB) nor to send (`metadata` is every Kafka key and an
+/// `X-Build-Metadata` header), and one poll never dials hundreds of targets.
+pub mod limits {
+    /// `metadata`, `human_readable_info`: bytes of UTF-8.
+    pub const TEXT_BYTES: usize = 4 * 1024;
+    /// `source.url`, `destination.url`: a presigned link with a session token fits.
+    pub const SOURCE_URL_BYTES: usize = 8 * 1024;
+    /// Each webhook target.
+    pub const TARGET_BYTES: usize = 4 * 1024;
+    /// Targets in `webhooks.status`, and in `webhooks.logs`.
+    pub const TARGETS: usize = 16;
+    /// Build arguments.
+    pub const ARGUMENTS: usize = 256;
+    pub const ARGUMENT_NAME_CHARS: usize = 128;
+    pub const ARGUMENT_VALUE_BYTES: usize = 16 * 1024;
+    /// Every argument's name and value together.
+    pub const ARGUMENTS_BYTES: usize = 64 * 1024;
+}
+
+/// A `400` naming `field` when `value` is longer than `limit` bytes.
+fn at_most(field: &str, value: &str, limit: usize) -> Result<(), ValidationError> {
+    match value.len() > limit {
+        true => Err(ValidationError::new(field, format!("is {} bytes; at most {limit} are taken", value.len()))),
+        false => Ok(()),
+    }
+}
+
 /// Everything the shuttle needs to run a build, from either API. Sealed (encrypted) at rest:
 /// it holds credentials.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,10 +190,13 @@ pub fn parse_v2(app_id: &str, build_id: &str, body: &[u8]) -> Result<BuildSpec, 
     let status_targets = targets(&webhooks, "status")?;
     let log_targets = targets(&webhooks, "logs")?;
     let metadata = optional_string(&body, "metadata")?.unwrap_or_default();
+    at_most("metadata", &metadata, limits::TEXT_BYTES)?;
     let human_readable_info = optional_string(&body, "human_readable_info")?.unwrap_or_default();
+    at_most("human_readable_info", &human_readable_info, limits::TEXT_BYTES)?;
     let arguments = arguments(&body)?;
 
     let source_url = nested_url(&body, "source", &["url"])?;
+    at_most("source.url", &source_url, limits::SOURCE_URL_BYTES)?;
     let source = match Url::parse(&source_url) {
         Ok(url) if url.scheme() == "http" || url.scheme() == "https" => {
             if url.host_str().is_none_or(str::is_empty) {
@@ -185,6 +217,7 @@ pub fn parse_v2(app_id: &str, build_id: &str, body: &[u8]) -> Result<BuildSpec, 
     };
 
     let destination_url = nested_url(&body, "destination", &["url", "image"])?;
+    at_most("destination.url", &destination_url, limits::SOURCE_URL_BYTES)?;
     if !destination_url.trim_start().to_ascii_lowercase().starts_with("docker://") {
         return Err(ValidationError::new("destination.url", "must be a docker:// image"));
     }
@@ -223,14 +256,16 @@ fn targets(webhooks: &Map<String, Value>, name: &str) -> Result<Vec<WebhookTarge
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(ValidationError::new(field, "must be a string or an array of strings")),
     };
+    if raw.len() > limits::TARGETS {
+        return Err(ValidationError::new(field, format!("has {} targets; at most {} are taken", raw.len(), limits::TARGETS)));
+    }
     let many = raw.len() > 1 || matches!(webhooks.get(name), Some(Value::Array(_)));
     raw.into_iter()
         .enumerate()
         .map(|(i, target)| {
-            WebhookTarget::parse(target).map_err(|e| {
-                let at = if many { format!("{field}[{i}]") } else { field.clone() };
-                ValidationError::new(at, e.to_string())
-            })
+            let at = if many { format!("{field}[{i}]") } else { field.clone() };
+            at_most(&at, target, limits::TARGET_BYTES)?;
+            WebhookTarget::parse(target).map_err(|e| ValidationError::new(at, e.to_string()))
         })
         .collect()
 }
@@ -271,15 +306,29 @@ fn arguments(body: &Map<String, Value>) -> Result<BTreeMap<String, String>, Vali
         Some(Value::Object(map)) => map,
         Some(_) => return Err(ValidationError::new("arguments", "must be an object of string values")),
     };
+    if map.len() > limits::ARGUMENTS {
+        return Err(ValidationError::new("arguments", format!("has {} arguments; at most {} are taken", map.len(), limits::ARGUMENTS)));
+    }
+    let mut total = 0;
     map.iter()
         .map(|(name, value)| {
+            if name.chars().count() > limits::ARGUMENT_NAME_CHARS {
+                let problem = format!("an argument's name is longer than {} characters", limits::ARGUMENT_NAME_CHARS);
+                return Err(ValidationError::new("arguments", problem));
+            }
             if !is_argument_name(name) {
                 return Err(ValidationError::new(format!("arguments.{name}"), "is not a valid name ([A-Za-z_][A-Za-z0-9_]*)"));
             }
-            match value {
-                Value::String(s) => Ok((name.clone(), s.clone())),
-                _ => Err(ValidationError::new(format!("arguments.{name}"), "must be a string")),
+            let Value::String(value) = value else {
+                return Err(ValidationError::new(format!("arguments.{name}"), "must be a string"));
+            };
+            at_most(&format!("arguments.{name}"), value, limits::ARGUMENT_VALUE_BYTES)?;
+            total += name.len() + value.len();
+            if total > limits::ARGUMENTS_BYTES {
+                let problem = format!("names and values come to more than {} bytes", limits::ARGUMENTS_BYTES);
+                return Err(ValidationError::new("arguments", problem));
             }
+            Ok((name.clone(), value.clone()))
         })
         .collect()
 }

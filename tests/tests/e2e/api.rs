@@ -129,6 +129,35 @@ async fn v2_bad_requests_name_the_field_and_write_nothing() {
     }
 }
 
+/// SPEC §2: every field is bounded, an over-long one is a `400` naming it (never a `503` from a
+/// store that cannot take the item), and an `app_id` of the legacy job form is refused.
+#[tokio::test]
+async fn over_long_v2_fields_and_a_legacy_form_app_id_are_400s_naming_them() {
+    let app = spawn_api().await;
+    type Case = (String, Box<dyn Fn(&mut Value)>, &'static str);
+    let legacy_job = format!("/myapp-{}/3", uuid::Uuid::new_v4());
+    let cases: Vec<Case> = vec![
+        ("/my-app/1".into(), Box::new(|b| b["metadata"] = json!("m".repeat(4097))), "metadata"),
+        ("/my-app/1".into(), Box::new(|b| b["human_readable_info"] = json!("i".repeat(300_000))), "human_readable_info"),
+        ("/my-app/1".into(), Box::new(|b| b["webhooks"]["status"] = json!(vec!["https://hooks.example/s"; 17])), "webhooks.status"),
+        (
+            "/my-app/1".into(),
+            Box::new(|b| b["arguments"] = Value::Object((0..257).map(|i| (format!("A{i}"), json!("v"))).collect())),
+            "arguments",
+        ),
+        ("/my-app/1".into(), Box::new(|b| b["arguments"] = json!({"BIG": "v".repeat(16_385)})), "arguments.BIG"),
+        ("/my-app/1".into(), Box::new(|b| b["source"]["url"] = json!(format!("https://src.example/{}", "a".repeat(9_000)))), "source.url"),
+        (legacy_job, Box::new(|_| {}), "app_id"),
+    ];
+    for (path, change, field) in cases {
+        let mut body = v2_body();
+        change(&mut body);
+        let (status, answer) = post_json(&app, &path, &body).await;
+        assert_eq!((status, answer["field"].as_str()), (400, Some(field)), "{field}: {answer}");
+        app.stack.assert_nothing_written(field).await;
+    }
+}
+
 #[tokio::test]
 async fn malformed_json_is_a_400_naming_the_problem() {
     let app = spawn_api().await;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::config::CreatePolicy;
 use crate::error::{ShuttleError, ValidationError};
-use crate::ids::{path_segment, v2_source_id};
+use crate::ids::{parse_legacy_job, path_segment, v2_source_id};
 use crate::ports::{BuildStore, PollMessage, PollQueue, Sealer, SourceStore};
 use crate::record::{now_ms, ApiKind, BuildRecord, Progress};
 use crate::redact::redact;
@@ -43,6 +43,11 @@ impl Create {
     pub async fn v2(&self, app_id: &str, build_id: &str, body: &[u8]) -> Result<CreateOutcome, ShuttleError> {
         let app_id = path_segment("app_id", app_id)?;
         let build_id = path_segment("build_id", build_id)?;
+        if parse_legacy_job(app_id).is_some() {
+            // `/{app}-{app_uuid}/{n}` is a legacy build's path: the two APIs never share one.
+            let problem = "has the form {name}-{uuid} of a legacy job, whose paths belong to the legacy API";
+            return Err(ValidationError::new("app_id", problem).into());
+        }
         check_size(body)?;
         let mut spec = parse_v2(app_id, build_id, body)?;
         recognise_rebuild(&mut spec, &self.policy.shuttle_host);

@@ -82,6 +82,21 @@ async fn a_rejected_create_writes_nothing() {
     assert!(fake.sources.objects.lock().unwrap().is_empty());
 }
 
+/// SPEC §2: `/{app}-{app_uuid}/{n}` is a legacy build's path, so v2 refuses such an `app_id`:
+/// a v2 build there would shadow the legacy build of that job and number.
+#[tokio::test]
+async fn a_v2_app_id_of_the_legacy_job_form_is_a_400_naming_it() {
+    let fake = fakes();
+    let app_id = format!("myapp-{APP_UUID}");
+    let Err(ShuttleError::Invalid(invalid)) = fake.create().v2(&app_id, "3", &v2_body()).await else { panic!("expected a 400") };
+    assert_eq!(invalid.field, "app_id");
+    assert!(fake.store.builds.lock().unwrap().is_empty());
+    // Names that only look alike are v2 names.
+    for app_id in [APP_UUID.to_owned(), format!("-{APP_UUID}"), format!("myapp-{}", &APP_UUID[..35]), "my-app-1".to_owned()] {
+        fake.create().v2(&app_id, "3", &v2_body()).await.unwrap_or_else(|e| panic!("{app_id}: {e:?}"));
+    }
+}
+
 #[tokio::test]
 async fn legacy_create_caches_inline_sources_and_the_first_build_stands() {
     let fake = fakes();

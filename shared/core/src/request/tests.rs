@@ -376,3 +376,59 @@ fn a_registry_password_too_short_to_mask_is_refused_naming_where_it_is() {
         assert!(rejection.contains("fewer than 4"), "{field}: {rejection}");
     }
 }
+
+/// `valid_v2()` with `pointer` set to `value`.
+fn v2_with(pointer: &str, value: serde_json::Value) -> Result<BuildSpec, ValidationError> {
+    let mut body = valid_v2();
+    *body.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer}")) = value;
+    v2(body)
+}
+
+#[test]
+fn each_field_is_bounded_and_an_over_long_one_is_a_400_naming_it() {
+    let text = |bytes: usize| json!("é".repeat(bytes / 2));
+    for (pointer, field, limit) in
+        [("/metadata", "metadata", limits::TEXT_BYTES), ("/human_readable_info", "human_readable_info", limits::TEXT_BYTES)]
+    {
+        assert!(v2_with(pointer, text(limit)).is_ok(), "{field} at its limit");
+        let error = v2_with(pointer, text(limit + 2)).expect_err(field);
+        assert_eq!(
+            (error.field.as_str(), error.message.as_str()),
+            (field, format!("is {} bytes; at most {limit} are taken", limit + 2).as_str())
+        );
+    }
+    let url = |path_bytes: usize| format!("https://example.com/{}", "a".repeat(path_bytes - "https://example.com/".len()));
+    assert!(v2_with("/source/url", json!(url(limits::SOURCE_URL_BYTES))).is_ok());
+    assert_eq!(field_of(v2_with("/source/url", json!(url(limits::SOURCE_URL_BYTES + 1)))), "source.url");
+    let image = |bytes: usize| format!("docker://example.com/{}:1", "a".repeat(bytes - "docker://example.com/:1".len()));
+    assert!(v2_with("/destination/url", json!(image(limits::SOURCE_URL_BYTES))).is_ok());
+    assert_eq!(field_of(v2_with("/destination/url", json!(image(limits::SOURCE_URL_BYTES + 1)))), "destination.url");
+    assert!(v2_with("/webhooks/status", json!(url(limits::TARGET_BYTES))).is_ok());
+    assert_eq!(field_of(v2_with("/webhooks/status", json!(url(limits::TARGET_BYTES + 1)))), "webhooks.status");
+    let targets = |n: usize| json!(vec!["https://example.com/hook"; n]);
+    assert_eq!(v2_with("/webhooks/logs", targets(limits::TARGETS)).unwrap().log_targets.len(), limits::TARGETS);
+    let error = v2_with("/webhooks/logs", targets(limits::TARGETS + 1)).expect_err("17 targets");
+    assert_eq!((error.field.as_str(), error.message.as_str()), ("webhooks.logs", "has 17 targets; at most 16 are taken"));
+    let long_target = json!(["https://example.com/hook", url(limits::TARGET_BYTES + 1)]);
+    assert_eq!(field_of(v2_with("/webhooks/status", long_target)), "webhooks.status[1]");
+}
+
+#[test]
+fn arguments_are_bounded_in_number_name_value_and_all_together() {
+    let arguments = |n: usize, value: &str| serde_json::Value::Object((0..n).map(|i| (format!("A{i}"), json!(value))).collect());
+    assert_eq!(v2_with("/arguments", arguments(limits::ARGUMENTS, "v")).unwrap().arguments.len(), limits::ARGUMENTS);
+    let error = v2_with("/arguments", arguments(limits::ARGUMENTS + 1, "v")).expect_err("257 arguments");
+    assert_eq!((error.field.as_str(), error.message.as_str()), ("arguments", "has 257 arguments; at most 256 are taken"));
+    let name = |chars: usize| "N".repeat(chars);
+    assert!(v2_with("/arguments", json!({ name(limits::ARGUMENT_NAME_CHARS): "v" })).is_ok());
+    let error = v2_with("/arguments", json!({ name(limits::ARGUMENT_NAME_CHARS + 1): "v" })).expect_err("a long name");
+    assert_eq!(error.field, "arguments");
+    assert!(!error.message.contains("NNNN"), "the over-long name is not echoed: {}", error.message);
+    let value = |bytes: usize| json!("v".repeat(bytes));
+    assert!(v2_with("/arguments", json!({ "V": value(limits::ARGUMENT_VALUE_BYTES) })).is_ok());
+    assert_eq!(field_of(v2_with("/arguments", json!({ "V": value(limits::ARGUMENT_VALUE_BYTES + 1) }))), "arguments.V");
+    // Four values of 16 KiB come to just over 64 KiB with their names.
+    let error = v2_with("/arguments", arguments(4, &"v".repeat(limits::ARGUMENT_VALUE_BYTES))).expect_err("over 64 KiB in all");
+    assert_eq!((error.field.as_str(), error.message.as_str()), ("arguments", "names and values come to more than 65536 bytes"));
+    assert!(v2_with("/arguments", arguments(4, &"v".repeat(limits::ARGUMENT_VALUE_BYTES - 2))).is_ok());
+}
