@@ -8,7 +8,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::record::Deliveries;
-use crate::request::{Api, BuildSpec};
+use crate::request::{is_header_value, Api, BuildSpec};
 use crate::webhook::WebhookTarget;
 
 /// Where a build's status changes go.
@@ -36,10 +36,14 @@ impl BuildSpec {
         match &self.api {
             Api::V2 { .. } => self.status_targets.iter().cloned().map(StatusTarget::Webhook).collect(),
             Api::Legacy(legacy) => {
-                // A callback that is not an http(s) URL failed the build at create (SPEC §3):
-                // there is nobody to tell.
-                let callback =
-                    legacy.callback.clone().filter(|url| WebhookTarget::parse(url).is_ok_and(|t| matches!(t, WebhookTarget::Http { .. })));
+                // A callback that is not an http(s) URL, or whose `callback_auth` no request can
+                // carry, failed the build at create (SPEC §3): there is nobody to tell, and
+                // trying would only be retried in vain.
+                let sendable = legacy.callback_auth.as_deref().is_none_or(is_header_value);
+                let callback = legacy
+                    .callback
+                    .clone()
+                    .filter(|url| sendable && WebhookTarget::parse(url).is_ok_and(|t| matches!(t, WebhookTarget::Http { .. })));
                 callback.map(|url| StatusTarget::Callback { url, auth: legacy.callback_auth.clone() }).into_iter().collect()
             }
         }

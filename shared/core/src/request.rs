@@ -294,6 +294,12 @@ fn nested_url(body: &Map<String, Value>, object: &str, keys: &[&str]) -> Result<
     }
 }
 
+/// Whether `value` can be sent as an HTTP header's value (RFC 9110 §5.5, as the HTTP client
+/// takes it): visible ASCII, spaces and tabs; never a line break or another control character.
+pub fn is_header_value(value: &str) -> bool {
+    value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
 /// A build argument name: `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn is_argument_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -456,6 +462,14 @@ pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCr
             problems.push(format!("callback '{}' is not an http(s) URL", crate::redact::redact(url)));
         }
     }
+    let callback_auth = text("callback_auth");
+    if callback_auth.as_deref().is_some_and(|auth| !is_header_value(auth)) {
+        // Never echoed: it is a credential. The callback cannot carry it, so it is not sent.
+        problems.push(
+            "callback_auth is not a valid HTTP header value (it holds a line break or a control character): the callback cannot be sent"
+                .to_owned(),
+        );
+    }
     let kafka_hosts: Vec<String> =
         text("kafka_hosts").map(|h| h.split(',').map(|b| b.trim().to_owned()).filter(|b| !b.is_empty()).collect()).unwrap_or_default();
 
@@ -467,7 +481,7 @@ pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCr
         repo: text("repo"),
         org: text("org"),
         callback,
-        callback_auth: text("callback_auth"),
+        callback_auth,
         kafka_hosts,
         registry_host: text("gm_registry_host").unwrap_or_default(),
         registry_repo: text("gm_registry_repo").unwrap_or_default(),

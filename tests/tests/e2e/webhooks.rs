@@ -260,6 +260,29 @@ fn legacy_build(uuid: &str, sources: &str, callback: &str, number: Option<u64>) 
     body.to_string()
 }
 
+/// Issue 20: a `callback_auth` that no request can carry is accepted, the build fails with the
+/// reason in its log (where the controller's user reads it), and the callback is never tried:
+/// each attempt could only fail, for the two hours of a legacy callback's retries.
+#[tokio::test]
+async fn a_callback_auth_no_request_can_carry_fails_the_build_and_is_never_tried() {
+    let app = spawn_app().await;
+    let controller = Receiver::controller().await;
+    let uuid = "1a2b3c4d-0000-4000-8000-000000000011";
+    let mut body: Value = serde_json::from_str(&legacy_build(uuid, "data:base64,UEsDBA==", &controller.url("/cb"), Some(4))).unwrap();
+    body["callback_auth"] = json!("Basic c2VjcmV0\r\nX-Injected: 1");
+    assert_eq!(app.post("/", body.to_string()).await.status(), 200, "accepted, as every legacy request with its fields");
+    let job = "/ctl-6c0d2e4f-8a1b-4c3d-9e5f-7a8b9c0d1e2f/4";
+    assert_eq!(app.legacy_finished(job, ENOUGH).await["status"], "failed");
+    let log: Value = serde_json::from_str(&app.logs(job).await).expect("JSON");
+    let output = log["output"].as_str().unwrap_or_default();
+    assert!(output.contains("callback_auth is not a valid HTTP header value"), "the reason is in the log: {log}");
+    assert!(!output.contains("c2VjcmV0"), "the credential is not echoed: {log}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(controller.requests("/cb").is_empty(), "the callback is never tried");
+    let record = app.find("ctl-6c0d2e4f-8a1b-4c3d-9e5f-7a8b9c0d1e2f", "4").await.expect("the build");
+    assert!(!record.needs_polling(), "no delivery is left to retry: {:?}", record.progress.deliveries);
+}
+
 #[tokio::test]
 async fn every_legacy_ending_reaches_the_controller_as_pending_then_a_status_it_stores() {
     let options = AppOptions { settings: vec![("BUILD_TIMEOUT", "4s".into())], ..AppOptions::default() };

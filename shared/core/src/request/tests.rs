@@ -432,3 +432,22 @@ fn arguments_are_bounded_in_number_name_value_and_all_together() {
     assert_eq!((error.field.as_str(), error.message.as_str()), ("arguments", "names and values come to more than 65536 bytes"));
     assert!(v2_with("/arguments", arguments(4, &"v".repeat(limits::ARGUMENT_VALUE_BYTES - 2))).is_ok());
 }
+
+/// SPEC §3, issue 20: a `callback_auth` no request can carry fails the build with the reason
+/// (never echoing the credential), and the callback is not tried at all: it could only be
+/// retried in vain for two hours.
+#[test]
+fn a_callback_auth_that_cannot_be_a_header_fails_the_build_and_is_never_sent() {
+    for auth in ["Basic abc\r\nX-Injected: 1", "Basic a\nb", "Basic \u{0}abc", "Basic é"] {
+        let mut body = legacy_body();
+        body["callback_auth"] = json!(auth);
+        let spec = legacy(body).expect("accepted").spec;
+        let rejection = spec.rejection.clone().expect("a reason to fail the build");
+        assert!(rejection.contains("callback_auth is not a valid HTTP header value"), "{auth:?}: {rejection}");
+        assert!(!rejection.contains("abc") && !rejection.contains("Basic"), "the credential is not echoed: {rejection}");
+        assert!(spec.status_targets().is_empty(), "{auth:?}: no callback to send");
+    }
+    let spec = legacy(legacy_body()).unwrap().spec;
+    assert_eq!(spec.status_targets().len(), 1, "a valid callback_auth (with its space) is sent");
+    assert!(is_header_value("Bearer a.b-c_d~e+f/g= \t!"));
+}
