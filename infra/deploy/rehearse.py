@@ -1528,6 +1528,15 @@ def presigned_problem(location: str | None, expected: bytes) -> str | None:
 # --------------------------------------------------------------------------------------------
 # The proof that the rehearsal can fail: each function without one required setting.
 
+# Each function reads only its own settings: the one it is started without is one it reads.
+# `TABLE_NAME` for all but `sources`, which serves from S3 alone.
+REQUIRED_SETTING = {"sources": "S3_BUCKET"}
+
+
+def required_setting(spec: FunctionSpec, override: str | None) -> str:
+    return override or REQUIRED_SETTING.get(spec.binary, "TABLE_NAME")
+
+
 def refuses_without(spec: FunctionSpec, task_root: Path, environment: dict[str, str], variable: str,
                     log_dir: Path, processes: ProcessList) -> tuple[bool, str]:
     reduced = {k: v for k, v in environment.items() if k != variable}
@@ -1557,7 +1566,8 @@ def main() -> int:
     parser.add_argument("--lambda-dir", type=Path,
                         default=Path(os.environ.get("CARGO_TARGET_DIR") or REPO_ROOT / "target") / "lambda")
     parser.add_argument("--venv", type=Path, default=REPO_ROOT / ".venv")
-    parser.add_argument("--missing", default="TABLE_NAME", help="the required setting each function is started without once")
+    parser.add_argument("--missing", default=None,
+                        help="the required setting each function is started without once (default: one it reads, TABLE_NAME or S3_BUCKET)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every check, not only the failures")
     parser.add_argument("--environment-only", action="store_true",
                         help="resolve the template and print each function's environment (secrets redacted); run nothing")
@@ -1672,7 +1682,8 @@ def rehearse(args, started: float, work: Path, log_dir: Path, processes: Process
     # Each function refuses to start without a required setting, naming it.
     refusals = {}
     for spec in specs:
-        refusals[spec.binary] = refuses_without(spec, task_roots[spec.binary], environments[spec.binary], args.missing,
+        refusals[spec.binary] = refuses_without(spec, task_roots[spec.binary], environments[spec.binary],
+                                                required_setting(spec, args.missing),
                                                 log_dir, processes)
 
     # The warm functions: one process each, serving the story's invocations in order.
@@ -1690,8 +1701,9 @@ def rehearse(args, started: float, work: Path, log_dir: Path, processes: Process
             rehearsal.record(spec.binary, "init with the template's environment", False,
                              f"{problem}{': ' + said[-1][:300] if said else ''}")
             rehearsal.dead.add(spec.binary)
-    for binary, (ok, detail) in refusals.items():
-        rehearsal.record(binary, f"init without {args.missing}", ok, detail)
+    for spec in specs:
+        ok, detail = refusals[spec.binary]
+        rehearsal.record(spec.binary, f"init without {required_setting(spec, args.missing)}", ok, detail)
 
     rehearsal.run(tokens)
 
@@ -1732,8 +1744,8 @@ def is_json_object(line: str) -> bool:
 
 
 def report(specs: list[FunctionSpec], running: dict[str, FunctionProcess], rehearsal: Rehearsal,
-           refusals: dict[str, tuple[bool, str]], init_ms: dict[str, float | None], started: float, missing: str) -> int:
-    rows = [("function", "events invoked", "init", "peak RSS", f"without {missing}", "checks", "result")]
+           refusals: dict[str, tuple[bool, str]], init_ms: dict[str, float | None], started: float, missing: str | None) -> int:
+    rows = [("function", "events invoked", "init", "peak RSS", "without a setting it reads", "checks", "result")]
     for spec in specs:
         process = running[spec.binary]
         checks = [c for c in rehearsal.checks if c.function == spec.binary]
@@ -1741,7 +1753,7 @@ def report(specs: list[FunctionSpec], running: dict[str, FunctionProcess], rehea
         events = ", ".join(f"{event}×{count}" for event, count in process.invoked.items()) or "-"
         init = f"{init_ms[spec.binary]:.0f} ms" if init_ms.get(spec.binary) is not None else "failed"
         rss = f"{process.peak_rss_kib / 1024:.0f}/{spec.memory_mb} MiB" if process.peak_rss_kib else "-"
-        refused = "refused, named" if refusals[spec.binary][0] else "FAIL"
+        refused = f"{required_setting(spec, missing)}: refused, named" if refusals[spec.binary][0] else "FAIL"
         rows.append((spec.binary, events, init, rss, refused, f"{len(checks) - len(failed)}/{len(checks)}",
                      "pass" if not failed else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
