@@ -33,6 +33,45 @@ pub mod limits {
     pub const ARGUMENT_VALUE_BYTES: usize = 16 * 1024;
     /// Every argument's name and value together.
     pub const ARGUMENTS_BYTES: usize = 64 * 1024;
+
+    /// A legacy create's text fields. Its job `{app}-{app_uuid}` is a path segment (≤ 128).
+    pub const LEGACY_FIELDS: [(&str, usize); 17] = [
+        ("app", 128 - 37),
+        ("space", TEXT_BYTES),
+        ("app_uuid", 36),
+        ("sha", TEXT_BYTES),
+        ("branch", TEXT_BYTES),
+        ("repo", TEXT_BYTES),
+        ("org", TEXT_BYTES),
+        ("callback", TARGET_BYTES),
+        ("callback_auth", TARGET_BYTES),
+        ("kafka_hosts", TARGET_BYTES),
+        ("gm_registry_host", SOURCE_URL_BYTES),
+        ("gm_registry_repo", SOURCE_URL_BYTES),
+        ("sources", SOURCE_URL_BYTES),
+        ("docker_registry", SOURCE_URL_BYTES),
+        ("docker_login", TARGET_BYTES),
+        ("docker_password", TARGET_BYTES),
+        ("build_options", ARGUMENTS_BYTES),
+    ];
+
+    /// A legacy field's bound, if it has one. `sources` as a `data:` URI is bounded by the body
+    /// alone: its bytes go to S3, not into the build.
+    pub fn legacy_field(field: &str, value: &str) -> Option<usize> {
+        if field == "sources" && value.starts_with("data:") {
+            return None;
+        }
+        LEGACY_FIELDS.iter().find(|(name, _)| *name == field).map(|(_, limit)| *limit)
+    }
+}
+
+/// `value` cut to at most `limit` bytes, on a character boundary.
+fn cut_to(mut value: String, limit: usize) -> String {
+    if value.len() > limit {
+        let end = (0..=limit).rev().find(|i| value.is_char_boundary(*i)).unwrap_or(0);
+        value.truncate(end);
+    }
+    value
 }
 
 /// A `400` naming `field` when `value` is longer than `limit` bytes.
@@ -358,7 +397,7 @@ pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCr
         Ok(Value::Object(map)) => map,
         _ => return Err(LegacyRejection::MissingFields),
     };
-    let text = |field: &str| -> Option<String> {
+    let given = |field: &str| -> Option<String> {
         match body.get(field) {
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
             Some(Value::Number(n)) => Some(n.to_string()),
@@ -366,13 +405,28 @@ pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCr
         }
     };
     let required = ["app", "space", "app_uuid", "build_uuid", "gm_registry_host", "gm_registry_repo"];
-    if required.iter().any(|f| text(f).is_none()) || (text("sources").is_none() && text("docker_registry").is_none()) {
+    if required.iter().any(|f| given(f).is_none()) || (given("sources").is_none() && given("docker_registry").is_none()) {
         return Err(LegacyRejection::MissingFields);
     }
-    let build_uuid = parse_uuid(&text("build_uuid").unwrap_or_default()).ok_or(LegacyRejection::InvalidBuildUuid)?;
+    let build_uuid = parse_uuid(&given("build_uuid").unwrap_or_default()).ok_or(LegacyRejection::InvalidBuildUuid)?;
+
+    // An over-long field fails the build with the reason (a legacy request is refused only for
+    // its two 400s), and is kept cut to its bound, so that the build can be stored and told.
+    let mut problems = Vec::new();
+    for (field, _) in limits::LEGACY_FIELDS {
+        let Some(value) = given(field) else { continue };
+        if let Some(limit) = limits::legacy_field(field, &value).filter(|limit| value.len() > *limit) {
+            problems.push(format!("{field} is {} bytes; at most {limit} are taken", value.len()));
+        }
+    }
+    let text = |field: &str| -> Option<String> {
+        given(field).map(|value| match limits::legacy_field(field, &value) {
+            Some(limit) => cut_to(value, limit),
+            None => value,
+        })
+    };
     let (app, space, app_uuid) = (text("app").unwrap_or_default(), text("space").unwrap_or_default(), text("app_uuid").unwrap_or_default());
 
-    let mut problems = Vec::new();
     if !app.chars().all(|c| c.is_ascii_alphanumeric()) {
         problems.push(format!("app '{app}' must be letters and digits only"));
     }
@@ -437,6 +491,10 @@ pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCr
     }
 
     let arguments = match body.get("build_args") {
+        Some(Value::Object(args)) if args.len() > limits::ARGUMENTS => {
+            problems.push(format!("build_args has {} arguments; at most {} are taken", args.len(), limits::ARGUMENTS));
+            BTreeMap::new()
+        }
         Some(Value::Object(args)) => args
             .iter()
             .map(|(k, v)| {
@@ -455,6 +513,21 @@ pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCr
             BTreeMap::new()
         }
     };
+    let over_bound = |(name, value): (&String, &String)| {
+        name.chars().count() > limits::ARGUMENT_NAME_CHARS || value.len() > limits::ARGUMENT_VALUE_BYTES
+    };
+    let all_bytes: usize = arguments.iter().map(|(name, value)| name.len() + value.len()).sum();
+    let arguments = if arguments.iter().any(over_bound) || all_bytes > limits::ARGUMENTS_BYTES {
+        problems.push(format!(
+            "build_args: an argument is over its bound (a name {} characters, a value {} bytes, {} bytes in all)",
+            limits::ARGUMENT_NAME_CHARS,
+            limits::ARGUMENT_VALUE_BYTES,
+            limits::ARGUMENTS_BYTES
+        ));
+        BTreeMap::new()
+    } else {
+        arguments
+    };
 
     let callback = text("callback");
     if let Some(url) = &callback {
@@ -470,8 +543,12 @@ pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCr
                 .to_owned(),
         );
     }
-    let kafka_hosts: Vec<String> =
+    let mut kafka_hosts: Vec<String> =
         text("kafka_hosts").map(|h| h.split(',').map(|b| b.trim().to_owned()).filter(|b| !b.is_empty()).collect()).unwrap_or_default();
+    if kafka_hosts.len() > limits::TARGETS {
+        problems.push(format!("kafka_hosts has {} brokers; at most {} are taken", kafka_hosts.len(), limits::TARGETS));
+        kafka_hosts.truncate(limits::TARGETS);
+    }
 
     let legacy = LegacyBuild {
         build_uuid,

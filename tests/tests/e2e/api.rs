@@ -5,7 +5,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 use shuttle_core::api::MAX_BODY_BYTES;
 use shuttle_core::ids::v2_source_id;
-use shuttle_tests::{json_of, spawn_api, TestApp};
+use shuttle_tests::faults::ENOUGH;
+use shuttle_tests::{json_of, spawn_api, spawn_app, TestApp};
 use uuid::Uuid;
 
 fn v2_body() -> Value {
@@ -212,6 +213,27 @@ async fn legacy_missing_fields_and_bad_uuid_are_the_only_400s() {
     odd["build_args"] = json!("not an object");
     assert_eq!(post_json(&app, "/", &odd).await, (200, json!({"status": "ok"})), "anything else is accepted, to fail later");
     assert_eq!(app.stack.items().await.len(), 1);
+}
+
+/// Issue 20: a legacy field too long to store (a 500 KB `space`: over DynamoDB's 400 KB item)
+/// is accepted, as every legacy request with its fields (SPEC §3), and the build fails with the
+/// reason in its log: never a `503` for ever, which a legacy controller would wait on.
+#[tokio::test]
+async fn an_over_long_legacy_field_is_accepted_and_the_build_fails_with_the_reason() {
+    let app = spawn_app().await;
+    let legacy = Legacy::new();
+    let mut body = legacy.body(2, "data:base64,UEsDBA==");
+    body["space"] = json!("s".repeat(500_000));
+    assert_eq!(post_json(&app, "/", &body).await, (200, json!({"status": "ok"})));
+    let job = format!("/{}/2", legacy.job());
+    assert_eq!(app.legacy_finished(&job, ENOUGH).await["status"], "failed");
+    let log: Value = serde_json::from_str(&app.logs(&job).await).expect("JSON");
+    let output = log["output"].as_str().unwrap_or_default();
+    assert!(
+        output.contains("space is 500000 bytes; at most 4096 are taken"),
+        "the reason is in the log: {}",
+        &output[..output.len().min(500)]
+    );
 }
 
 #[tokio::test]

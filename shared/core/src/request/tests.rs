@@ -451,3 +451,49 @@ fn a_callback_auth_that_cannot_be_a_header_fails_the_build_and_is_never_sent() {
     assert_eq!(spec.status_targets().len(), 1, "a valid callback_auth (with its space) is sent");
     assert!(is_header_value("Bearer a.b-c_d~e+f/g= \t!"));
 }
+
+/// SPEC §3, issue 20: a legacy request is refused only for its two 400s, so an over-long field
+/// is accepted and fails the build with the reason; what is kept of it is cut to its bound, so
+/// the build can be stored (a DynamoDB item holds 400 KB, an index key 2 KB) and told.
+#[test]
+fn an_over_long_legacy_field_fails_the_build_and_is_kept_cut_to_its_bound() {
+    for (field, limit) in limits::LEGACY_FIELDS {
+        let mut body = legacy_body();
+        body[field] = json!("a".repeat(limit));
+        let at_limit = legacy(body).expect("accepted").spec.rejection.unwrap_or_default();
+        assert!(!at_limit.contains(&format!("at most {limit} are taken")), "{field} at its bound is taken: {at_limit}");
+        let mut body = legacy_body();
+        body[field] = json!("é".repeat(limit));
+        let spec = legacy(body).expect("accepted").spec;
+        let rejection = spec.rejection.clone().expect("a reason to fail the build");
+        assert!(rejection.contains(&format!("{field} is {} bytes; at most {limit} are taken", 2 * limit)), "{field}: {rejection}");
+        let stored = serde_json::to_vec(&spec).unwrap().len();
+        assert!(stored < 40 * 1024, "{field}: what is kept is cut to its bound ({stored} bytes)");
+    }
+    let mut body = legacy_body();
+    body["app"] = json!("a".repeat(5_000));
+    let spec = legacy(body).unwrap().spec;
+    let Api::Legacy(build) = &spec.api else { panic!("legacy") };
+    assert!(crate::ids::path_segment("job", &build.job()).is_ok(), "the job is still a path: {}", build.job().len());
+    assert!(spec.metadata.len() <= 128 + limits::TEXT_BYTES);
+}
+
+#[test]
+fn legacy_build_args_over_their_bounds_fail_the_build_and_are_not_kept() {
+    let mut body = legacy_body();
+    body["build_args"] = serde_json::Value::Object((0..300).map(|i| (format!("A{i}"), json!("v"))).collect());
+    let spec = legacy(body).expect("accepted").spec;
+    assert!(spec.rejection.unwrap().contains("build_args has 300 arguments; at most 256 are taken"));
+    assert!(spec.arguments.is_empty());
+    let mut body = legacy_body();
+    body["build_args"] = json!({"BIG": "v".repeat(limits::ARGUMENT_VALUE_BYTES + 1), "SMALL": "1"});
+    let spec = legacy(body).expect("accepted").spec;
+    assert!(spec.rejection.unwrap().contains("build_args: an argument is over its bound"));
+    assert!(spec.arguments.is_empty());
+    let mut body = legacy_body();
+    body["kafka_hosts"] = json!(vec!["k:9092"; 17].join(","));
+    let spec = legacy(body).expect("accepted").spec;
+    assert!(spec.rejection.unwrap().contains("kafka_hosts has 17 brokers; at most 16 are taken"));
+    let Api::Legacy(build) = &spec.api else { panic!("legacy") };
+    assert_eq!(build.kafka_hosts.len(), 16);
+}
