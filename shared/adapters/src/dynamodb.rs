@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use shuttle_core::error::{ServiceError, StoreError};
+use shuttle_core::error::{with_causes, ServiceError, StoreError};
 use shuttle_core::ports::BuildStore;
 use shuttle_core::record::{ApiKind, BuildRecord, Deliveries, Lease, Progress};
 use shuttle_core::state::{BuildState, StopIntent};
@@ -142,16 +142,7 @@ impl BuildStore for DynamoDbBuildStore {
     }
 
     async fn get(&self, source_id: Uuid) -> Result<Option<BuildRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("source_id", AttributeValue::S(source_id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| fail(DisplayErrorContext(e)))?;
-        output.item().map(from_item).transpose()
+        self.get_item(source_id).await?.as_ref().map(from_item).transpose()
     }
 
     async fn find_by_number(&self, app_key: &str, number: u64) -> Result<Option<BuildRecord>, StoreError> {
@@ -181,33 +172,69 @@ impl BuildStore for DynamoDbBuildStore {
         }
     }
 
-    async fn stale_builds(&self, polled_before_ms: u64, limit: usize) -> Result<Vec<BuildRecord>, StoreError> {
-        let page = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(BY_ACTIVITY_INDEX)
-            .key_condition_expression("active = :active AND polled_at < :before")
-            .expression_attribute_values(":active", AttributeValue::S(ACTIVE.to_owned()))
-            .expression_attribute_values(":before", AttributeValue::N(polled_before_ms.to_string()))
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| fail(DisplayErrorContext(e)))?;
-        // The index holds keys only and is eventually consistent: each build is read again.
-        let mut stale = Vec::with_capacity(page.items().len());
-        for item in page.items() {
-            let IndexKey { source_id } =
-                serde_dynamo::from_item(item.clone()).map_err(|e| fail(format!("an index item without a source_id: {e}")))?;
-            if let Some(record) = self.get(source_id).await? {
-                if record.needs_polling() {
-                    stale.push(record);
+    async fn stale_builds(&self, polled_before_ms: u64, now_ms: u64, limit: usize) -> Result<Vec<BuildRecord>, StoreError> {
+        let mut stale = Vec::with_capacity(limit);
+        let mut start_key: Option<Item> = None;
+        for _ in 0..MAX_STALE_PAGES {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_ACTIVITY_INDEX)
+                .key_condition_expression("active = :active AND polled_at < :before")
+                .expression_attribute_values(":active", AttributeValue::S(ACTIVE.to_owned()))
+                .expression_attribute_values(":before", AttributeValue::N(polled_before_ms.to_string()))
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| fail(DisplayErrorContext(e)))?;
+            // The index holds keys only and is eventually consistent: each build is read again.
+            for key in page.items() {
+                let Ok(IndexKey { source_id }) = serde_dynamo::from_item(key.clone()) else {
+                    tracing::error!("an index item without a source_id: skipped");
+                    continue;
+                };
+                let Some(item) = self.get_item(source_id).await? else { continue };
+                match from_item(&item) {
+                    Ok(record) if record.needs_polling() && !record.progress.leased_by_other("", now_ms) => stale.push(record),
+                    Ok(_) => {}
+                    // One unreadable build must not keep the schedule from the others.
+                    Err(error) => tracing::error!(build = %source_id, error = %with_causes(&error), "an unreadable build: skipped"),
+                }
+                if stale.len() == limit {
+                    return Ok(stale);
                 }
             }
+            match page.last_evaluated_key() {
+                Some(key) => start_key = Some(key.clone()),
+                None => return Ok(stale),
+            }
         }
+        tracing::warn!(pages = MAX_STALE_PAGES, found = stale.len(), "stale builds: stopped after the most pages one scheduled run reads");
         Ok(stale)
     }
 }
+
+impl DynamoDbBuildStore {
+    /// A build's item as stored, read consistently.
+    async fn get_item(&self, source_id: Uuid) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("source_id", AttributeValue::S(source_id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| fail(DisplayErrorContext(e)))?;
+        Ok(output.item)
+    }
+}
+
+/// The most index pages one call of `stale_builds` reads, looking past builds held by a poll:
+/// a scheduled run stays short whatever the table holds.
+const MAX_STALE_PAGES: usize = 20;
 
 /// What the `by_activity` index holds of a build (it projects keys only).
 #[derive(Deserialize)]

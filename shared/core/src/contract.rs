@@ -38,6 +38,7 @@ pub async fn build_store(store: &dyn BuildStore) {
     update_with_a_stale_version_conflicts(store).await;
     lookups_by_id_number_and_app(store).await;
     positions_round_trip_and_stale_builds_are_found(store).await;
+    builds_held_by_a_poll_take_no_place_among_the_stale(store).await;
 }
 
 async fn insert_is_conditional(store: &dyn BuildStore) {
@@ -146,15 +147,32 @@ async fn positions_round_trip_and_stale_builds_are_found(store: &dyn BuildStore)
     // The other checks' builds are unfinished too, and were polled at their creation (≤ 4000).
     let ours =
         |builds: Vec<BuildRecord>| -> Vec<Uuid> { builds.into_iter().filter(|b| b.app_key == "polled").map(|b| b.source_id).collect() };
-    let stale = ours(store.stale_builds(3_000, 100).await.unwrap());
+    let stale = ours(store.stale_builds(3_000, 10_000, 100).await.unwrap());
     assert_eq!(
         stale,
         vec![ended.source_id, old.source_id],
         "polled before 3000 and unfinished or untold; the finished build is not listed"
     );
-    let stale = ours(store.stale_builds(10_000, 100).await.unwrap());
+    let stale = ours(store.stale_builds(10_000, 10_000, 100).await.unwrap());
     assert_eq!(stale, vec![ended.source_id, old.source_id, fresh.source_id], "stalest first");
-    assert_eq!(store.stale_builds(10_000, 1).await.unwrap().len(), 1, "at most the limit");
+    assert_eq!(store.stale_builds(10_000, 10_000, 1).await.unwrap().len(), 1, "at most the limit");
+    let stale = ours(store.stale_builds(3_000, 5_000, 100).await.unwrap());
+    assert_eq!(stale, vec![ended.source_id], "a build whose lease runs until 9000 is held by a poll at 5000");
+}
+
+/// A build held by a poll takes no place among the stale ones: the page is filled past it.
+async fn builds_held_by_a_poll_take_no_place_among_the_stale(store: &dyn BuildStore) {
+    let (held, next, last) = (record("held", None, 10), record("held", None, 20), record("held", None, 30));
+    for r in [&held, &next, &last] {
+        assert!(store.insert(r).await.unwrap());
+    }
+    let mut leased = held.clone();
+    leased.progress.lease = Some(Lease { owner: "a poll".into(), until_ms: 50_000 });
+    store.update(&leased).await.unwrap();
+    // Only these builds were polled before 100 (the other checks' at 500 or later).
+    let ids = |builds: Vec<BuildRecord>| builds.into_iter().map(|b| b.source_id).collect::<Vec<_>>();
+    assert_eq!(ids(store.stale_builds(100, 10_000, 1).await.unwrap()), vec![next.source_id], "the held one is passed over");
+    assert_eq!(ids(store.stale_builds(100, 60_000, 2).await.unwrap()), vec![held.source_id, next.source_id], "once its lease ran out");
 }
 
 /// Every check of the source store that its port can show (presigned links and what they serve

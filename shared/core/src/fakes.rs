@@ -71,10 +71,11 @@ impl BuildStore for MemoryStore {
         }
     }
 
-    async fn stale_builds(&self, polled_before_ms: u64, limit: usize) -> Result<Vec<BuildRecord>, StoreError> {
+    async fn stale_builds(&self, polled_before_ms: u64, now_ms: u64, limit: usize) -> Result<Vec<BuildRecord>, StoreError> {
         let builds = self.builds.lock().unwrap();
-        let mut stale: Vec<_> =
-            builds.values().filter(|b| b.needs_polling() && b.progress.polled_at_ms < polled_before_ms).cloned().collect();
+        let stale =
+            |b: &&BuildRecord| b.needs_polling() && b.progress.polled_at_ms < polled_before_ms && !b.progress.leased_by_other("", now_ms);
+        let mut stale: Vec<_> = builds.values().filter(stale).cloned().collect();
         stale.sort_by_key(|b| b.progress.polled_at_ms);
         stale.truncate(limit);
         Ok(stale)

@@ -24,8 +24,10 @@ pub trait BuildStore: Send + Sync {
     /// stored (version + 1). [`StoreError::Conflict`] when someone else wrote first.
     async fn update(&self, record: &BuildRecord) -> Result<BuildRecord, StoreError>;
     /// Builds the poller still has work for ([`BuildRecord::needs_polling`]) whose last poll was
-    /// before `polled_before_ms`, stalest first, at most `limit`.
-    async fn stale_builds(&self, polled_before_ms: u64, limit: usize) -> Result<Vec<BuildRecord>, StoreError>;
+    /// before `polled_before_ms` and that no poll holds at `now_ms` (no lease unexpired), stalest
+    /// first, at most `limit`: a build held by a poll does not take a place. A build that cannot
+    /// be read is logged and skipped: it does not keep the others from the schedule.
+    async fn stale_builds(&self, polled_before_ms: u64, now_ms: u64, limit: usize) -> Result<Vec<BuildRecord>, StoreError>;
 }
 
 /// The end of a build log, as the logs endpoints serve it.

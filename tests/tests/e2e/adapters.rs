@@ -278,3 +278,23 @@ async fn dynamodb_items_keep_their_attribute_names_and_types() {
     let read = store.get(again).await.unwrap().expect("the item written by hand");
     assert_eq!(read, shuttle_core::record::BuildRecord { source_id: again, ..build });
 }
+
+/// Issue 20: one build that cannot be read (a hand-edited item, a release's bug) is logged and
+/// skipped by the scheduled re-drive's query; it does not keep the other stale builds from it.
+#[tokio::test]
+async fn an_unreadable_build_is_skipped_among_the_stale_ones() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let stack = Stack::new().await;
+    let store = store(&stack);
+    let readable = record("stale", None, 20);
+    store.insert(&readable).await.unwrap();
+    let unreadable = std::collections::HashMap::from([
+        ("source_id".to_owned(), S(Uuid::new_v4().to_string())),
+        ("active".to_owned(), S("1".into())),
+        ("polled_at".to_owned(), N("10".into())),
+        ("state".to_owned(), S("no such state".into())),
+    ]);
+    stack.dynamodb.put_item().table_name(&stack.resources.table_name).set_item(Some(unreadable)).send().await.unwrap();
+    let stale = store.stale_builds(100, 1_000, 10).await.expect("the readable builds, not an error");
+    assert_eq!(stale.iter().map(|b| b.source_id).collect::<Vec<_>>(), vec![readable.source_id]);
+}

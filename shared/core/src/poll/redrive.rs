@@ -24,10 +24,7 @@ impl Poller {
         let now = now_ms();
         let stuck_after = policy.queue_timeout + policy.build_timeout + STUCK_MARGIN;
         let mut done = Redriven::default();
-        for record in self.store.stale_builds(now.saturating_sub(as_ms(stale_after)), REDRIVE_BATCH).await? {
-            if record.progress.leased_by_other("", now) {
-                continue;
-            }
+        for record in self.store.stale_builds(now.saturating_sub(as_ms(stale_after)), now, REDRIVE_BATCH).await? {
             let id = record.source_id;
             // A finished build waits here only for its deliveries, which are bounded by themselves.
             if !record.state.is_terminal() && now.saturating_sub(record.created_at_ms) > as_ms(stuck_after) {
