@@ -40,10 +40,25 @@ const LEGACY_SOURCE: Canary = Canary { user: "lsrc", password: "CANARYlegacySour
 const CALLBACK: Canary = Canary { user: "cb", password: "CANARYcallbackPW" };
 const LEGACY_REGISTRY: Canary = Canary { user: "reg", password: "CANARYregistryPW" };
 const REFUSED: Canary = Canary { user: "bad", password: "CANARYrefusedPW" };
+/// Credentials given without a scheme, where no URL is expected (issue 20).
+const SCHEMELESS_REGISTRY: Canary = Canary { user: "bot", password: "CANARYschemelessRegistryPW" };
+const SCHEMELESS_IMAGE: Canary = Canary { user: "img", password: "CANARYschemelessImagePW" };
 const CALLBACK_AUTH: &str = "Bearer CANARYcallbackAuth";
 
-const CANARIES: [&Canary; 10] =
-    [&SOURCE, &MISSING_SOURCE, &STATUS_HOOK, &LOG_HOOK, &PUSH, &PULL, &LEGACY_SOURCE, &CALLBACK, &LEGACY_REGISTRY, &REFUSED];
+const CANARIES: [&Canary; 12] = [
+    &SOURCE,
+    &MISSING_SOURCE,
+    &STATUS_HOOK,
+    &LOG_HOOK,
+    &PUSH,
+    &PULL,
+    &LEGACY_SOURCE,
+    &CALLBACK,
+    &LEGACY_REGISTRY,
+    &REFUSED,
+    &SCHEMELESS_REGISTRY,
+    &SCHEMELESS_IMAGE,
+];
 
 impl Canary {
     fn userinfo(&self) -> String {
@@ -152,6 +167,23 @@ async fn no_canary_credential_shows_anywhere() {
         "gm_registry_auth": {"username": LEGACY_REGISTRY.user, "password": LEGACY_REGISTRY.password},
     });
     assert_eq!(call(&app, &mut corpus, Method::POST, "/", Some(legacy)).await.0, 200, "create the legacy build");
+    // Credentials without a scheme: accepted, then failed with a reason that does not echo them.
+    let (registry_app, image_app) = (Uuid::new_v4(), Uuid::new_v4());
+    let schemeless = [
+        json!({
+            "app": "myapp", "space": "default", "app_uuid": registry_app, "build_uuid": Uuid::new_v4(), "build_number": 1,
+            "sources": files.url("/src.tgz"), "gm_registry_host": format!("{}@{}", SCHEMELESS_REGISTRY.userinfo(), registry()),
+            "gm_registry_repo": "org",
+        }),
+        json!({
+            "app": "myapp", "space": "default", "app_uuid": image_app, "build_uuid": Uuid::new_v4(), "build_number": 1,
+            "docker_registry": format!("{}@{}/base/busybox:1", SCHEMELESS_IMAGE.userinfo(), registry()),
+            "gm_registry_host": registry(), "gm_registry_repo": "org",
+        }),
+    ];
+    for body in schemeless {
+        assert_eq!(call(&app, &mut corpus, Method::POST, "/", Some(body)).await.0, 200, "create a legacy build");
+    }
     let refused = json!({"source": {"url": format!("ftp://{}@src.example/a.tgz", REFUSED.userinfo())}, "destination": {"url": "docker://r.example/o/a:1"}});
     assert_eq!(call(&app, &mut corpus, Method::POST, "/app/refused", Some(refused)).await.0, 400);
     let wrong_token = app.client.get(app.url("/app/http/status")).bearer_auth(SOURCE.password).send().await.unwrap();
@@ -164,7 +196,8 @@ async fn no_canary_credential_shows_anywhere() {
     app.start_poller();
     let job = format!("myapp-{app_uuid}");
     let mut finished = Vec::new();
-    for path in ["/app/http", "/app/docker", "/app/missing", &format!("/{job}/1")] {
+    let (registry_job, image_job) = (format!("/myapp-{registry_app}/1"), format!("/myapp-{image_app}/1"));
+    for path in ["/app/http", "/app/docker", "/app/missing", &format!("/{job}/1"), &registry_job, &image_job] {
         let status = app.status_until(path, ENOUGH, |s| !matches!(s["status"].as_str(), Some("pending" | "queued"))).await;
         finished.push((path.to_owned(), status["status"].as_str().unwrap_or_default().to_owned()));
         corpus.add(format!("status of {path}"), status.to_string());

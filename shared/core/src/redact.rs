@@ -21,14 +21,7 @@ pub fn redact(text: &str) -> String {
         let authority = &after[..after.find(AUTHORITY_ENDS).unwrap_or(after.len())];
         rest = match authority.rfind('@') {
             Some(userinfo_end) => {
-                match authority[..userinfo_end].split_once(':') {
-                    // A user with an `@` is a token followed by more text: hide it all.
-                    Some((user, _password)) if !user.contains('@') => {
-                        out.push_str(user);
-                        out.push_str(":***");
-                    }
-                    _ => out.push_str("***"),
-                }
+                out.push_str(&hidden(&authority[..userinfo_end]));
                 &after[userinfo_end..]
             }
             None => after,
@@ -38,9 +31,45 @@ pub fn redact(text: &str) -> String {
     out
 }
 
+/// Like [`redact`], for a value that may start with an authority and no scheme, where a caller
+/// gave one although no URL is expected: an image reference (`user:pass@host/path:tag`) or a
+/// registry (`user:pass@host:port`).
+pub fn redact_reference(text: &str) -> String {
+    if text.contains("://") {
+        return redact(text);
+    }
+    let authority = &text[..text.find(AUTHORITY_ENDS).unwrap_or(text.len())];
+    match authority.rfind('@') {
+        Some(userinfo_end) => hidden(&authority[..userinfo_end]) + &text[userinfo_end..],
+        None => text.to_owned(),
+    }
+}
+
+/// A userinfo as shown: `user:***`, or `***` for a lone token. A user with an `@` is a token
+/// followed by more text: it is hidden whole.
+fn hidden(userinfo: &str) -> String {
+    match userinfo.split_once(':') {
+        Some((user, _password)) if !user.contains('@') => format!("{user}:***"),
+        _ => "***".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, redact_reference};
+
+    #[test]
+    fn a_reference_without_a_scheme_is_redacted_too() {
+        for (input, expected) in [
+            ("u:p4ss@h/x:1", "u:***@h/x:1"),
+            ("bot:pw@registry.example:5000", "bot:***@registry.example:5000"),
+            ("token@registry.example/org/app:1", "***@registry.example/org/app:1"),
+            ("registry.example/org/app:1", "registry.example/org/app:1"),
+            ("docker://u:p@h/x:1", "docker://u:***@h/x:1"),
+        ] {
+            assert_eq!(redact_reference(input), expected, "{input}");
+        }
+    }
 
     #[test]
     fn user_and_password_keep_the_user() {

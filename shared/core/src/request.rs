@@ -535,6 +535,13 @@ pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCr
             problems.push(format!("callback '{}' is not an http(s) URL", crate::redact::redact(url)));
         }
     }
+    let mut registry_host = text("gm_registry_host").unwrap_or_default();
+    let authority_end = registry_host.find('/').unwrap_or(registry_host.len());
+    if let Some(userinfo_end) = registry_host[..authority_end].rfind('@') {
+        // Never echoed, nor kept where the build's log would show it: the image names do.
+        problems.push("gm_registry_host holds credentials before an @: give them in gm_registry_auth".to_owned());
+        registry_host.replace_range(..=userinfo_end, "");
+    }
     let callback_auth = text("callback_auth");
     if callback_auth.as_deref().is_some_and(|auth| !is_header_value(auth)) {
         // Never echoed: it is a credential. The callback cannot carry it, so it is not sent.
@@ -560,7 +567,7 @@ pub fn parse_legacy(body: &[u8], context: &LegacyContext<'_>) -> Result<LegacyCr
         callback,
         callback_auth,
         kafka_hosts,
-        registry_host: text("gm_registry_host").unwrap_or_default(),
+        registry_host,
         registry_repo: text("gm_registry_repo").unwrap_or_default(),
         registry_credentials,
         app: app.clone(),

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 use uuid::Uuid;
 
-use crate::redact::redact;
+use crate::redact::{redact, redact_reference};
 
 /// `docker://[user:pass@]host[:port]/path[:tag]`: an image in a registry, with the
 /// credentials for that registry.
@@ -72,7 +72,7 @@ impl DockerImage {
 
     /// Parses the legacy `docker_registry` form `host/path:tag` (no scheme).
     pub fn parse_reference(raw: &str) -> Result<Self, ImageError> {
-        let bad = || ImageError::Malformed(redact(raw));
+        let bad = || ImageError::Malformed(redact_reference(raw));
         let (registry, rest) = raw.trim().split_once('/').ok_or_else(bad)?;
         if registry.is_empty() || registry.contains('@') {
             return Err(bad());

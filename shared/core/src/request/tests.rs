@@ -497,3 +497,21 @@ fn legacy_build_args_over_their_bounds_fail_the_build_and_are_not_kept() {
     let Api::Legacy(build) = &spec.api else { panic!("legacy") };
     assert_eq!(build.kafka_hosts.len(), 16);
 }
+
+/// Issue 20: credentials given where no URL is expected (no scheme before them) are never
+/// echoed into the reason a build fails with, which its log, Kafka and the status show.
+#[test]
+fn credentials_without_a_scheme_are_never_echoed() {
+    let mut body = legacy_body();
+    body["gm_registry_host"] = json!("bot:CANARYpw@registry.example");
+    let spec = legacy(body).expect("accepted").spec;
+    let rejection = spec.rejection.clone().expect("a reason to fail the build");
+    assert!(rejection.contains("gm_registry_host holds credentials"), "{rejection}");
+    let Api::Legacy(build) = &spec.api else { panic!("legacy") };
+    assert_eq!(build.registry_host, "registry.example", "kept without them: image names show it");
+    let mut body = legacy_body();
+    body.as_object_mut().unwrap().remove("sources");
+    body["docker_registry"] = json!("u:CANARYpw@h/x:1");
+    let rejection = legacy(body).expect("accepted").spec.rejection.expect("a reason to fail the build");
+    assert!(rejection.contains("u:***@h/x:1") && !rejection.contains("CANARY"), "{rejection}");
+}
