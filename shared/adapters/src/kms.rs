@@ -1,11 +1,17 @@
 //! Secrets at rest: envelope encryption with a KMS data key per sealed value, AES-256-GCM.
 //!
-//! Sealed layout: `0x01 | u16 BE length of the encrypted data key | encrypted data key |
+//! Sealed layout: `0x02 | u16 BE length of the encrypted data key | encrypted data key |
 //! 12-byte nonce | ciphertext with tag`. Only KMS can turn the encrypted data key back into
 //! the key, so neither the table nor a backup holds anything readable.
+//!
+//! A value is bound to its build: the data key is made with the KMS encryption context
+//! `{"source_id": …}` (KMS decrypts it only with the same context, and CloudTrail shows the build
+//! of every decrypt), and the build's id is the AES-GCM associated data. A value sealed for one
+//! build does not open for another. Values of format `0x01`, sealed before the binding, still
+//! open (without it) until their builds expire.
 
 use crate::built::Built;
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use aws_sdk_kms::error::DisplayErrorContext;
@@ -14,9 +20,14 @@ use aws_sdk_kms::types::DataKeySpec;
 use aws_sdk_kms::Client;
 use shuttle_core::error::ServiceError;
 use shuttle_core::ports::Sealer;
+use uuid::Uuid;
 use zeroize::Zeroizing;
 
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
+/// Sealed before values were bound to their build.
+const UNBOUND_VERSION: u8 = 1;
+/// The KMS encryption context's key.
+const CONTEXT_KEY: &str = "source_id";
 const NONCE_LEN: usize = 12;
 
 pub struct KmsSealer {
@@ -46,12 +57,14 @@ impl KmsSealer {
 
 #[async_trait]
 impl Sealer for KmsSealer {
-    async fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, ServiceError> {
+    async fn seal(&self, plaintext: &[u8], source_id: Uuid) -> Result<Vec<u8>, ServiceError> {
+        let build = source_id.to_string();
         let data_key = self
             .client
             .generate_data_key()
             .key_id(&self.key_id)
             .key_spec(DataKeySpec::Aes256)
+            .encryption_context(CONTEXT_KEY, &build)
             .send()
             .await
             .map_err(|e| fail(DisplayErrorContext(e)))?;
@@ -59,7 +72,8 @@ impl Sealer for KmsSealer {
         let encrypted_key = data_key.ciphertext_blob().ok_or_else(|| fail("no encrypted data key"))?.as_ref();
         let key_len = u16::try_from(encrypted_key.len()).map_err(|_| fail("encrypted data key too long"))?;
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let ciphertext = Self::cipher(&key)?.encrypt(&nonce, plaintext).map_err(|_| fail("encryption failed"))?;
+        let payload = Payload { msg: plaintext, aad: build.as_bytes() };
+        let ciphertext = Self::cipher(&key)?.encrypt(&nonce, payload).map_err(|_| fail("encryption failed"))?;
 
         let mut sealed = Vec::with_capacity(3 + encrypted_key.len() + NONCE_LEN + ciphertext.len());
         sealed.push(FORMAT_VERSION);
@@ -70,12 +84,18 @@ impl Sealer for KmsSealer {
         Ok(sealed)
     }
 
-    async fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, ServiceError> {
+    async fn open(&self, sealed: &[u8], source_id: Uuid) -> Result<Vec<u8>, ServiceError> {
         let malformed = || fail("sealed value is malformed");
         let (&version, rest) = sealed.split_first().ok_or_else(malformed)?;
-        if version != FORMAT_VERSION || rest.len() < 2 {
+        let bound = match version {
+            FORMAT_VERSION => true,
+            UNBOUND_VERSION => false,
+            _ => return Err(malformed()),
+        };
+        if rest.len() < 2 {
             return Err(malformed());
         }
+        let build = source_id.to_string();
         let key_len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
         let rest = &rest[2..];
         if rest.len() < key_len + NONCE_LEN {
@@ -83,17 +103,15 @@ impl Sealer for KmsSealer {
         }
         let (encrypted_key, rest) = rest.split_at(key_len);
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        let data_key = self
-            .client
-            .decrypt()
-            .key_id(&self.key_id)
-            .ciphertext_blob(Blob::new(encrypted_key))
-            .send()
-            .await
-            .map_err(|e| fail(DisplayErrorContext(e)))?;
+        let mut decrypt = self.client.decrypt().key_id(&self.key_id).ciphertext_blob(Blob::new(encrypted_key));
+        if bound {
+            decrypt = decrypt.encryption_context(CONTEXT_KEY, &build);
+        }
+        let data_key = decrypt.send().await.map_err(|e| fail(DisplayErrorContext(e)))?;
         let key = Zeroizing::new(data_key.plaintext().ok_or_else(|| fail("no plaintext data key"))?.as_ref().to_vec());
+        let aad: &[u8] = if bound { build.as_bytes() } else { b"" };
         Self::cipher(&key)?
-            .decrypt(Nonce::from_slice(nonce), ciphertext)
-            .map_err(|_| fail("decryption failed: the sealed value was altered"))
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+            .map_err(|_| fail("decryption failed: the sealed value was altered, or sealed for another build"))
     }
 }

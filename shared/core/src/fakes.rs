@@ -174,12 +174,16 @@ pub struct ReversingSealer;
 
 #[async_trait]
 impl Sealer for ReversingSealer {
-    async fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, ServiceError> {
-        Ok(plaintext.iter().rev().copied().collect())
+    /// The build's id, then the plaintext reversed: bound to the build, as KMS seals.
+    async fn seal(&self, plaintext: &[u8], source_id: Uuid) -> Result<Vec<u8>, ServiceError> {
+        Ok(source_id.as_bytes().iter().chain(plaintext.iter().rev()).copied().collect())
     }
 
-    async fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, ServiceError> {
-        Ok(sealed.iter().rev().copied().collect())
+    async fn open(&self, sealed: &[u8], source_id: Uuid) -> Result<Vec<u8>, ServiceError> {
+        match sealed.strip_prefix(source_id.as_bytes()) {
+            Some(reversed) => Ok(reversed.iter().rev().copied().collect()),
+            None => Err(ServiceError::new("kms", "sealed for another build")),
+        }
     }
 }
 

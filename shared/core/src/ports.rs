@@ -116,11 +116,13 @@ pub trait PollQueue: Send + Sync {
     async fn dead_letter(&self, body: &str) -> Result<(), ServiceError>;
 }
 
-/// Envelope encryption of secrets at rest (a KMS data key per sealed value).
+/// Envelope encryption of secrets at rest (a KMS data key per sealed value), bound to the build
+/// it belongs to: a value sealed for one `source_id` does not open for another, so a sealed spec
+/// copied into another build's item is refused.
 #[async_trait]
 pub trait Sealer: Send + Sync {
-    async fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, ServiceError>;
-    async fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, ServiceError>;
+    async fn seal(&self, plaintext: &[u8], source_id: Uuid) -> Result<Vec<u8>, ServiceError>;
+    async fn open(&self, sealed: &[u8], source_id: Uuid) -> Result<Vec<u8>, ServiceError>;
 }
 
 /// An HTTP receiver's answer to a delivery.

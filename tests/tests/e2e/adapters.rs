@@ -136,15 +136,69 @@ async fn kms_seals_and_opens_secret_fields() {
     let stack = Stack::new().await;
     let sealer = KmsSealer::new(stack.kms.clone(), &stack.resources.kms_key_id);
     let secret = br#"{"callback_auth":"Bearer canary-7f3a","url":"https://user:canary-pass@h.example"}"#;
-    let sealed = sealer.seal(secret).await.unwrap();
+    let build = Uuid::new_v4();
+    let sealed = sealer.seal(secret, build).await.unwrap();
     assert!(!contains(&sealed, b"canary"), "the sealed value shows no plaintext");
-    assert_eq!(sealer.open(&sealed).await.unwrap(), secret);
-    assert_ne!(sealer.seal(secret).await.unwrap(), sealed, "each seal has its own data key and nonce");
+    assert_eq!(sealer.open(&sealed, build).await.unwrap(), secret);
+    assert_ne!(sealer.seal(secret, build).await.unwrap(), sealed, "each seal has its own data key and nonce");
 
     let mut tampered = sealed.clone();
     *tampered.last_mut().unwrap() ^= 1;
-    assert!(sealer.open(&tampered).await.is_err(), "an altered value does not open");
-    assert!(sealer.open(b"garbage").await.is_err());
+    assert!(sealer.open(&tampered, build).await.is_err(), "an altered value does not open");
+    assert!(sealer.open(b"garbage", build).await.is_err());
+}
+
+/// Issue 20: a sealed spec copied into another build's item does not open there. Both bindings
+/// refuse it: KMS (the data key's encryption context names the build) and AES-GCM (the build's
+/// id is the associated data).
+#[tokio::test]
+async fn a_value_sealed_for_one_build_does_not_open_for_another() {
+    let stack = Stack::new().await;
+    let sealer = KmsSealer::new(stack.kms.clone(), &stack.resources.kms_key_id);
+    let (build, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let sealed = sealer.seal(b"the spec", build).await.unwrap();
+    let refused = sealer.open(&sealed, other).await.expect_err("sealed for another build");
+    assert!(refused.to_string().contains("kms"), "{refused}");
+    // KMS alone refuses it: the data key of `build`, asked for with the context of `other`.
+    let key_len = usize::from(u16::from_be_bytes([sealed[1], sealed[2]]));
+    let encrypted_key = aws_sdk_kms::primitives::Blob::new(&sealed[3..3 + key_len]);
+    let decrypt = |id: Uuid| {
+        stack
+            .kms
+            .decrypt()
+            .key_id(&stack.resources.kms_key_id)
+            .ciphertext_blob(encrypted_key.clone())
+            .encryption_context("source_id", id.to_string())
+            .send()
+    };
+    assert!(decrypt(other).await.is_err(), "KMS refuses the data key under another build's context");
+    assert!(decrypt(build).await.is_ok(), "and gives it under its own");
+}
+
+/// Values sealed before the binding (format 1: a data key without a context, no associated
+/// data) still open, so builds in flight across the upgrade go on.
+#[tokio::test]
+async fn a_value_sealed_before_the_binding_still_opens() {
+    use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+    let stack = Stack::new().await;
+    let data_key = stack
+        .kms
+        .generate_data_key()
+        .key_id(&stack.resources.kms_key_id)
+        .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+        .send()
+        .await
+        .unwrap();
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(data_key.plaintext().unwrap().as_ref()).unwrap();
+    let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
+    let encrypted_key = data_key.ciphertext_blob().unwrap().as_ref();
+    let mut sealed = vec![1_u8];
+    sealed.extend_from_slice(&u16::try_from(encrypted_key.len()).unwrap().to_be_bytes());
+    sealed.extend_from_slice(encrypted_key);
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(&cipher.encrypt(&nonce, b"an old spec".as_slice()).unwrap());
+    let sealer = KmsSealer::new(stack.kms.clone(), &stack.resources.kms_key_id);
+    assert_eq!(sealer.open(&sealed, Uuid::new_v4()).await.unwrap(), b"an old spec");
 }
 
 #[tokio::test]

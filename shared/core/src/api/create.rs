@@ -72,7 +72,7 @@ impl Create {
     /// A repeated v2 create is idempotent only with the same request.
     async fn same_v2_build(&self, existing: &BuildRecord, spec: &BuildSpec, build_key: &str) -> Result<CreateOutcome, ShuttleError> {
         let stored: Option<BuildSpec> = match existing.kind {
-            ApiKind::V2 => serde_json::from_slice(&self.sealer.open(&existing.sealed_spec).await?).ok(),
+            ApiKind::V2 => serde_json::from_slice(&self.sealer.open(&existing.sealed_spec, existing.source_id).await?).ok(),
             ApiKind::Legacy => None,
         };
         match stored {
@@ -112,7 +112,7 @@ impl Create {
         spec: &BuildSpec,
     ) -> Result<BuildRecord, ShuttleError> {
         let plaintext = serde_json::to_vec(spec).expect("a build spec always serialises");
-        let sealed_spec = Bytes::from(self.sealer.seal(&plaintext).await?);
+        let sealed_spec = Bytes::from(self.sealer.seal(&plaintext, source_id).await?);
         let now = now_ms();
         Ok(BuildRecord {
             source_id,

@@ -193,7 +193,8 @@ async fn a_v2_source_on_the_shuttles_own_host_is_a_rebuild() {
         let body = json!({"source": {"url": url}, "destination": {"url": "docker://registry.example/org/app:1"}}).to_string();
         fake.create().v2("app", build, body.as_bytes()).await.unwrap();
         let record = fake.store.builds.lock().unwrap()[&v2_source_id("app", build)].clone();
-        let spec: BuildSpec = serde_json::from_slice(&crate::fakes::ReversingSealer.open(&record.sealed_spec).await.unwrap()).unwrap();
+        let spec: BuildSpec =
+            serde_json::from_slice(&crate::fakes::ReversingSealer.open(&record.sealed_spec, record.source_id).await.unwrap()).unwrap();
         assert_eq!(spec.source, Source::Rebuild { source_id: old }, "{url}");
     }
 }

@@ -194,7 +194,7 @@ impl Poller {
 
 /// The build's spec, unsealed.
 async fn open_spec(sealer: &dyn Sealer, record: &BuildRecord) -> Result<BuildSpec, PollError> {
-    let plaintext = sealer.open(&record.sealed_spec).await?;
+    let plaintext = sealer.open(&record.sealed_spec, record.source_id).await?;
     // serde's message may quote a value (a secret): name only where it failed.
     serde_json::from_slice(&plaintext).map_err(|e| {
         ServiceError::new(
