@@ -13,11 +13,13 @@
 //! broker name is a gap this check narrows but does not close. Deployers list brokers by address,
 //! or keep `ALLOWED_PRIVATE_CIDRS` to the ranges Kafka really lives in.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lru::LruCache;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -38,9 +40,14 @@ const LINGER: Duration = Duration::from_millis(5);
 /// messages.
 const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
 
-/// Produces to Kafka through producers cached by bootstrap list.
+/// The most producers one poller keeps (each holds its brokers' connections and a thread):
+/// the least recently used is dropped past it, so that builds naming ever new broker lists do
+/// not grow a warm poller without end. A poll's targets number at most 32 (16 status, 16 logs).
+const MAX_PRODUCERS: NonZeroUsize = NonZeroUsize::new(32).expect("not zero");
+
+/// Produces to Kafka through producers cached by bootstrap list, [`MAX_PRODUCERS`] at most.
 pub struct RdKafkaClient {
-    producers: Mutex<HashMap<String, FutureProducer>>,
+    producers: Mutex<LruCache<String, FutureProducer>>,
     message_timeout: Duration,
     allowed: AllowedNetworks,
 }
@@ -55,11 +62,15 @@ impl RdKafkaClient {
 
     /// A client whose messages are reported undelivered after `message_timeout` (at least 1 ms).
     pub fn with_message_timeout(message_timeout: Duration, allowed: AllowedNetworks) -> Self {
-        Self { producers: Mutex::new(HashMap::new()), message_timeout: message_timeout.max(Duration::from_millis(1)), allowed }
+        Self {
+            producers: Mutex::new(LruCache::new(MAX_PRODUCERS)),
+            message_timeout: message_timeout.max(Duration::from_millis(1)),
+            allowed,
+        }
     }
 
     fn has_producer(&self, bootstrap: &str) -> bool {
-        self.producers.lock().unwrap_or_else(PoisonError::into_inner).contains_key(bootstrap)
+        self.producers.lock().unwrap_or_else(PoisonError::into_inner).contains(bootstrap)
     }
 
     /// The producer for `bootstrap` (`host:port,host:port`), created on first use.
@@ -76,13 +87,14 @@ impl RdKafkaClient {
             .set("socket.connection.setup.timeout.ms", CONNECTION_SETUP_TIMEOUT.as_millis().to_string())
             .create()
             .map_err(|e| SendError::new(redact(&format!("no Kafka producer for {bootstrap}: {e}"))))?;
-        producers.insert(bootstrap.to_owned(), producer.clone());
+        // A producer dropped here finishes what it has in flight: the polls using it hold a clone.
+        producers.put(bootstrap.to_owned(), producer.clone());
         Ok(producer)
     }
 
     /// Drops the cached producer of `bootstrap`: the next call creates a new one.
     fn forget(&self, bootstrap: &str) {
-        self.producers.lock().unwrap_or_else(PoisonError::into_inner).remove(bootstrap);
+        self.producers.lock().unwrap_or_else(PoisonError::into_inner).pop(bootstrap);
     }
 }
 
@@ -169,5 +181,27 @@ async fn delivery_report(delivery: DeliveryFuture) -> Result<(), SendError> {
         Ok(Ok(_)) => Ok(()),
         Ok(Err((error, _))) => Err(SendError::new(format!("not delivered: {error}"))),
         Err(_) => Err(SendError::new("the producer went away before reporting the delivery".to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 20: builds naming ever new broker lists do not grow a warm poller's producers
+    /// without end; the least recently used goes first.
+    #[test]
+    fn the_producers_kept_are_bounded_and_the_least_recently_used_goes_first() {
+        let client = RdKafkaClient::new(AllowedNetworks::none());
+        let lists: Vec<String> = (0..40).map(|i| format!("127.0.0.1:{}", 20_000 + i)).collect();
+        for list in &lists {
+            drop(client.producer(list).expect("a producer: creating one dials nothing yet"));
+            drop(client.producer(&lists[0]).expect("the first one, used again"));
+        }
+        let kept = client.producers.lock().unwrap().len();
+        assert_eq!(kept, MAX_PRODUCERS.get(), "at most {MAX_PRODUCERS} producers");
+        assert!(client.has_producer(&lists[0]), "the one in use stays");
+        assert!(!client.has_producer(&lists[1]), "the least recently used went first");
+        assert!(client.has_producer(&lists[39]));
     }
 }
