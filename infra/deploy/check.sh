@@ -27,6 +27,8 @@ log "sam validate --lint"
 AWS_DEFAULT_REGION="${AWS_REGION}" sam validate --lint --template-file template.yaml
 log "cfn-lint"
 cfn-lint template.yaml
+log "the template's Rules (infra/deploy/rules_test.py)"
+"$VENV/bin/python" infra/deploy/rules_test.py
 
 # x86_64 by default (the machine's own target needs no download); ARCH=arm64 for the template's default.
 arch_flag=()
