@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::error::LegacyRejection;
 
 fn v2(body: serde_json::Value) -> Result<BuildSpec, ValidationError> {
     parse_v2("app", "1", body.to_string().as_bytes())
