@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::header::LOCATION;
 use reqwest::{Response, StatusCode};
-use shuttle_core::error::ServiceError;
+use shuttle_core::error::{with_causes, ServiceError};
 use shuttle_core::netguard::AllowedNetworks;
 use shuttle_core::ports::{FetchError, SourceFetcher, SourceStore};
 use shuttle_core::redact::redact;
@@ -262,15 +262,7 @@ pub(crate) fn without_userinfo(mut url: Url) -> Url {
 /// A transport error with its causes ("error sending request: … : connection refused"), without
 /// the URL reqwest adds: it names the redirect target, which may carry a signed query.
 pub(crate) fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut cause = std::error::Error::source(&error);
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    redact(&text)
+    redact(&with_causes(&error.without_url()))
 }
 
 /// Our own temporary file failing: not the source server's fault, worth a retry.

@@ -396,57 +396,58 @@ impl KafkaClient for RecordingWebhooks {
     }
 }
 
-/// What the calling thread logs from now on, as the text subscriber writes it (spans included,
-/// and a line for each span's close, so a span with no event inside still shows).
-///
-/// One process-wide subscriber, installed at the first capture, writes each thread's lines apart
-/// (a `#[tokio::test]` runs on its own thread). A scoped subscriber (`set_default`) is not enough:
-/// a callsite that a test on another thread reached first, with no subscriber, can stay off for
-/// it, and the span under test goes missing from the capture.
+/// A log capture for the handlers' span tests (feature `fakes`, which brings `tracing-subscriber`).
 #[cfg(feature = "fakes")]
-pub fn capture_logs() -> CapturedLogs {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-            .with_writer(|| ThreadLines)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber is installed in a handler's tests");
-    });
-    CapturedLogs { from: THREAD_LINES.with(|lines| lines.borrow().len()) }
-}
-
-#[cfg(feature = "fakes")]
-thread_local! {
-    static THREAD_LINES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Writes into the calling thread's captured lines.
-#[cfg(feature = "fakes")]
-struct ThreadLines;
-
-#[cfg(feature = "fakes")]
-impl std::io::Write for ThreadLines {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        THREAD_LINES.with(|lines| lines.borrow_mut().extend_from_slice(bytes));
-        Ok(bytes.len())
+mod logs {
+    /// What the calling thread logs from now on, as the text subscriber writes it (spans included,
+    /// and a line for each span's close, so a span with no event inside still shows).
+    ///
+    /// One process-wide subscriber, installed at the first capture, writes each thread's lines apart
+    /// (a `#[tokio::test]` runs on its own thread). A scoped subscriber (`set_default`) is not enough:
+    /// a callsite that a test on another thread reached first, with no subscriber, can stay off for
+    /// it, and the span under test goes missing from the capture.
+    pub fn capture_logs() -> CapturedLogs {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+                .with_writer(|| ThreadLines)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("no other subscriber is installed in a handler's tests");
+        });
+        CapturedLogs { from: THREAD_LINES.with(|lines| lines.borrow().len()) }
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    thread_local! {
+        static THREAD_LINES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Writes into the calling thread's captured lines.
+    struct ThreadLines;
+
+    impl std::io::Write for ThreadLines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            THREAD_LINES.with(|lines| lines.borrow_mut().extend_from_slice(bytes));
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The lines a thread logged since [`capture_logs`].
+    pub struct CapturedLogs {
+        from: usize,
+    }
+
+    impl CapturedLogs {
+        pub fn text(&self) -> String {
+            THREAD_LINES.with(|lines| String::from_utf8_lossy(&lines.borrow()[self.from..]).into_owned())
+        }
     }
 }
 
-/// The lines a thread logged since [`capture_logs`].
 #[cfg(feature = "fakes")]
-pub struct CapturedLogs {
-    from: usize,
-}
-
-#[cfg(feature = "fakes")]
-impl CapturedLogs {
-    pub fn text(&self) -> String {
-        THREAD_LINES.with(|lines| String::from_utf8_lossy(&lines.borrow()[self.from..]).into_owned())
-    }
-}
+pub use logs::{capture_logs, CapturedLogs};
