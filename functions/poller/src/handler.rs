@@ -5,16 +5,19 @@
 //! `template.yaml` deliver them: its SQS event source mapping, and its EventBridge Scheduler
 //! schedule, whose target `Input` is [`RedriveInput`].
 
+use std::time::SystemTime;
+
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
-use lambda_runtime::Error;
+use lambda_runtime::{Context, Error};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use shuttle_core::error::with_causes;
 use shuttle_core::poll::{Polled, Poller};
 use shuttle_core::ports::PollMessage;
+use tokio::time::Instant;
 
 /// What the poller is invoked with.
 #[derive(Debug)]
@@ -95,10 +98,19 @@ pub enum PollerAnswer {
     Redriven { requeued: usize, failed: usize },
 }
 
+/// The invocation's deadline as an [`Instant`]: the runtime's context gives it in epoch
+/// milliseconds. One already past (or a clock behind) leaves no time, never a panic.
+pub fn deadline_of(context: &Context) -> Instant {
+    let left = context.deadline().duration_since(SystemTime::now()).unwrap_or_default();
+    Instant::now() + left
+}
+
+/// Handles one invocation, returning before `deadline`: the invocation's, from the runtime's
+/// context (`Lambda-Runtime-Deadline-Ms`). A batch's polls run at once and share it.
 #[tracing::instrument(name = "poller", skip_all, fields(event = event.kind()))]
-pub async fn handle(poller: &Poller, event: PollerEvent) -> Result<PollerAnswer, Error> {
+pub async fn handle(poller: &Poller, event: PollerEvent, deadline: Instant) -> Result<PollerAnswer, Error> {
     match event {
-        PollerEvent::Polls(batch) => Ok(PollerAnswer::Batch(handle_batch(poller, &batch.records).await)),
+        PollerEvent::Polls(batch) => Ok(PollerAnswer::Batch(handle_batch(poller, &batch.records, deadline).await)),
         PollerEvent::Redrive(_) | PollerEvent::Scheduled(_) => {
             let redriven = poller
                 .redrive(poller.policy.pacing.stale_after)
@@ -111,8 +123,8 @@ pub async fn handle(poller: &Poller, event: PollerEvent) -> Result<PollerAnswer,
 }
 
 /// The messages SQS should deliver again.
-async fn handle_batch(poller: &Poller, records: &[SqsMessage]) -> SqsBatchResponse {
-    let outcomes = join_all(records.iter().map(|record| handle_record(poller, record))).await;
+async fn handle_batch(poller: &Poller, records: &[SqsMessage], deadline: Instant) -> SqsBatchResponse {
+    let outcomes = join_all(records.iter().map(|record| handle_record(poller, record, deadline))).await;
     let mut response = SqsBatchResponse::default();
     for message_id in outcomes.into_iter().flatten() {
         response.add_failure(message_id);
@@ -122,7 +134,7 @@ async fn handle_batch(poller: &Poller, records: &[SqsMessage]) -> SqsBatchRespon
 
 /// The message id when the message must come back. One span per message.
 #[tracing::instrument(name = "sqs_message", skip_all, fields(message_id = record.message_id.as_deref().unwrap_or_default(), build))]
-async fn handle_record(poller: &Poller, record: &SqsMessage) -> Option<String> {
+async fn handle_record(poller: &Poller, record: &SqsMessage, deadline: Instant) -> Option<String> {
     let message_id = record.message_id.clone().unwrap_or_default();
     let body = record.body.as_deref().unwrap_or_default();
     let message: PollMessage = match serde_json::from_str::<PollMessage>(body) {
@@ -142,7 +154,7 @@ async fn handle_record(poller: &Poller, record: &SqsMessage) -> Option<String> {
             };
         }
     };
-    match poller.poll(&message).await {
+    match poller.poll_until(&message, deadline).await {
         Ok(Polled::Moved { state, next }) => {
             tracing::info!(build = %message.source_id, state = %state, next_poll_ms = next.map(|d| d.as_millis() as u64), "polled");
             None

@@ -33,7 +33,8 @@ fn poller() -> (Poller, Fakes) {
 fn handle(poller: &Poller, event: Value) -> Result<Value, String> {
     let event: PollerEvent = serde_json::from_value(event).map_err(|e| format!("refused: {e}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    let answer = runtime.block_on(poller::handler::handle(poller, event)).map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + shuttle_core::poll::POLLER_TIMEOUT;
+    let answer = runtime.block_on(poller::handler::handle(poller, event, deadline)).map_err(|e| e.to_string())?;
     Ok(serde_json::to_value(answer).expect("an answer serialises"))
 }
 

@@ -9,15 +9,17 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lambda_events::encodings::Base64Data;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use serde_json::Value;
+use shuttle_core::poll::POLLER_TIMEOUT;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// How long one `ReceiveMessage` waits for messages: short, so that Ctrl-C and tests end fast.
@@ -37,14 +39,15 @@ pub struct MappingOptions {
     pub batch_size: usize,
     /// Invocations in flight at once, like the mapping's maximum concurrency. Default 4.
     pub max_concurrency: usize,
-    /// The function's timeout: an invocation still running after it fails as a whole, as in
-    /// Lambda. `None` waits for ever. Default 90 s.
-    pub function_timeout: Option<Duration>,
+    /// The function's timeout: the invocation's deadline is handed to the function (as the
+    /// runtime's `Lambda-Runtime-Deadline-Ms`), and one still running then fails as a whole, as
+    /// in Lambda. Default: the poller's 90 s.
+    pub function_timeout: Duration,
 }
 
 impl Default for MappingOptions {
     fn default() -> Self {
-        Self { batch_size: SQS_MAX_BATCH, max_concurrency: 4, function_timeout: Some(Duration::from_secs(90)) }
+        Self { batch_size: SQS_MAX_BATCH, max_concurrency: 4, function_timeout: POLLER_TIMEOUT }
     }
 }
 
@@ -81,7 +84,7 @@ pub struct Delivery {
 /// the loop or panics.
 pub async fn run_sqs_mapping<F, Fut>(sqs: aws_sdk_sqs::Client, queue_url: String, options: MappingOptions, invoke: F)
 where
-    F: Fn(Value) -> Fut + Send + Sync + 'static,
+    F: Fn(Value, Instant) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Value, String>> + Send + 'static,
 {
     let invoke = Arc::new(invoke);
@@ -174,19 +177,17 @@ struct Batch {
 }
 
 impl Batch {
-    async fn invoke<F, Fut>(self, invoke: Arc<F>, timeout: Option<Duration>, permit: OwnedSemaphorePermit)
+    async fn invoke<F, Fut>(self, invoke: Arc<F>, limit: Duration, permit: OwnedSemaphorePermit)
     where
-        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        F: Fn(Value, Instant) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, String>> + Send + 'static,
     {
         let event = sqs_event(&self.messages, &self.queue);
         let started = Instant::now();
-        let result = match timeout {
-            Some(limit) => tokio::time::timeout(limit, (*invoke)(event))
-                .await
-                .unwrap_or_else(|_| Err(format!("Task timed out after {:.2} seconds", limit.as_secs_f64()))),
-            None => (*invoke)(event).await,
-        };
+        let deadline = started + limit;
+        let result = tokio::time::timeout_at(deadline, (*invoke)(event, deadline))
+            .await
+            .unwrap_or_else(|_| Err(format!("Task timed out after {:.2} seconds", limit.as_secs_f64())));
         let elapsed_ms = started.elapsed().as_millis() as u64;
         drop(permit);
         let to_delete = match &result {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use poller::handler::PollerEvent;
 use serde_json::Value;
 use shuttle_core::poll::Poller;
+use tokio::time::Instant;
 
 use crate::invocation::within;
 use crate::mapping::{run_sqs_mapping, MappingOptions};
@@ -22,20 +23,24 @@ pub struct PollerTriggers {
 
 /// Runs the poller on `queue_url` and on its schedule until the future is dropped.
 pub async fn run_poller(poller: Arc<Poller>, sqs: aws_sdk_sqs::Client, queue_url: String, triggers: PollerTriggers) {
-    let invoke = move |event: Value| {
+    let invoke = move |event: Value, deadline: Instant| {
         let poller = poller.clone();
-        async move { invoke_poller(&poller, event).await }
+        async move { invoke_poller(&poller, event, deadline).await }
     };
-    let scheduled = invoke.clone();
+    // A scheduled invocation has the function's timeout too.
+    let timeout = triggers.mapping.function_timeout;
+    let on_schedule = invoke.clone();
+    let scheduled = move |event: Value| on_schedule(event, Instant::now() + timeout);
     let schedule = poller_schedule(TEMPLATE).expect("template.yaml declares the poller's schedule (the gateway's tests check it)");
     let every = triggers.schedule_every.unwrap_or(schedule.every);
     tokio::join!(run_sqs_mapping(sqs, queue_url, triggers.mapping, invoke), run_schedule(schedule.name, every, schedule.input, scheduled));
 }
 
 /// Invokes the poller's handler with `event` as the Lambda runtime does: the JSON read as the
-/// handler's event type (an event it cannot read fails the invocation), the answer written back.
-pub async fn invoke_poller(poller: &Poller, event: Value) -> Result<Value, String> {
+/// handler's event type (an event it cannot read fails the invocation), the invocation's
+/// deadline given, the answer written back.
+pub async fn invoke_poller(poller: &Poller, event: Value, deadline: Instant) -> Result<Value, String> {
     let event: PollerEvent = serde_json::from_value(event).map_err(|error| format!("the poller cannot read the event: {error}"))?;
-    let answer = within("poller", poller::handler::handle(poller, event)).await.map_err(|error| error.to_string())?;
+    let answer = within("poller", poller::handler::handle(poller, event, deadline)).await.map_err(|error| error.to_string())?;
     serde_json::to_value(answer).map_err(|error| error.to_string())
 }

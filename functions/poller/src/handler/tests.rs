@@ -36,7 +36,8 @@ fn event(raw: Value) -> PollerEvent {
 
 /// The poller's answer as the Lambda runtime writes it.
 async fn answer(poller: &Poller, event: PollerEvent) -> Value {
-    serde_json::to_value(handle(poller, event).await.expect("an answer")).expect("an answer serialises")
+    let deadline = tokio::time::Instant::now() + shuttle_core::poll::POLLER_TIMEOUT;
+    serde_json::to_value(handle(poller, event, deadline).await.expect("an answer")).expect("an answer serialises")
 }
 
 #[tokio::test]
@@ -121,4 +122,15 @@ async fn each_message_is_handled_in_a_span_naming_the_message_and_its_build() {
         logged.lines().any(|line| line.contains(&poll_span) && line.contains("close")),
         "the poll's own span, in the message's: {logged}"
     );
+}
+
+#[test]
+fn the_deadline_is_the_runtime_contexts_and_one_already_past_leaves_no_time() {
+    let epoch_ms = |at: std::time::SystemTime| at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = epoch_ms(std::time::SystemTime::now()) + 30_000;
+    let left = super::deadline_of(&context) - tokio::time::Instant::now();
+    assert!(left > std::time::Duration::from_secs(29) && left <= std::time::Duration::from_secs(30), "{left:?} left of 30 s");
+    context.deadline = epoch_ms(std::time::SystemTime::now()) - 5_000;
+    assert!(super::deadline_of(&context) <= tokio::time::Instant::now());
 }

@@ -53,6 +53,10 @@ const MIN_GRACE: Duration = Duration::from_secs(1);
 /// The poller function's timeout (`template.yaml`): no poll outlives it.
 pub const POLLER_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The time a poll keeps, before its invocation's deadline, to hand the build over: the save of
+/// its positions and the next poll's message.
+pub const HAND_OVER_RESERVE: Duration = Duration::from_secs(3);
+
 /// The poller function's use cases: every port, and what it decides with.
 pub struct Poller {
     pub store: Arc<dyn BuildStore>,
@@ -151,9 +155,20 @@ fn judge(failure: StepError) -> Result<Polled, PollError> {
 }
 
 impl Poller {
-    /// Handles one poll message. An error means the message should be retried.
-    #[tracing::instrument(name = "poll", skip_all, fields(build = %message.source_id, round = message.round))]
+    /// Handles one poll message with the poller's whole timeout from now: see [`Poller::poll_until`].
     pub async fn poll(&self, message: &PollMessage) -> Result<Polled, PollError> {
+        self.poll_until(message, Instant::now() + POLLER_TIMEOUT).await
+    }
+
+    /// Handles one poll message, returning before `deadline` (the invocation's). An error means
+    /// the message should be retried.
+    ///
+    /// The steps get the time left once the hand-over is provided for (the relay's grace and
+    /// [`HAND_OVER_RESERVE`]); a step still running then is cut short, as an interrupted poll
+    /// would be, and the build handed over with its positions saved. Every step is written to
+    /// be resumed from what was saved, so nothing is lost, only picked up by the next poll.
+    #[tracing::instrument(name = "poll", skip_all, fields(build = %message.source_id, round = message.round))]
+    pub async fn poll_until(&self, message: &PollMessage, deadline: Instant) -> Result<Polled, PollError> {
         let owner = Uuid::new_v4().to_string();
         let Some(record) = self.take_lease(message, &owner).await? else {
             return Ok(Polled::Dropped("duplicate, late, or held by another poll"));
@@ -171,15 +186,23 @@ impl Poller {
             Arc::clone(&record),
             grace,
         );
-        let window_end = Instant::now() + policy.pacing.window;
-        let mut build = Build { poller: self, record, owner, spec, relay: &relay };
+        let work_end = deadline.checked_sub(grace + HAND_OVER_RESERVE).unwrap_or(deadline).max(Instant::now());
+        let window_end = (Instant::now() + policy.pacing.window).min(work_end);
+        let mut build = Build { poller: self, record, owner, spec, relay: &relay, work_end };
         // The build moves while the relay delivers; a finished build's deliveries get the rest
         // of the window, an unfinished one's an interval (its next poll comes soon).
         let (advanced, ()) = tokio::join!(
             async {
-                let advanced = build.advance().await;
+                let advanced = match tokio::time::timeout_at(work_end, build.advance()).await {
+                    Ok(advanced) => advanced,
+                    Err(_) => {
+                        let state = build.record.state;
+                        tracing::warn!(build = %build.record.source_id, %state, "the invocation's time ran out during a step; handing the build over");
+                        Ok(Next::Wait(policy.pacing.interval))
+                    }
+                };
                 let until = if build.record.state.is_terminal() { window_end } else { Instant::now() + policy.pacing.interval };
-                relay.settle(until).await;
+                relay.settle(until.min(work_end)).await;
                 relay.close();
                 advanced
             },
@@ -214,6 +237,8 @@ struct Build<'a> {
     owner: String,
     spec: BuildSpec,
     relay: &'a Relay<'a>,
+    /// When the steps must be done, for the hand-over to make the invocation's deadline.
+    work_end: Instant,
 }
 
 impl Build<'_> {

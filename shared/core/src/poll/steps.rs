@@ -127,7 +127,11 @@ impl Build<'_> {
         let id = self.record.source_id;
         let sources = &self.poller.sources;
         match &spec.source {
-            Source::Http { url } => self.poller.fetcher.fetch(url, id).await,
+            // An earlier poll may have cached them before its time ran out.
+            Source::Http { url } => match sources.source_exists(id).await? {
+                true => Ok(()),
+                false => self.poller.fetcher.fetch(url, id).await,
+            },
             Source::Rebuild { source_id } => match sources.copy_source(*source_id, id).await? {
                 true => Ok(()),
                 false => Err(FetchError::Failed(format!("the build {source_id} to rebuild from has no cached sources"))),
@@ -204,7 +208,7 @@ impl Build<'_> {
             return self.end_by_intent("the build has no Jenkins build number").await;
         };
         let job = self.job();
-        let deadline = Instant::now() + policy.pacing.window;
+        let deadline = (Instant::now() + policy.pacing.window).min(self.work_end);
         let mut stop_sent = false;
         loop {
             // Reads start every interval, whatever each took: a line waits half an interval on average.

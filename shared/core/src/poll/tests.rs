@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::json;
@@ -532,4 +532,95 @@ async fn a_lease_lost_during_a_log_read_drops_the_message_instead_of_retrying_it
     let now = fake.store.get(id).await.unwrap().unwrap();
     assert_eq!(now.progress.lease.map(|l| l.owner).as_deref(), Some("another poll"), "its lease stands");
     assert_eq!(now.progress.log_cursor, 0, "this poll saved no position");
+}
+
+/// Downloads in `took`, counting its downloads.
+struct SlowDownload {
+    sources: Arc<MemorySources>,
+    took: Duration,
+    downloads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl SourceFetcher for SlowDownload {
+    async fn fetch(&self, _url: &str, source_id: Uuid) -> Result<(), FetchError> {
+        self.downloads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(self.took).await;
+        self.sources.put_source(source_id, Bytes::from_static(b"sources")).await?;
+        Ok(())
+    }
+}
+
+/// The fake Jenkins, answering `ensure_job` after `slow` while it is set.
+struct SlowJenkins {
+    inner: Arc<crate::fakes::FakeJenkins>,
+    slow: Mutex<Option<Duration>>,
+}
+
+#[async_trait::async_trait]
+impl Jenkins for SlowJenkins {
+    async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError> {
+        let slow = *self.slow.lock().unwrap();
+        if let Some(slow) = slow {
+            tokio::time::sleep(slow).await;
+        }
+        self.inner.ensure_job(job).await
+    }
+    async fn trigger(&self, job: &str, parameters: &[(String, String)]) -> Result<u64, JenkinsError> {
+        self.inner.trigger(job, parameters).await
+    }
+    async fn queue_item(&self, _queue_id: u64) -> Result<QueueItem, JenkinsError> {
+        Ok(QueueItem::Waiting { why: None })
+    }
+    async fn find_build(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
+        self.inner.find_build(job, build_uuid).await
+    }
+    async fn find_queued(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
+        self.inner.find_queued(job, build_uuid).await
+    }
+    async fn build_status(&self, job: &str, number: u64) -> Result<crate::jenkins::BuildStatus, JenkinsError> {
+        self.inner.build_status(job, number).await
+    }
+    async fn read_log(&self, job: &str, number: u64, start: u64, sink: &mut dyn crate::ports::LogSink) -> Result<LogWindow, JenkinsError> {
+        self.inner.read_log(job, number, start, sink).await
+    }
+    async fn stop_build(&self, job: &str, number: u64) -> Result<(), JenkinsError> {
+        self.inner.stop_build(job, number).await
+    }
+    async fn cancel_queue_item(&self, queue_id: u64) -> Result<(), JenkinsError> {
+        self.inner.cancel_queue_item(queue_id).await
+    }
+    async fn delete_job(&self, job: &str) -> Result<(), JenkinsError> {
+        self.inner.delete_job(job).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_with_a_slow_download_and_a_slow_jenkins_returns_before_its_deadline_and_loses_nothing() {
+    let fake = fakes();
+    let id = v2_source_id("app", "1");
+    fake.create().v2("app", "1", &v2_body("https://src.example/a.tgz")).await.unwrap();
+    let fetcher = Arc::new(SlowDownload { sources: fake.sources.clone(), took: Duration::from_secs(50), downloads: Default::default() });
+    let jenkins = Arc::new(SlowJenkins { inner: fake.jenkins.clone(), slow: Mutex::new(Some(Duration::from_secs(60))) });
+    let mut poller = fake.poller(fetcher.clone(), Arc::new(RecordingWebhooks::default()).webhooks());
+    poller.jenkins = jenkins.clone();
+
+    // 50 s of download and 60 s of Jenkins do not fit in the function's 90 s.
+    let deadline = Instant::now() + POLLER_TIMEOUT;
+    let polled = poller.poll_until(&PollMessage { source_id: id, round: 0 }, deadline).await.unwrap();
+    assert!(Instant::now() < deadline, "the poll returned {:?} after its deadline", Instant::now() - deadline);
+    let interval = poller.policy.pacing.interval;
+    assert_eq!(polled, Polled::Moved { state: BuildState::Pending, next: Some(interval) });
+    let record = fake.store.get(id).await.unwrap().unwrap();
+    assert!(record.progress.lease.is_none(), "the build was handed over");
+    assert_eq!(record.progress.round, 1);
+    assert_eq!(fake.queue.sent.lock().unwrap().last(), Some(&(PollMessage { source_id: id, round: 1 }, interval)), "its next poll is queued");
+    assert!(fake.sources.source_exists(id).await.unwrap(), "the download was kept");
+
+    // Jenkins answers in time again: the next poll triggers the build without downloading again.
+    *jenkins.slow.lock().unwrap() = None;
+    let polled = poller.poll_until(&PollMessage { source_id: id, round: 1 }, Instant::now() + POLLER_TIMEOUT).await.unwrap();
+    assert_eq!(polled, Polled::Moved { state: BuildState::Queued, next: Some(interval) });
+    assert_eq!(fetcher.downloads.load(std::sync::atomic::Ordering::SeqCst), 1, "downloaded once");
+    assert_eq!(*fake.jenkins.calls.lock().unwrap(), ["ensure_job app", "trigger app"]);
 }
