@@ -130,7 +130,7 @@ impl BuildStore for DynamoDbBuildStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(record, record.version, self.retention)))
+            .set_item(Some(within_item_limit(to_item(record, record.version, self.retention))?))
             .condition_expression("attribute_not_exists(source_id)")
             .send()
             .await;
@@ -160,7 +160,7 @@ impl BuildStore for DynamoDbBuildStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(record, next_version, self.retention)))
+            .set_item(Some(within_item_limit(to_item(record, next_version, self.retention))?))
             .condition_expression("version = :expected")
             .expression_attribute_values(":expected", AttributeValue::N(record.version.to_string()))
             .send()
@@ -301,6 +301,39 @@ struct StoredBuild {
     jenkins_number: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     started_at: Option<u64>,
+}
+
+/// DynamoDB's item limit, names and values together: "400 KB", read as 400,000 bytes, under
+/// both readings of it (409,600 is what DynamoDB takes; the emulator stops at 405,000).
+pub const MAX_ITEM_BYTES: usize = 400_000;
+
+/// `item` when DynamoDB can take it; refused before the write otherwise, which DynamoDB would
+/// refuse every time it is tried.
+fn within_item_limit(item: Item) -> Result<Item, StoreError> {
+    let size = item.iter().map(|(name, value)| name.len() + value_size(value)).sum();
+    if size > MAX_ITEM_BYTES {
+        return Err(StoreError::TooLarge { size, limit: MAX_ITEM_BYTES });
+    }
+    Ok(item)
+}
+
+/// A value's size as DynamoDB counts it ("DynamoDB item sizes and formats"): strings in UTF-8
+/// bytes, binaries in raw bytes, a number 1 byte per two digits plus 1 (its digits as written,
+/// signs and zeros too: never less than DynamoDB counts), 1 byte for a boolean or a null, a list
+/// or a map 3 bytes plus 1 a member and its members (with a map's names).
+fn value_size(value: &AttributeValue) -> usize {
+    const CONTAINER: usize = 3;
+    match value {
+        AttributeValue::S(text) => text.len(),
+        AttributeValue::N(number) => number.len().div_ceil(2) + 1,
+        AttributeValue::B(blob) => blob.as_ref().len(),
+        AttributeValue::Ss(texts) => texts.iter().map(String::len).sum(),
+        AttributeValue::Ns(numbers) => numbers.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        AttributeValue::Bs(blobs) => blobs.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::L(members) => CONTAINER + members.iter().map(|m| 1 + value_size(m)).sum::<usize>(),
+        AttributeValue::M(members) => CONTAINER + members.iter().map(|(name, m)| 1 + name.len() + value_size(m)).sum::<usize>(),
+        _ => 1,
+    }
 }
 
 fn to_item(record: &BuildRecord, version: u64, retention: Duration) -> Item {

@@ -43,6 +43,9 @@ pub enum StoreError {
     /// The conditional write lost: someone else changed the build first.
     #[error("the build was changed concurrently (version conflict)")]
     Conflict,
+    /// Refused before the write: the store could never take it, however often it is tried.
+    #[error("the build as stored would be {size} bytes, over the store's limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
     #[error(transparent)]
     Unavailable(#[from] ServiceError),
 }
@@ -54,8 +57,8 @@ pub enum ShuttleError {
     Invalid(#[from] ValidationError),
     #[error("{0}")]
     LegacyBadRequest(#[from] LegacyRejection),
-    #[error("request body of {size} bytes is over the limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
+    #[error("{what} of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge { what: &'static str, size: usize, limit: usize },
     #[error("no such build")]
     NotFound,
     #[error("a different build already exists for {0}")]
@@ -78,6 +81,7 @@ impl From<StoreError> for ShuttleError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Conflict => Self::Contended,
+            StoreError::TooLarge { size, limit } => Self::TooLarge { what: "the build as stored", size, limit },
             StoreError::Unavailable(e) => Self::Unavailable(e),
         }
     }

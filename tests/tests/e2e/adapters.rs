@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use shuttle_adapters::{DynamoDbBuildStore, KmsSealer, S3SourceStore, SqsPollQueue};
 use shuttle_core::contract::{self, record};
+use shuttle_core::error::StoreError;
 use shuttle_core::ports::{BuildStore, ChunkWrite, PollMessage, PollQueue, Sealer, SourceStore};
 use shuttle_core::state::BuildState;
 use shuttle_tests::Stack;
@@ -241,6 +242,24 @@ async fn dynamodb_gives_a_finished_build_its_ttl_and_a_running_one_none() {
     build.updated_at_ms = 1_700_000_100_999;
     store.update(&build).await.unwrap();
     assert_eq!(expires_at(&stack.items().await), Some((1_700_000_100 + RETENTION.as_secs()).to_string()));
+}
+
+#[tokio::test]
+async fn dynamodb_refuses_an_item_over_its_limit_before_the_write_and_takes_one_just_under() {
+    let stack = Stack::new().await;
+    let store = store(&stack);
+    let mut build = record("app", Some(1), 1_700_000_000_123);
+    build.metadata = "m".repeat(shuttle_adapters::dynamodb::MAX_ITEM_BYTES);
+    match store.insert(&build).await {
+        Err(StoreError::TooLarge { size, limit }) => assert!(size > limit, "{size} over {limit}"),
+        other => panic!("an item over 400 KB: {other:?}"),
+    }
+    assert!(stack.items().await.is_empty(), "nothing was written");
+    // DynamoDB takes what the check lets through.
+    build.metadata = "m".repeat(shuttle_adapters::dynamodb::MAX_ITEM_BYTES - 2048);
+    assert!(store.insert(&build).await.unwrap());
+    build.human_readable_info = "i".repeat(4096);
+    assert!(matches!(store.update(&build).await, Err(StoreError::TooLarge { .. })), "an update over the limit too");
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

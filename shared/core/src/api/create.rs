@@ -146,7 +146,7 @@ fn recognise_rebuild(spec: &mut BuildSpec, shuttle_host: &url::Url) {
 
 fn check_size(body: &[u8]) -> Result<(), ShuttleError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(ShuttleError::TooLarge { size: body.len(), limit: MAX_BODY_BYTES });
+        return Err(ShuttleError::TooLarge { what: "request body", size: body.len(), limit: MAX_BODY_BYTES });
     }
     Ok(())
 }

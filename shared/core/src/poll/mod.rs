@@ -112,6 +112,7 @@ impl From<StoreError> for PollError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Conflict => Self::Contended,
+            too_large @ StoreError::TooLarge { .. } => Self::Unavailable(ServiceError::new("build store", too_large.to_string())),
             StoreError::Unavailable(e) => Self::Unavailable(e),
         }
     }
