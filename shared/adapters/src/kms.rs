@@ -19,7 +19,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use aws_sdk_kms::Client;
 use shuttle_core::error::ServiceError;
-use shuttle_core::ports::Sealer;
+use shuttle_core::ports::{OpenError, Sealer};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -84,8 +84,8 @@ impl Sealer for KmsSealer {
         Ok(sealed)
     }
 
-    async fn open(&self, sealed: &[u8], source_id: Uuid) -> Result<Vec<u8>, ServiceError> {
-        let malformed = || fail("sealed value is malformed");
+    async fn open(&self, sealed: &[u8], source_id: Uuid) -> Result<Vec<u8>, OpenError> {
+        let malformed = || OpenError::Refused("the sealed value is malformed".into());
         let (&version, rest) = sealed.split_first().ok_or_else(malformed)?;
         let bound = match version {
             FORMAT_VERSION => true,
@@ -107,11 +107,17 @@ impl Sealer for KmsSealer {
         if bound {
             decrypt = decrypt.encryption_context(CONTEXT_KEY, &build);
         }
-        let data_key = decrypt.send().await.map_err(|e| fail(DisplayErrorContext(e)))?;
+        let data_key = decrypt.send().await.map_err(|e| {
+            // KMS' answer for a data key altered, or asked for under another build's context.
+            match e.as_service_error().filter(|e| e.is_invalid_ciphertext_exception() || e.is_incorrect_key_exception()) {
+                Some(refusal) => OpenError::Refused(format!("KMS refused the data key ({refusal}): altered, or sealed for another build")),
+                None => fail(DisplayErrorContext(e)).into(),
+            }
+        })?;
         let key = Zeroizing::new(data_key.plaintext().ok_or_else(|| fail("no plaintext data key"))?.as_ref().to_vec());
         let aad: &[u8] = if bound { build.as_bytes() } else { b"" };
         Self::cipher(&key)?
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
-            .map_err(|_| fail("decryption failed: the sealed value was altered, or sealed for another build"))
+            .map_err(|_| OpenError::Refused("decryption failed: the sealed value was altered, or sealed for another build".into()))
     }
 }

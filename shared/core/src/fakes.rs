@@ -18,7 +18,7 @@ use crate::jenkins::{BuildStatus, JenkinsError, LogWindow, QueueItem};
 use crate::netguard::AllowedNetworks;
 use crate::poll::Poller;
 use crate::ports::{
-    Answer, BuildStore, ChunkWrite, Jenkins, KafkaClient, KafkaMessage, LogSink, LogStream, LogTail, PollMessage, PollQueue, Sealer,
+    Answer, BuildStore, ChunkWrite, Jenkins, KafkaClient, KafkaMessage, LogSink, LogStream, LogTail, PollMessage, PollQueue, OpenError, Sealer,
     SendError, SourceFetcher, SourceStore, WebhookClient,
 };
 use crate::record::{ApiKind, BuildRecord};
@@ -179,10 +179,10 @@ impl Sealer for ReversingSealer {
         Ok(source_id.as_bytes().iter().chain(plaintext.iter().rev()).copied().collect())
     }
 
-    async fn open(&self, sealed: &[u8], source_id: Uuid) -> Result<Vec<u8>, ServiceError> {
+    async fn open(&self, sealed: &[u8], source_id: Uuid) -> Result<Vec<u8>, OpenError> {
         match sealed.strip_prefix(source_id.as_bytes()) {
             Some(reversed) => Ok(reversed.iter().rev().copied().collect()),
-            None => Err(ServiceError::new("kms", "sealed for another build")),
+            None => Err(OpenError::Refused("sealed for another build".into())),
         }
     }
 }

@@ -122,7 +122,19 @@ pub trait PollQueue: Send + Sync {
 #[async_trait]
 pub trait Sealer: Send + Sync {
     async fn seal(&self, plaintext: &[u8], source_id: Uuid) -> Result<Vec<u8>, ServiceError>;
-    async fn open(&self, sealed: &[u8], source_id: Uuid) -> Result<Vec<u8>, ServiceError>;
+    async fn open(&self, sealed: &[u8], source_id: Uuid) -> Result<Vec<u8>, OpenError>;
+}
+
+/// Why a sealed value did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// It never will: malformed, altered, or sealed for another build (KMS refused the data key,
+    /// or AES-GCM the ciphertext). Retrying cannot help.
+    #[error("the sealed value cannot be opened: {0}")]
+    Refused(String),
+    /// KMS could not be asked: try again.
+    #[error(transparent)]
+    Unavailable(#[from] ServiceError),
 }
 
 /// An HTTP receiver's answer to a delivery.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::config::CreatePolicy;
 use crate::error::{ShuttleError, ValidationError};
 use crate::ids::{parse_legacy_job, path_segment, v2_source_id};
-use crate::ports::{BuildStore, PollMessage, PollQueue, Sealer, SourceStore};
+use crate::ports::{BuildStore, PollMessage, OpenError, PollQueue, Sealer, SourceStore};
 use crate::record::{now_ms, ApiKind, BuildRecord, Progress};
 use crate::redact::redact;
 use crate::request::{parse_legacy, parse_v2, Api, BuildSpec, LegacyContext};
@@ -72,7 +72,12 @@ impl Create {
     /// A repeated v2 create is idempotent only with the same request.
     async fn same_v2_build(&self, existing: &BuildRecord, spec: &BuildSpec, build_key: &str) -> Result<CreateOutcome, ShuttleError> {
         let stored: Option<BuildSpec> = match existing.kind {
-            ApiKind::V2 => serde_json::from_slice(&self.sealer.open(&existing.sealed_spec, existing.source_id).await?).ok(),
+            ApiKind::V2 => match self.sealer.open(&existing.sealed_spec, existing.source_id).await {
+                Ok(plaintext) => serde_json::from_slice(&plaintext).ok(),
+                // A stored spec that never opens is no request this one can repeat.
+                Err(OpenError::Refused(_)) => None,
+                Err(OpenError::Unavailable(error)) => return Err(error.into()),
+            },
             ApiKind::Legacy => None,
         };
         match stored {

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::config::PollPolicy;
 use crate::error::{ServiceError, StoreError};
 use crate::jenkins::JenkinsResult;
-use crate::ports::{BuildStore, Jenkins, PollMessage, PollQueue, Sealer, SourceFetcher, SourceStore};
+use crate::ports::{BuildStore, Jenkins, OpenError, PollMessage, PollQueue, Sealer, SourceFetcher, SourceStore};
 use crate::record::{now_ms, BuildRecord};
 use crate::redact::redact;
 use crate::relay::{Relay, Webhooks};
@@ -174,9 +174,13 @@ impl Poller {
         let Some(record) = self.take_lease(message, &owner).await? else {
             return Ok(Polled::Dropped("duplicate, late, or held by another poll"));
         };
+        let spec = match open_spec(self.sealer.as_ref(), &record).await {
+            Ok(spec) => spec,
+            Err(OpenError::Refused(reason)) => return self.fail_unopened(record, &reason).await,
+            Err(OpenError::Unavailable(error)) => return Err(error.into()),
+        };
         let record = Arc::new(record);
         let policy = &self.policy;
-        let spec = open_spec(self.sealer.as_ref(), &record).await?;
         let grace = policy.pacing.interval.max(MIN_GRACE);
         let relay = Relay::new(
             &self.webhooks,
@@ -216,16 +220,34 @@ impl Poller {
     }
 }
 
+impl Poller {
+    /// A build whose spec can never be opened: without it there is nothing to build and no
+    /// webhook to tell, so it fails at once with the reason (its status shows it) instead of
+    /// coming back until the give-up. Logged as an error: an item altered or copied by hand.
+    async fn fail_unopened(&self, mut record: BuildRecord, reason: &str) -> Result<Polled, PollError> {
+        tracing::error!(build = %record.source_id, reason, "the build's spec cannot be opened: the build fails without its webhooks being told");
+        record.move_to(BuildState::Failed);
+        if record.state == BuildState::Failed && record.failure.is_none() {
+            record.failure = Some(format!("the build's stored request cannot be opened: {reason}"));
+        }
+        record.progress.lease = None;
+        record.progress.round += 1;
+        record.progress.polled_at_ms = now_ms();
+        // Nothing can be delivered without the spec (the targets are in it): each is given up.
+        let deliveries = &mut record.progress.deliveries;
+        deliveries.status.iter_mut().chain(deliveries.logs.iter_mut()).for_each(|target| target.closed = true);
+        record.updated_at_ms = now_ms();
+        self.store.update(&record).await?;
+        Ok(Polled::Moved { state: record.state, next: None })
+    }
+}
+
 /// The build's spec, unsealed.
-async fn open_spec(sealer: &dyn Sealer, record: &BuildRecord) -> Result<BuildSpec, PollError> {
+async fn open_spec(sealer: &dyn Sealer, record: &BuildRecord) -> Result<BuildSpec, OpenError> {
     let plaintext = sealer.open(&record.sealed_spec, record.source_id).await?;
     // serde's message may quote a value (a secret): name only where it failed.
     serde_json::from_slice(&plaintext).map_err(|e| {
-        ServiceError::new(
-            "build store",
-            format!("the sealed build spec does not parse ({:?} at line {}, column {})", e.classify(), e.line(), e.column()),
-        )
-        .into()
+        OpenError::Refused(format!("the build spec does not parse ({:?} at line {}, column {})", e.classify(), e.line(), e.column()))
     })
 }
 

@@ -624,3 +624,24 @@ async fn a_poll_with_a_slow_download_and_a_slow_jenkins_returns_before_its_deadl
     assert_eq!(fetcher.downloads.load(std::sync::atomic::Ordering::SeqCst), 1, "downloaded once");
     assert_eq!(*fake.jenkins.calls.lock().unwrap(), ["ensure_job app", "trigger app"]);
 }
+
+#[tokio::test]
+async fn a_build_whose_spec_never_opens_fails_at_once_and_is_not_polled_again() {
+    let (poller, fake) = poller();
+    let id = v2_source_id("app", "1");
+    fake.create()
+        .v2("app", "1", &json!({"source": {"url": "docker://r.example/base:1"}, "destination": {"url": "docker://r.example/app:1"}, "webhooks": {"status": ["https://hooks.example/s"]}}).to_string().into_bytes())
+        .await
+        .unwrap();
+    // The sealed spec of another build, copied into this one's item.
+    let other = ReversingSealer.seal(b"{}", Uuid::new_v4()).await.unwrap();
+    fake.store.builds.lock().unwrap().get_mut(&id).unwrap().sealed_spec = Bytes::from(other);
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.expect("not retried");
+    assert_eq!(polled, Polled::Moved { state: BuildState::Failed, next: None });
+    let record = fake.store.get(id).await.unwrap().unwrap();
+    assert!(record.failure.as_deref().is_some_and(|f| f.contains("cannot be opened")), "{:?}", record.failure);
+    assert!(!record.needs_polling(), "nothing left to deliver without the spec");
+    assert!(record.progress.lease.is_none());
+    assert!(fake.queue.sent.lock().unwrap().iter().all(|(m, _)| m.round == 0), "no next poll");
+    assert!(fake.jenkins.calls.lock().unwrap().is_empty());
+}
