@@ -95,7 +95,7 @@ impl<'de> Deserialize<'de> for PollerEvent {
 #[serde(untagged)]
 pub enum PollerAnswer {
     Batch(SqsBatchResponse),
-    Redriven { requeued: usize, failed: usize },
+    Redriven { requeued: usize, failed: usize, abandoned: usize },
 }
 
 /// The invocation's deadline as an [`Instant`]: the runtime's context gives it in epoch
@@ -116,8 +116,9 @@ pub async fn handle(poller: &Poller, event: PollerEvent, deadline: Instant) -> R
                 .redrive(poller.policy.pacing.stale_after)
                 .await
                 .inspect_err(|error| tracing::error!(error = %with_causes(error), "scheduled re-drive failed"))?;
-            tracing::info!(requeued = redriven.requeued.len(), failed = redriven.failed.len(), "scheduled re-drive");
-            Ok(PollerAnswer::Redriven { requeued: redriven.requeued.len(), failed: redriven.failed.len() })
+            let (requeued, failed, abandoned) = (redriven.requeued.len(), redriven.failed.len(), redriven.abandoned.len());
+            tracing::info!(requeued, failed, abandoned, "scheduled re-drive");
+            Ok(PollerAnswer::Redriven { requeued, failed, abandoned })
         }
     }
 }

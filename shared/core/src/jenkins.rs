@@ -88,7 +88,7 @@ pub enum JenkinsError {
     /// Connection errors, timeouts, 5xx: worth trying again later.
     #[error("jenkins unavailable: {0}")]
     Unavailable(String),
-    /// Jenkins rejected the credentials or the request (401, 403, another 4xx).
+    /// Jenkins refused the shuttle's credentials or their permissions (401, 403).
     #[error("jenkins refused the request: {0}")]
     Rejected(String),
     /// An answer that does not fit Jenkins' documented API.

@@ -76,7 +76,7 @@ async fn the_schedules_input_an_eventbridge_rules_event_and_the_schedulers_defau
     });
     let input: Value = serde_json::from_str(TEMPLATE_INPUT).unwrap();
     for raw in [input, rule, scheduler] {
-        assert_eq!(answer(&poller, event(raw.clone())).await, json!({"requeued": 0, "failed": 0}), "{raw}");
+        assert_eq!(answer(&poller, event(raw.clone())).await, json!({"requeued": 0, "failed": 0, "abandoned": 0}), "{raw}");
     }
 }
 

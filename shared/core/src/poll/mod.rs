@@ -85,6 +85,9 @@ pub enum Polled {
 pub struct Redriven {
     pub requeued: Vec<Uuid>,
     pub failed: Vec<Uuid>,
+    /// Finished builds no poll could deliver for longer than any delivery is retried: their
+    /// deliveries were given up.
+    pub abandoned: Vec<Uuid>,
 }
 
 /// Where a step leaves the build.

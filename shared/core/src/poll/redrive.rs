@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::{as_ms, PollError, Poller, Redriven};
+use crate::delivery::RetryPolicy;
 use crate::error::StoreError;
 use crate::ports::PollMessage;
 use crate::record::{now_ms, BuildRecord};
@@ -10,6 +11,10 @@ use crate::state::BuildState;
 
 /// A build not finished this long after its timeouts is failed by the schedule.
 pub const STUCK_MARGIN: Duration = Duration::from_secs(15 * 60);
+
+/// A finished build whose deliveries no poll has moved for this long (no save at all) is given
+/// up: longer than any delivery is retried (a legacy callback's 2 hours), plus the margin.
+pub const UNDELIVERABLE_AFTER: Duration = Duration::from_secs(RetryPolicy::LEGACY.give_up_after.as_secs() + STUCK_MARGIN.as_secs());
 
 /// How many stale builds one scheduled run re-drives.
 const REDRIVE_BATCH: usize = 100;
@@ -26,11 +31,17 @@ impl Poller {
         let mut done = Redriven::default();
         for record in self.store.stale_builds(now.saturating_sub(as_ms(stale_after)), now, REDRIVE_BATCH).await? {
             let id = record.source_id;
-            // A finished build waits here only for its deliveries, which are bounded by themselves.
-            if !record.state.is_terminal() && now.saturating_sub(record.created_at_ms) > as_ms(stuck_after) {
+            let finished = record.state.is_terminal();
+            if !finished && now.saturating_sub(record.created_at_ms) > as_ms(stuck_after) {
                 let reason = format!("the build did not finish within {} s; the shuttle gave up on it", stuck_after.as_secs());
                 if self.give_up(record, reason).await? {
                     done.failed.push(id);
+                }
+            } else if finished && now.saturating_sub(record.updated_at_ms) > as_ms(UNDELIVERABLE_AFTER) {
+                // A finished build waits here only for its deliveries, bounded by themselves as
+                // long as its polls run; one whose every poll fails (before it saves) is not.
+                if self.abandon_deliveries(record).await? {
+                    done.abandoned.push(id);
                 }
             } else {
                 self.queue.enqueue(&PollMessage { source_id: id, round: record.progress.round }, Duration::ZERO).await?;
@@ -38,6 +49,26 @@ impl Poller {
             }
         }
         Ok(done)
+    }
+
+    /// Gives up every delivery of a finished build that no poll has saved for
+    /// [`UNDELIVERABLE_AFTER`] (unless someone moved it meanwhile).
+    async fn abandon_deliveries(&self, mut record: BuildRecord) -> Result<bool, PollError> {
+        tracing::error!(
+            build = %record.source_id,
+            idle_s = now_ms().saturating_sub(record.updated_at_ms) / 1000,
+            "no poll of this finished build succeeded for longer than deliveries are retried: its deliveries are given up"
+        );
+        let deliveries = &mut record.progress.deliveries;
+        deliveries.status.iter_mut().chain(deliveries.logs.iter_mut()).for_each(|target| target.closed = true);
+        record.progress.lease = None;
+        record.progress.round += 1;
+        record.updated_at_ms = now_ms();
+        match self.store.update(&record).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Fails a stuck build (unless someone moved it meanwhile) and stops what Jenkins may still run.

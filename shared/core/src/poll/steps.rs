@@ -69,7 +69,7 @@ impl Build<'_> {
         let parameters = self.parameters(&spec);
         let queue_id = match self.poller.jenkins.trigger(&job, &parameters).await {
             Ok(id) => id,
-            Err(error) if error.is_transient() => {
+            Err(error) if self.retries(&error) => {
                 // It may have reached Jenkins anyway: the next poll looks before triggering again.
                 tracing::warn!(build = %self.record.source_id, %error, "trigger failed; retrying");
                 return Ok(Next::Wait(interval));
@@ -116,11 +116,28 @@ impl Build<'_> {
     /// A Jenkins call failed: transient trouble is retried by the next poll; anything else
     /// fails the build with the reason.
     async fn jenkins_trouble(&mut self, error: JenkinsError, what: &str) -> Result<Next, StepError> {
-        if error.is_transient() {
+        if self.retries(&error) {
             tracing::warn!(build = %self.record.source_id, %error, "{what}; retrying");
             return Ok(Next::Wait(self.poller.policy.pacing.interval));
         }
         self.fail_early(format!("{what}: {error}")).await
+    }
+
+    /// Whether a failed Jenkins call is left to the next poll: transient trouble always; Jenkins
+    /// refusing the shuttle's credentials (401, 403: a token being rotated, a permission being
+    /// granted) until `QUEUE_TIMEOUT` after the build was triggered (or created), logged as an
+    /// error each time, since every build being prepared waits on it.
+    fn retries(&self, error: &JenkinsError) -> bool {
+        match error {
+            JenkinsError::Unavailable(_) => true,
+            JenkinsError::Rejected(_) => {
+                let since = self.record.progress.triggered_at_ms.unwrap_or(self.record.created_at_ms);
+                let within = now_ms().saturating_sub(since) <= as_ms(self.poller.policy.queue_timeout);
+                tracing::error!(build = %self.record.source_id, %error, retrying = within, "Jenkins refused the shuttle's credentials (JENKINS_USER, JENKINS_TOKEN, its permissions)");
+                within
+            }
+            _ => false,
+        }
     }
 
     async fn cache_sources(&self, spec: &BuildSpec) -> Result<(), FetchError> {

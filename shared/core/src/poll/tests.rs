@@ -284,11 +284,39 @@ async fn the_schedule_requeues_stale_builds_with_their_round_and_fails_stuck_one
     }
     fake.queue.sent.lock().unwrap().clear();
     let redriven = poller.redrive(Duration::from_secs(300)).await.unwrap();
-    assert_eq!(redriven, Redriven { requeued: vec![stale], failed: vec![stuck] });
+    assert_eq!(redriven, Redriven { requeued: vec![stale], failed: vec![stuck], abandoned: vec![] });
     assert_eq!(*fake.queue.sent.lock().unwrap(), vec![(PollMessage { source_id: stale, round: 4 }, Duration::ZERO)]);
     let stuck = fake.store.get(stuck).await.unwrap().unwrap();
     assert_eq!(stuck.state, BuildState::Failed);
     assert!(stuck.failure.unwrap().contains("gave up"));
+}
+
+#[tokio::test]
+async fn the_schedule_gives_up_the_deliveries_of_a_finished_build_no_poll_could_save_for_hours() {
+    let (poller, fake) = poller();
+    let body = |n: &str| {
+        json!({"source": {"url": "docker://r.example/base:1"}, "destination": {"url": format!("docker://r.example/app:{n}")}, "webhooks": {"status": ["https://hooks.example/s"]}})
+            .to_string()
+            .into_bytes()
+    };
+    fake.create().v2("app", "dead", &body("1")).await.unwrap();
+    fake.create().v2("app", "slow", &body("2")).await.unwrap();
+    let (dead, slow) = (v2_source_id("app", "dead"), v2_source_id("app", "slow"));
+    let now = now_ms();
+    for (id, idle_ms) in [(dead, 3 * 3_600_000), (slow, 3_600_000)] {
+        let mut builds = fake.store.builds.lock().unwrap();
+        let record = builds.get_mut(&id).unwrap();
+        record.move_to(BuildState::Failed);
+        (record.updated_at_ms, record.progress.polled_at_ms) = (now - idle_ms, now - idle_ms);
+        assert!(record.needs_polling(), "its status target has not been told");
+    }
+    fake.queue.sent.lock().unwrap().clear();
+    let redriven = poller.redrive(Duration::from_secs(300)).await.unwrap();
+    assert_eq!(redriven, Redriven { requeued: vec![slow], failed: vec![], abandoned: vec![dead] });
+    let dead = fake.store.get(dead).await.unwrap().unwrap();
+    assert!(!dead.needs_polling(), "given up: the schedule comes back for it no more");
+    assert!(dead.progress.deliveries.status.iter().all(|t| t.closed));
+    assert_eq!(poller.redrive(Duration::from_secs(300)).await.unwrap().abandoned, Vec::<Uuid>::new());
 }
 
 /// A poller whose webhooks are recorded, and its fakes.
@@ -551,18 +579,23 @@ impl SourceFetcher for SlowDownload {
     }
 }
 
-/// The fake Jenkins, answering `ensure_job` after `slow` while it is set.
-struct SlowJenkins {
+/// The fake Jenkins, answering `ensure_job` after `slow` while it is set, and refusing the
+/// credentials while `refusing`.
+struct ScriptedJenkins {
     inner: Arc<crate::fakes::FakeJenkins>,
     slow: Mutex<Option<Duration>>,
+    refusing: Mutex<bool>,
 }
 
 #[async_trait::async_trait]
-impl Jenkins for SlowJenkins {
+impl Jenkins for ScriptedJenkins {
     async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError> {
         let slow = *self.slow.lock().unwrap();
         if let Some(slow) = slow {
             tokio::time::sleep(slow).await;
+        }
+        if *self.refusing.lock().unwrap() {
+            return Err(JenkinsError::Rejected("401 for the job: check JENKINS_USER and JENKINS_TOKEN".into()));
         }
         self.inner.ensure_job(job).await
     }
@@ -601,7 +634,7 @@ async fn a_poll_with_a_slow_download_and_a_slow_jenkins_returns_before_its_deadl
     let id = v2_source_id("app", "1");
     fake.create().v2("app", "1", &v2_body("https://src.example/a.tgz")).await.unwrap();
     let fetcher = Arc::new(SlowDownload { sources: fake.sources.clone(), took: Duration::from_secs(50), downloads: Default::default() });
-    let jenkins = Arc::new(SlowJenkins { inner: fake.jenkins.clone(), slow: Mutex::new(Some(Duration::from_secs(60))) });
+    let jenkins = Arc::new(ScriptedJenkins { inner: fake.jenkins.clone(), slow: Mutex::new(Some(Duration::from_secs(60))), refusing: Mutex::new(false) });
     let mut poller = fake.poller(fetcher.clone(), Arc::new(RecordingWebhooks::default()).webhooks());
     poller.jenkins = jenkins.clone();
 
@@ -644,4 +677,27 @@ async fn a_build_whose_spec_never_opens_fails_at_once_and_is_not_polled_again() 
     assert!(record.progress.lease.is_none());
     assert!(fake.queue.sent.lock().unwrap().iter().all(|(m, _)| m.round == 0), "no next poll");
     assert!(fake.jenkins.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn jenkins_refusing_the_credentials_is_retried_until_the_queue_timeout_then_fails_the_build() {
+    let fake = fakes();
+    let id = v2_source_id("app", "1");
+    fake.create().v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    let jenkins = Arc::new(ScriptedJenkins { inner: fake.jenkins.clone(), slow: Mutex::new(None), refusing: Mutex::new(true) });
+    let mut poller = fake.poller(Arc::new(Unreachable), Arc::new(RecordingWebhooks::default()).webhooks());
+    poller.jenkins = jenkins.clone();
+    let interval = poller.policy.pacing.interval;
+
+    // A token being rotated: the build waits for it.
+    let polled = poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap();
+    assert_eq!(polled, Polled::Moved { state: BuildState::Pending, next: Some(interval) });
+
+    // Still refused past QUEUE_TIMEOUT: the build fails with the reason.
+    let queue_timeout = as_ms(poller.policy.queue_timeout);
+    fake.store.builds.lock().unwrap().get_mut(&id).unwrap().created_at_ms -= queue_timeout + 1000;
+    let polled = poller.poll(&PollMessage { source_id: id, round: 1 }).await.unwrap();
+    assert_eq!(polled, Polled::Moved { state: BuildState::Failed, next: None });
+    let record = fake.store.get(id).await.unwrap().unwrap();
+    assert!(record.failure.as_deref().is_some_and(|f| f.contains("401")), "{:?}", record.failure);
 }
