@@ -81,11 +81,12 @@ impl HttpWebhookClient {
         }
         let mut map = HeaderMap::with_capacity(headers.len() + 2);
         for (name, value) in headers {
-            let name =
-                HeaderName::from_bytes(name.as_bytes()).map_err(|_| SendError::new(format!("'{}' is not a header name", redact(&name))))?;
+            // Neither is ever valid on a later attempt: final, never retried.
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| SendError::refused(format!("'{}' is not a header name", redact(&name))))?;
             // The value is not shown: it may be a credential.
-            let value =
-                HeaderValue::from_str(&value).map_err(|_| SendError::new(format!("the value of the {name} header is not valid")))?;
+            let value = HeaderValue::from_str(&value)
+                .map_err(|_| SendError::refused(format!("the value of the {name} header is not a valid HTTP header value")))?;
             map.append(name, value);
         }
         map.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static(content_type));
@@ -211,9 +212,10 @@ struct Target {
 impl Target {
     fn parse(url: &str) -> Result<Self, SendError> {
         // The text is not shown: without a parsed authority, redaction could miss a password.
-        let given = Url::parse(url).map_err(|e| SendError::new(format!("the webhook URL is not a valid URL ({e})")))?;
-        if !matches!(given.scheme(), "http" | "https") || given.host_str().is_none_or(str::is_empty) {
-            return Err(SendError::new(format!("{} is not an http or https URL", redact(given.as_str()))));
+        // A URL that no request can be made to is final.
+        let given = Url::parse(url).map_err(|e| SendError::refused(format!("the webhook URL is not a valid URL ({e})")))?;
+        if !matches!(given.scheme(), "http" | "https") || given.host_str().is_none_or(str::is_empty) || given.port() == Some(0) {
+            return Err(SendError::refused(format!("{} is not an http or https URL that can be dialled", redact(given.as_str()))));
         }
         let credentials = (!given.username().is_empty() || given.password().is_some())
             .then(|| (decoded(given.username()), given.password().map(decoded).unwrap_or_default()));
@@ -242,9 +244,21 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused_without_showing_credentials() {
-        for url in ["ftp://u:s3cret@hooks.example/x", "https://u:se/cret@", "kafka://u:s3cret@k:9092/t"] {
-            let SendError { message, .. } = Target::parse(url).unwrap_err();
+        for url in ["ftp://u:s3cret@hooks.example/x", "https://u:se/cret@", "kafka://u:s3cret@k:9092/t", "https://u:s3cret@h.example:0/"] {
+            let SendError { message, refused } = Target::parse(url).unwrap_err();
             assert!(!message.contains("s3cret") && !message.contains("se/cret"), "{url}: {message}");
+            assert!(refused, "{url}: no request can ever be made to it, so it is final");
+        }
+    }
+
+    #[test]
+    fn a_header_no_request_can_carry_is_final() {
+        let client = HttpWebhookClient::new(AllowedNetworks::none()).unwrap();
+        for header in [("X-Token", "a\nb"), ("Bad Name", "v")] {
+            let headers = vec![(header.0.to_owned(), header.1.to_owned())];
+            let Err(error) = client.post("https://hooks.example/s", headers, JSON) else { panic!("{header:?} was sent") };
+            assert!(error.refused, "{header:?}: {error}");
+            assert!(!error.message.contains("a\nb"), "the value is not shown: {error}");
         }
     }
 }

@@ -152,7 +152,8 @@ pub struct Answer {
 #[error("{message}")]
 pub struct SendError {
     pub message: String,
-    /// The target's address is refused (a range `ALLOWED_PRIVATE_CIDRS` does not open): final.
+    /// Final: the target's address is refused (a range `ALLOWED_PRIVATE_CIDRS` does not open),
+    /// or no request can be made to it (a URL or a header value no HTTP request can carry).
     pub refused: bool,
 }
 
@@ -162,7 +163,7 @@ impl SendError {
         Self { message: message.into(), refused: false }
     }
 
-    /// The SSRF guard refused the target: given up at once.
+    /// The SSRF guard refused the target, or no request can ever be made to it: given up at once.
     pub fn refused(message: impl Into<String>) -> Self {
         Self { message: message.into(), refused: true }
     }

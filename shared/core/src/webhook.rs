@@ -28,6 +28,8 @@ pub enum TargetError {
     UnsupportedScheme(String),
     #[error("'{0}' has no host")]
     NoHost(String),
+    #[error("'{0}' names port 0, which no connection can reach")]
+    PortZero(String),
     #[error("'{0}' must be kafka://host:port/topic")]
     BadKafka(String),
     #[error("failover(…) must be failover(kafka://host:port/topic, …) with at least one broker and one topic: {0}")]
@@ -48,6 +50,9 @@ impl WebhookTarget {
             "http" | "https" => {
                 if url.host_str().is_none_or(str::is_empty) {
                     return Err(TargetError::NoHost(redact(raw)));
+                }
+                if url.port() == Some(0) {
+                    return Err(TargetError::PortZero(redact(raw)));
                 }
                 Ok(Self::Http { url: url.to_string() })
             }
@@ -90,7 +95,7 @@ fn parse_failover(raw: &str, inner: &str) -> Result<WebhookTarget, TargetError> 
 fn kafka_endpoint(url: &Url) -> Option<(String, String)> {
     // One plain host: librdkafka would read `a,b` or `a b` as two brokers, one of them unchecked.
     let host = url.host_str().filter(|h| crate::netguard::Host::parse(h).is_some_and(|host| host.is_plain()))?;
-    let port = url.port()?;
+    let port = url.port().filter(|port| *port != 0)?;
     let topic = url.path().trim_start_matches('/');
     let valid_topic =
         !topic.is_empty() && topic.len() <= 249 && topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -157,6 +162,9 @@ mod tests {
     fn bad_targets_are_refused_with_the_reason() {
         assert_eq!(WebhookTarget::parse("ftp://example.com/x"), Err(TargetError::UnsupportedScheme("ftp".into())));
         assert_eq!(WebhookTarget::parse(""), Err(TargetError::Empty));
+        // URLs no connection can reach: refused at create, never retried.
+        assert!(matches!(WebhookTarget::parse("https://hooks.example:0/s"), Err(TargetError::PortZero(_))));
+        assert!(matches!(WebhookTarget::parse("kafka://10.0.0.1:0/buildlogs"), Err(TargetError::BadKafka(_))), "port 0");
         assert!(matches!(WebhookTarget::parse("not a url"), Err(TargetError::NotAUrl(_))));
         assert!(matches!(WebhookTarget::parse("kafka://10.0.0.1/buildlogs"), Err(TargetError::BadKafka(_))), "no port");
         assert!(matches!(WebhookTarget::parse("kafka://10.0.0.1:9092/"), Err(TargetError::BadKafka(_))), "no topic");
