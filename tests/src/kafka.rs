@@ -44,13 +44,20 @@ pub struct Kafka {
 impl Kafka {
     /// A broker of its own on a free loopback port, with its topics in memory.
     pub fn start() -> Self {
+        Self::start_advertising(None)
+    }
+
+    /// A broker listening on a free loopback port that tells its clients it is at
+    /// `advertised_host` (on the same port), as a broker behind another name does.
+    pub fn start_advertising(advertised_host: Option<&str>) -> Self {
         let binary = std::env::var(BROKER_VARIABLE).unwrap_or_else(|_| {
             panic!("{BROKER_VARIABLE} must name the Tansu broker binary: run the tests with `make test` (infra/local/test.sh installs it)")
         });
         let address = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
         let url = format!("tcp://{address}");
+        let advertised = advertised_host.map_or_else(|| url.clone(), |host| format!("tcp://{host}:{}", address.port()));
         let broker = Command::new(&binary)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised, "--storage-engine", "memory://tansu/"])
             // Tansu reads these too; the caller's would change the broker.
             .env_remove("CLUSTER_ID")
             .env_remove("SCHEMA_REGISTRY")

@@ -12,6 +12,12 @@
 //! advertises, too): those lookups cannot be pinned to the checked addresses, so a DNS-rebinding
 //! broker name is a gap this check narrows but does not close. Deployers list brokers by address,
 //! or keep `ALLOWED_PRIVATE_CIDRS` to the ranges Kafka really lives in.
+//!
+//! `KAFKA_ALLOWED_BROKERS` closes the rest of it for deployers who know their clusters: a target
+//! whose bootstrap brokers are not all listed is refused (final); a new producer first asks the
+//! cluster for its brokers (one metadata request, to a bootstrap broker: librdkafka connects to
+//! the others only when it needs them) and is dropped, the target refused, when the cluster
+//! advertises one not listed. librdkafka is handed each broker in the spelling the guard checked.
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
@@ -24,7 +30,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use shuttle_core::netguard::AllowedNetworks;
+use shuttle_core::netguard::{broker_address, AllowedBrokers, AllowedNetworks};
 use shuttle_core::ports::{KafkaClient, KafkaMessage, SendError};
 use shuttle_core::redact::redact;
 use tokio::time::Instant;
@@ -50,6 +56,7 @@ pub struct RdKafkaClient {
     producers: Mutex<LruCache<String, FutureProducer>>,
     message_timeout: Duration,
     allowed: AllowedNetworks,
+    brokers: AllowedBrokers,
 }
 
 impl RdKafkaClient {
@@ -66,19 +73,61 @@ impl RdKafkaClient {
             producers: Mutex::new(LruCache::new(MAX_PRODUCERS)),
             message_timeout: message_timeout.max(Duration::from_millis(1)),
             allowed,
+            brokers: AllowedBrokers::any(),
         }
     }
 
-    fn has_producer(&self, bootstrap: &str) -> bool {
-        self.producers.lock().unwrap_or_else(PoisonError::into_inner).contains(bootstrap)
+    /// Dials only `brokers` (`KAFKA_ALLOWED_BROKERS`), bootstrap and advertised.
+    #[must_use]
+    pub fn with_allowed_brokers(self, brokers: AllowedBrokers) -> Self {
+        Self { brokers, ..self }
     }
 
-    /// The producer for `bootstrap` (`host:port,host:port`), created on first use.
-    fn producer(&self, bootstrap: &str) -> Result<FutureProducer, SendError> {
-        let mut producers = self.producers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(producer) = producers.get(bootstrap) {
-            return Ok(producer.clone());
+    fn cached(&self, bootstrap: &str) -> Option<FutureProducer> {
+        self.producers.lock().unwrap_or_else(PoisonError::into_inner).get(bootstrap).cloned()
+    }
+
+    /// The producer of `brokers` (normalised), checked before it is created and kept.
+    async fn producer(&self, brokers: &[String], bootstrap: &str) -> Result<FutureProducer, SendError> {
+        if let Some(producer) = self.cached(bootstrap) {
+            return Ok(producer);
         }
+        if let Some(outside) = brokers.iter().find(|broker| !self.brokers.allows(broker)) {
+            return Err(SendError::refused(format!("the Kafka broker {outside} is not in KAFKA_ALLOWED_BROKERS")));
+        }
+        crate::guard::check_brokers(brokers, &self.allowed).await.map_err(|check| match check {
+            crate::guard::BrokerCheck::Refused(refusal) => SendError::refused(redact(&refusal)),
+            crate::guard::BrokerCheck::Unresolved(problem) => SendError::new(redact(&problem)),
+        })?;
+        let producer = self.create(bootstrap)?;
+        if self.brokers.is_restricted() {
+            self.check_advertised(&producer).await?;
+        }
+        // A producer dropped here finishes what it has in flight: the polls using it hold a clone.
+        self.producers.lock().unwrap_or_else(PoisonError::into_inner).put(bootstrap.to_owned(), producer.clone());
+        Ok(producer)
+    }
+
+    /// Asks the cluster for its brokers: each must be in `KAFKA_ALLOWED_BROKERS`.
+    async fn check_advertised(&self, producer: &FutureProducer) -> Result<(), SendError> {
+        let asking = producer.clone();
+        let timeout = self.message_timeout;
+        // librdkafka's metadata call blocks its thread.
+        let metadata = tokio::task::spawn_blocking(move || asking.client().fetch_metadata(None, timeout))
+            .await
+            .map_err(|e| SendError::new(format!("the Kafka metadata request did not finish: {e}")))?
+            .map_err(|e| SendError::new(redact(&format!("the Kafka cluster did not say which brokers it has: {e}"))))?;
+        let advertised = metadata.brokers().iter().map(|broker| format!("{}:{}", broker.host(), broker.port()));
+        match advertised.into_iter().find(|broker| !self.brokers.allows(broker)) {
+            Some(outside) => {
+                Err(SendError::refused(redact(&format!("the Kafka cluster advertises the broker {outside}, which is not in KAFKA_ALLOWED_BROKERS"))))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A new producer for `bootstrap` (`host:port,host:port`).
+    fn create(&self, bootstrap: &str) -> Result<FutureProducer, SendError> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true")
@@ -87,8 +136,6 @@ impl RdKafkaClient {
             .set("socket.connection.setup.timeout.ms", CONNECTION_SETUP_TIMEOUT.as_millis().to_string())
             .create()
             .map_err(|e| SendError::new(redact(&format!("no Kafka producer for {bootstrap}: {e}"))))?;
-        // A producer dropped here finishes what it has in flight: the polls using it hold a clone.
-        producers.put(bootstrap.to_owned(), producer.clone());
         Ok(producer)
     }
 
@@ -101,14 +148,15 @@ impl RdKafkaClient {
 #[async_trait]
 impl KafkaClient for RdKafkaClient {
     async fn produce(&self, brokers: &[String], topic: &str, messages: Vec<KafkaMessage>) -> Result<(), (usize, SendError)> {
-        let bootstrap = brokers.iter().map(|broker| broker.trim()).collect::<Vec<_>>().join(",");
-        if !self.has_producer(&bootstrap) {
-            crate::guard::check_brokers(brokers, &self.allowed).await.map_err(|check| match check {
-                crate::guard::BrokerCheck::Refused(refusal) => (0, SendError::refused(redact(&refusal))),
-                crate::guard::BrokerCheck::Unresolved(problem) => (0, SendError::new(redact(&problem))),
-            })?;
-        }
-        let producer = self.producer(&bootstrap).map_err(|e| (0, e))?;
+        // Each broker as the guard reads it (a legacy broker without a port is on Kafka's 9092).
+        let brokers = brokers
+            .iter()
+            .map(|broker| broker_address(broker).or_else(|| broker_address(&format!("{}:9092", broker.trim()))))
+            .collect::<Option<Vec<_>>>()
+            // Never echoed: a malformed broker may carry userinfo that redaction would not see.
+            .ok_or_else(|| (0, SendError::refused("a Kafka broker is not a plain host:port")))?;
+        let bootstrap = brokers.join(",");
+        let producer = self.producer(&brokers, &bootstrap).await.map_err(|e| (0, e))?;
         let result = produce_in_order(&producer, topic, &messages, self.message_timeout).await;
         // A fatal error (the idempotent producer's state lost) leaves the producer unusable.
         if result.is_err() && producer.client().fatal_error().is_some() {
@@ -190,18 +238,19 @@ mod tests {
 
     /// Issue 20: builds naming ever new broker lists do not grow a warm poller's producers
     /// without end; the least recently used goes first.
-    #[test]
-    fn the_producers_kept_are_bounded_and_the_least_recently_used_goes_first() {
-        let client = RdKafkaClient::new(AllowedNetworks::none());
+    #[tokio::test]
+    async fn the_producers_kept_are_bounded_and_the_least_recently_used_goes_first() {
+        let client = RdKafkaClient::new("127.0.0.0/8".parse().unwrap());
         let lists: Vec<String> = (0..40).map(|i| format!("127.0.0.1:{}", 20_000 + i)).collect();
         for list in &lists {
-            drop(client.producer(list).expect("a producer: creating one dials nothing yet"));
-            drop(client.producer(&lists[0]).expect("the first one, used again"));
+            drop(client.producer(std::slice::from_ref(list), list).await.expect("a producer: creating one dials nothing yet"));
+            drop(client.producer(&lists[..1], &lists[0]).await.expect("the first one, used again"));
         }
         let kept = client.producers.lock().unwrap().len();
         assert_eq!(kept, MAX_PRODUCERS.get(), "at most {MAX_PRODUCERS} producers");
-        assert!(client.has_producer(&lists[0]), "the one in use stays");
-        assert!(!client.has_producer(&lists[1]), "the least recently used went first");
-        assert!(client.has_producer(&lists[39]));
+        let has_producer = |list: &String| client.producers.lock().unwrap().contains(list);
+        assert!(has_producer(&lists[0]), "the one in use stays");
+        assert!(!has_producer(&lists[1]), "the least recently used went first");
+        assert!(has_producer(&lists[39]));
     }
 }

@@ -116,7 +116,7 @@ pub fn poller(sdk: &SdkConfig, env: &Env<'_>) -> Result<Poller, StartupError> {
         queue: poll_queue(sdk, env)?,
         sealer: sealer(sdk, env)?,
         jenkins: jenkins(env)?,
-        webhooks: Webhooks { http: Arc::new(http), kafka: Arc::new(RdKafkaClient::new(allowed)) },
+        webhooks: Webhooks { http: Arc::new(http), kafka: Arc::new(RdKafkaClient::new(allowed).with_allowed_brokers(env.allowed_brokers()?)) },
         policy,
     })
 }

@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::access::{Access, LinkSigner, MIN_SECRET_CHARS};
 use crate::delivery::SigningSecret;
-use crate::netguard::AllowedNetworks;
+use crate::netguard::{AllowedBrokers, AllowedNetworks};
 use crate::request::is_argument_name;
 
 /// A secret setting (a token, a key): `secrecy`'s string, whose `Debug` never shows it and
@@ -177,6 +177,14 @@ impl<'a> Env<'a> {
         match self.optional("ALLOWED_PRIVATE_CIDRS") {
             None => Ok(AllowedNetworks::none()),
             Some(raw) => raw.parse().map_err(|reason| ConfigError::Malformed { name: "ALLOWED_PRIVATE_CIDRS", reason }),
+        }
+    }
+
+    /// `KAFKA_ALLOWED_BROKERS`: the only Kafka brokers dialled; unset, any the guard allows.
+    pub fn allowed_brokers(&self) -> Result<AllowedBrokers, ConfigError> {
+        match self.optional("KAFKA_ALLOWED_BROKERS") {
+            None => Ok(AllowedBrokers::any()),
+            Some(raw) => raw.parse().map_err(|reason| ConfigError::Malformed { name: "KAFKA_ALLOWED_BROKERS", reason }),
         }
     }
 

@@ -348,6 +348,62 @@ impl fmt::Display for Host {
     }
 }
 
+/// A Kafka broker `host:port` as it is dialled and compared: the host read as an `http` URL's
+/// (lowercase, IDNA, IPv4 spellings and percent-escapes resolved, IPv6 in brackets) and a port
+/// other than 0. `None` for anything else (a list, userinfo, a path, no port).
+pub fn broker_address(authority: &str) -> Option<String> {
+    let authority = authority.trim();
+    let (host, port) = authority.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|port| *port != 0)?;
+    let host = Host::parse(host).filter(Host::is_plain)?;
+    Some(match host {
+        Host::Address(IpAddr::V6(address)) => format!("[{address}]:{port}"),
+        host => format!("{host}:{port}"),
+    })
+}
+
+/// `KAFKA_ALLOWED_BROKERS`: the only Kafka brokers dialled, the bootstrap brokers a target names
+/// and those the cluster advertises alike (`host:port,…`). Unset, any broker the SSRF guard
+/// allows is dialled.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowedBrokers(Option<std::collections::BTreeSet<String>>);
+
+impl AllowedBrokers {
+    /// No list: every broker the SSRF guard allows.
+    pub const fn any() -> Self {
+        Self(None)
+    }
+
+    pub const fn is_restricted(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether `broker` (`host:port`, any spelling of it) may be dialled.
+    pub fn allows(&self, broker: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(list) => broker_address(broker).is_some_and(|broker| list.contains(&broker)),
+        }
+    }
+}
+
+impl FromStr for AllowedBrokers {
+    type Err = String;
+
+    fn from_str(list: &str) -> Result<Self, String> {
+        let brokers = list
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| broker_address(entry).ok_or_else(|| format!("'{entry}' is not a Kafka broker host:port")))
+            .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
+        if brokers.is_empty() {
+            return Err("lists no broker; leave it unset to allow any broker the SSRF guard allows".to_owned());
+        }
+        Ok(Self(Some(brokers)))
+    }
+}
+
 /// Why a host is refused before any lookup.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostRefusal {

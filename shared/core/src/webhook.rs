@@ -91,15 +91,15 @@ fn parse_failover(raw: &str, inner: &str) -> Result<WebhookTarget, TargetError> 
     Ok(WebhookTarget::Kafka { brokers, topic })
 }
 
-/// `kafka://host:port/topic` → (`host:port`, `topic`).
+/// `kafka://host:port/topic` → (`host:port`, `topic`), the host as the SSRF guard reads it:
+/// librdkafka dials what was checked, never another spelling of it.
 fn kafka_endpoint(url: &Url) -> Option<(String, String)> {
     // One plain host: librdkafka would read `a,b` or `a b` as two brokers, one of them unchecked.
-    let host = url.host_str().filter(|h| crate::netguard::Host::parse(h).is_some_and(|host| host.is_plain()))?;
-    let port = url.port().filter(|port| *port != 0)?;
+    let broker = crate::netguard::broker_address(&format!("{}:{}", url.host_str()?, url.port()?))?;
     let topic = url.path().trim_start_matches('/');
     let valid_topic =
         !topic.is_empty() && topic.len() <= 249 && topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    valid_topic.then(|| (format!("{host}:{port}"), topic.to_owned()))
+    valid_topic.then(|| (broker, topic.to_owned()))
 }
 
 impl fmt::Display for WebhookTarget {

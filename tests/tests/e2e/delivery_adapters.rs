@@ -14,7 +14,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use shuttle_adapters::{HttpWebhookClient, RdKafkaClient};
-use shuttle_core::netguard::AllowedNetworks;
+use shuttle_core::netguard::{AllowedBrokers, AllowedNetworks};
+use shuttle_tests::kafka::Kafka;
 use shuttle_core::ports::{Answer, KafkaClient, KafkaMessage, LogStream, SendError, WebhookClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -658,6 +659,32 @@ async fn kafka_brokers_on_refused_addresses_get_nothing_and_the_failure_is_final
     assert!(error.message.starts_with("the Kafka broker ") && error.message.contains("loopback"), "{error:?}");
     let cluster_only = vec![cluster.bootstrap_servers()];
     assert_eq!(produce(&RdKafkaClient::new(loopback()), &cluster_only, "buildlogs", log_lines(3)).await, Ok(()), "allowed, it is sent");
+}
+
+/// Issue 20: `KAFKA_ALLOWED_BROKERS` holds for the brokers a target names and for those the
+/// cluster advertises, which librdkafka would otherwise dial unchecked.
+#[tokio::test]
+async fn kafka_allowed_brokers_holds_for_the_bootstrap_and_the_advertised_brokers() {
+    let kafka = Kafka::start_advertising(Some("localhost"));
+    kafka.create_topic("buildlogs").await;
+    let port = kafka.bootstrap().rsplit_once(':').map(|(_, port)| port.to_owned()).unwrap();
+    let bootstrap = vec![format!("127.0.0.1:{port}")];
+    let client = |allowed: &str| RdKafkaClient::new(loopback()).with_allowed_brokers(allowed.parse::<AllowedBrokers>().unwrap());
+
+    let (delivered, error) = produce(&client("10.1.2.3:9092"), &bootstrap, "buildlogs", log_lines(3)).await.expect_err("not listed");
+    assert!(delivered == 0 && error.refused, "final: {error:?}");
+    assert_eq!(error.message, format!("the Kafka broker 127.0.0.1:{port} is not in KAFKA_ALLOWED_BROKERS"));
+
+    let (delivered, error) =
+        produce(&client(&format!("127.0.0.1:{port}")), &bootstrap, "buildlogs", log_lines(3)).await.expect_err("advertised elsewhere");
+    assert!(delivered == 0 && error.refused, "final: {error:?}");
+    assert!(error.message.contains(&format!("advertises the broker localhost:{port}")), "{error:?}");
+
+    let both = format!("127.0.0.1:{port}, LOCALHOST:{port}");
+    assert_eq!(produce(&client(&both), &bootstrap, "buildlogs", log_lines(3)).await, Ok(()), "every broker listed: sent");
+    // Messages of a refused send would come first in the topic.
+    let received = kafka.messages("buildlogs", 3, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 3, "the three lines of the one allowed send, none of the refused ones");
 }
 
 /// Throughput of the Kafka client against the mock cluster: 100,000 lines of 100 bytes in

@@ -273,3 +273,25 @@ fn allowed_networks_parse_from_the_setting() {
         assert!(malformed.parse::<AllowedNetworks>().is_err(), "{malformed}");
     }
 }
+
+#[test]
+fn a_broker_is_compared_and_dialled_in_one_spelling() {
+    assert_eq!(broker_address("Kafka.Example:9092").as_deref(), Some("kafka.example:9092"));
+    assert_eq!(broker_address("0x7f.1:9092").as_deref(), Some("127.0.0.1:9092"));
+    assert_eq!(broker_address("%31%32%37.0.0.1:9092").as_deref(), Some("127.0.0.1:9092"));
+    assert_eq!(broker_address("[::1]:9092").as_deref(), Some("[::1]:9092"));
+    for unusable in ["kafka.example", "kafka.example:0", "a,b:9092", "u:p@h:9092", "h:9092/x", "a b:9092", ""] {
+        assert_eq!(broker_address(unusable), None, "{unusable}");
+    }
+}
+
+#[test]
+fn kafka_allowed_brokers_lists_the_only_brokers_dialled() {
+    let allowed: AllowedBrokers = "kafka-1.internal:9092, 10.0.0.7:9093".parse().unwrap();
+    assert!(allowed.is_restricted());
+    assert!(allowed.allows("KAFKA-1.internal:9092") && allowed.allows("10.0.0.7:9093") && allowed.allows("0xa.7:9093"));
+    assert!(!allowed.allows("kafka-1.internal:9093") && !allowed.allows("kafka-2.internal:9092") && !allowed.allows("junk"));
+    assert!(AllowedBrokers::any().allows("anything.example:1"));
+    assert!("kafka-1.internal".parse::<AllowedBrokers>().unwrap_err().contains("kafka-1.internal"), "no port");
+    assert!(" , ".parse::<AllowedBrokers>().is_err(), "an empty list is a mistake, not 'any'");
+}
