@@ -154,12 +154,20 @@ impl SourceFetcher for HttpSourceFetcher {
 
     async fn check_registry(&self, registry: &str) -> Result<(), FetchError> {
         let refused = |what: String| Err(FetchError::Failed(format!("the registry {} is refused: {what}", redact(registry))));
+        // A registry that cannot be checked here is not handed to Jenkins, whose own lookups
+        // could reach what the guard refuses: it fails the build, with the reason.
+        let unchecked = |what: String| {
+            Err(FetchError::Failed(format!(
+                "the registry {} could not be checked: {what}; the shuttle hands Jenkins only registries it resolved",
+                redact(registry)
+            )))
+        };
         match tokio::time::timeout(REGISTRY_LOOKUP_TIMEOUT, check_dialled(registry, 443, &self.allowed)).await {
+            Ok(Ok(())) => Ok(()),
             Ok(Err(DialCheck::NotPlain)) => refused("it is not a plain host[:port]".into()),
             Ok(Err(DialCheck::Refused(reason))) => refused(reason),
-            // Unresolvable here (or not within a moment): Jenkins' DNS may know it (an internal
-            // registry); it is Jenkins' to reach.
-            Ok(Err(DialCheck::Unresolved(_))) | Err(_) | Ok(Ok(())) => Ok(()),
+            Ok(Err(DialCheck::Unresolved(error))) => unchecked(format!("it did not resolve ({})", redact(&error.to_string()))),
+            Err(_) => unchecked(format!("it did not resolve within {} s", REGISTRY_LOOKUP_TIMEOUT.as_secs())),
         }
     }
 }

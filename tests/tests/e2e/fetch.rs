@@ -383,6 +383,7 @@ async fn a_registry_is_checked_after_resolving_it() {
     let reason = failed(some_loopback.check_registry("0251.0376.0251.0376").await);
     assert!(reason.contains("link-local"), "{reason}");
     assert!(fetcher_allowing(&stack, "127.0.0.0/8").check_registry("localhost:5000").await.is_ok(), "allowed loopback");
-    let unresolved = some_loopback.check_registry("no-such-registry.invalid:5000").await;
-    assert!(unresolved.is_ok(), "a name only Jenkins' DNS may know is Jenkins' to reach: {unresolved:?}");
+    // Issue 20: a name the guard cannot resolve is never handed to Jenkins' own DNS.
+    let reason = failed(some_loopback.check_registry("no-such-registry.invalid:5000").await);
+    assert!(reason.starts_with("the registry no-such-registry.invalid:5000 could not be checked: it did not resolve"), "{reason}");
 }

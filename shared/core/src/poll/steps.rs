@@ -30,13 +30,6 @@ impl Build<'_> {
         if !refused.is_empty() {
             return self.fail_early(refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")).await;
         }
-        for registry in spec.registries() {
-            match self.poller.fetcher.check_registry(registry).await {
-                Ok(()) => {}
-                Err(FetchError::Failed(reason)) => return self.fail_early(reason).await,
-                Err(FetchError::Service(error)) => return Err(error.into()),
-            }
-        }
         if self.record.state == BuildState::Accepted {
             self.move_to(BuildState::Pending).await?;
         }
@@ -56,6 +49,14 @@ impl Build<'_> {
             Ok(()) => {}
             Err(FetchError::Failed(reason)) => return self.fail_early(format!("the sources could not be cached: {reason}")).await,
             Err(FetchError::Service(error)) => return Err(error.into()),
+        }
+        // Checked last, just before Jenkins is handed them.
+        for registry in spec.registries() {
+            match self.poller.fetcher.check_registry(registry).await {
+                Ok(()) => {}
+                Err(FetchError::Failed(reason)) => return self.fail_early(reason).await,
+                Err(FetchError::Service(error)) => return Err(error.into()),
+            }
         }
         let job = self.job();
         if let Err(error) = self.poller.jenkins.ensure_job(&job).await {
