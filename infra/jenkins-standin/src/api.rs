@@ -1,4 +1,6 @@
-//! Jenkins' REST endpoints: authentication and CSRF crumbs first, then the routes.
+//! Jenkins' REST endpoints: authentication and CSRF crumbs first, then the routes, each checking
+//! the permissions Jenkins checks (see [`crate::authorization`]), items found through their
+//! folders (`/job/team-a/job/app/…`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,10 +11,12 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::Value;
 
-use crate::job_config::{self, ParameterValue};
+use crate::authorization::Permission;
+use crate::item_path::{check_good_name, ItemKey, ItemPath};
+use crate::job_config::{self, ItemDefinition, ParameterValue};
 use crate::render;
 use crate::respond::{self, Reply};
-use crate::state::{now_ms, BuildResult, ItemState, Job, QueueItem, Session, Shared};
+use crate::state::{now_ms, BuildResult, Folder, Inner, Item, ItemState, Job, QueueItem, Session, Shared, FOLDER_CLASS};
 use crate::tree;
 
 /// A request as the routes see it: the path split into decoded segments.
@@ -101,14 +105,10 @@ fn authenticate(shared: &Shared, request: &ApiRequest) -> Result<Auth, Box<Reply
             return Err(Box::new(respond::unauthorized(&request.uri, "")));
         };
         let (user, secret) = credentials.split_once(':').unwrap_or((&credentials, ""));
-        let via = if user != config.user {
-            None
-        } else if secret == config.api_token {
-            Some(Via::ApiToken)
-        } else if secret == config.password {
-            Some(Via::Password)
-        } else {
-            None
+        let via = match config.accounts().find(|(name, _, _)| *name == user) {
+            Some((_, token, _)) if secret == token => Some(Via::ApiToken),
+            Some((_, _, password)) if secret == password => Some(Via::Password),
+            _ => None,
         };
         let Some(via) = via else {
             return Err(Box::new(respond::unauthorized(&request.uri, user)));
@@ -169,17 +169,88 @@ async fn route(shared: &Arc<Shared>, request: &ApiRequest, auth: &Auth) -> Reply
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     let post = request.method == Method::POST;
     let uri = request.uri.as_str();
+    // `Jenkins.getTarget()`: every page of Jenkins needs Overall/Read.
+    if let Some(denied) = refusal(shared, user, &[], Permission::OverallRead) {
+        return denied;
+    }
     match segments.as_slice() {
         [] => respond::html("<html><head><title>Dashboard [Jenkins]</title></head><body>Jenkins stand-in</body></html>\n".to_owned()),
-        ["api", "json"] => api_json(request, |_| render::root_json(shared, &shared.lock())),
+        ["api", "json"] => api_json(request, |_| render::root_json(shared, &shared.lock(), user)),
         ["crumbIssuer", "api", "json"] => crumb(shared, request, auth),
-        ["createItem"] if post => create_item(shared, request),
-        ["queue", "api", "json"] => api_json(request, |_| render::queue_json(shared, &shared.lock())),
-        ["queue", "cancelItem"] if post => cancel_item(shared, request),
-        ["queue", "item", id, rest @ ..] => queue_item(shared, request, id, rest),
-        ["job", name, rest @ ..] => job_route(shared, request, name, rest, user).await,
+        ["createItem"] if post => create_item(shared, request, &ItemPath::root(), user),
+        ["queue", "api", "json"] => api_json(request, |_| render::queue_json(shared, &shared.lock(), user)),
+        ["queue", "cancelItem"] if post => cancel_item(shared, request, user),
+        ["queue", "item", id, rest @ ..] => queue_item(shared, request, id, rest, user),
+        ["job", ..] => match resolve(shared, request, &segments, user) {
+            Ok((target, rest)) if target.folder => folder_route(shared, request, &target, rest, user).await,
+            Ok((target, rest)) => job_route(shared, request, &target, rest, user).await,
+            Err(reply) => *reply,
+        },
         ["createItem"] | ["queue", "cancelItem"] => respond::requires_post(uri),
         _ => respond::not_found(uri),
+    }
+}
+
+/// Jenkins' `checkPermission`: the refusal, 403 "alice is missing the Job/Build permission", when
+/// the ACL of `owner` (the names of a job's folder, or of a folder; empty: the root) does not give
+/// the permission.
+fn refusal(shared: &Shared, user: &str, owner: &[String], permission: Permission) -> Option<Reply> {
+    if shared.config.allows(user, owner, permission) {
+        return None;
+    }
+    tracing::debug!(user, permission = %permission, owner = %owner.join("/"), "access denied");
+    Some(respond::missing_permission(user, permission))
+}
+
+/// An item a `/job/A/job/B/…` path leads to.
+struct Target {
+    path: ItemPath,
+    folder: bool,
+}
+
+impl Target {
+    /// The names of the folder whose ACL applies to the item: a job's folder, a folder itself.
+    fn acl_owner(&self) -> &[String] {
+        if self.folder {
+            self.path.names()
+        } else {
+            self.path.folder_names()
+        }
+    }
+}
+
+/// Walks the `job/<name>` segments down from the root as Stapler does (`getJob(name)` of the
+/// root, then of each folder): an unknown name is 404; an item the user may not read is 404 too,
+/// so as not to reveal it, unless the user may discover it: then 403 "Please login to access job
+/// N" (the root's `Jenkins.getItem`) or "Please log in to access N" (a folder's). A job ends the
+/// walk: `job/N/job/X` asks the job for a build `job`, which is not found. Returns the item
+/// and the segments after it.
+fn resolve<'s>(shared: &Shared, request: &ApiRequest, segments: &'s [&'s str], user: &str) -> Result<(Target, &'s [&'s str]), Box<Reply>> {
+    let uri = request.uri.as_str();
+    let inner = shared.lock();
+    let mut found: Option<Target> = None;
+    let mut rest = segments;
+    while let ["job", name, after @ ..] = rest {
+        let group = match &found {
+            None => ItemPath::root(),
+            Some(target) if target.folder => target.path.clone(),
+            Some(_) => break,
+        };
+        let Some(item) = inner.item(&group.child(name)) else { return Err(Box::new(respond::not_found(uri))) };
+        if !shared.config.allows(user, item.acl_owner(), Permission::JobRead) {
+            if !shared.config.allows(user, item.acl_owner(), Permission::JobDiscover) {
+                return Err(Box::new(respond::not_found(uri)));
+            }
+            let message =
+                if group.is_root() { format!("Please login to access job {name}") } else { format!("Please log in to access {name}") };
+            return Err(Box::new(respond::access_denied(&message)));
+        }
+        found = Some(Target { path: item.path().clone(), folder: matches!(item, Item::Folder(_)) });
+        rest = after;
+    }
+    match found {
+        Some(target) => Ok((target, rest)),
+        None => Err(Box::new(respond::not_found(uri))),
     }
 }
 
@@ -202,28 +273,15 @@ fn crumb(shared: &Shared, request: &ApiRequest, auth: &Auth) -> Reply {
     reply
 }
 
-/// Jenkins' `checkGoodName`.
-fn check_good_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("No name is specified".to_owned());
-    }
-    if name.trim() == "." || name.trim() == ".." {
-        return Err(format!("“{}” is not an allowed name", name.trim()));
-    }
-    for c in name.chars() {
-        if c.is_control() {
-            return Err(format!("No control code is allowed: {}", name.escape_debug()));
-        }
-        if "?*/\\%!@#$^&|<>[]:;".contains(c) {
-            return Err(format!("‘{c}’ is an unsafe character"));
-        }
-    }
-    Ok(())
-}
-
-/// `POST /createItem?name=N` with a `config.xml` body.
-fn create_item(shared: &Shared, request: &ApiRequest) -> Reply {
+/// `POST /createItem?name=N` (or `/job/F/createItem?name=N` in a folder) with the `config.xml`
+/// of a job or a folder, as Jenkins' `ItemGroupMixIn.createTopLevelItem`: Job/Create on the
+/// folder (the root) first; then the name; an item of that name the user cannot see is "already
+/// there" without a word (Jenkins' `Items.verifyItemDoesNotAlreadyExist`).
+fn create_item(shared: &Shared, request: &ApiRequest, parent: &ItemPath, user: &str) -> Reply {
     let uri = request.uri.as_str();
+    if let Some(denied) = refusal(shared, user, parent.names(), Permission::JobCreate) {
+        return denied;
+    }
     let fail = |message: &str| respond::error_page(StatusCode::BAD_REQUEST, uri, message);
     let content_type = request.header(CONTENT_TYPE).map(str::to_ascii_lowercase);
     let mode = request.parameters().into_iter().find(|(k, _)| k == "mode").map(|(_, v)| v);
@@ -237,33 +295,62 @@ fn create_item(shared: &Shared, request: &ApiRequest) -> Reply {
         return fail(&why);
     }
     let name = name.trim().to_owned();
-    if shared.lock().jobs.contains_key(&name) {
-        return fail(&format!("A job already exists with the name ‘{name}’"));
-    }
+    let path = parent.child(&name);
+    // `parent.getItem(name)`: found when the user may read it; forbidden when they may only
+    // discover it; else as good as absent, until the XML is stored.
+    let hidden_existing = match shared.lock().item(&path) {
+        None => false,
+        Some(existing) if shared.config.allows(user, existing.acl_owner(), Permission::JobRead) => {
+            return fail(&format!("A job already exists with the name ‘{name}’"));
+        }
+        Some(existing) if shared.config.allows(user, existing.acl_owner(), Permission::JobDiscover) => {
+            let message =
+                if parent.is_root() { format!("Please login to access job {name}") } else { format!("Please log in to access {name}") };
+            return respond::access_denied(&message);
+        }
+        Some(_) => true,
+    };
     if mode.as_deref() == Some("copy") {
-        return fail("The stand-in does not copy jobs: post a config.xml");
+        return fail("The stand-in does not copy items: post a config.xml");
     }
     let is_xml = content_type.as_deref().is_some_and(|t| t.starts_with("application/xml") || t.starts_with("text/xml"));
     if !is_xml {
         return fail("No mode given");
     }
+    if hidden_existing {
+        return fail("");
+    }
     let config_xml = String::from_utf8_lossy(&request.body).into_owned();
-    let definition = match job_config::parse(&config_xml) {
+    let definition = match job_config::parse_item(&config_xml) {
         Ok(definition) => definition,
         Err(why) => {
             return respond::error_page(StatusCode::INTERNAL_SERVER_ERROR, uri, &format!("java.io.IOException: Unable to read: {why}"))
         }
     };
     let mut inner = shared.lock();
-    if inner.jobs.contains_key(&name) {
+    if !parent.is_root() && !matches!(inner.item(parent), Some(Item::Folder(_))) {
+        return respond::not_found(uri); // the folder was deleted meanwhile
+    }
+    if inner.item(&path).is_some() {
         return fail(&format!("A job already exists with the name ‘{name}’"));
     }
-    let generation = inner.next_job_generation;
-    inner.next_job_generation += 1;
-    inner.jobs.insert(
-        name.clone(),
-        Job { name, generation, config_xml, definition, next_build_number: 1, builds: Default::default(), deleting: false },
-    );
+    let generation = inner.next_generation();
+    let item = match definition {
+        ItemDefinition::Job(definition) => Item::Job(Job {
+            path: path.clone(),
+            generation,
+            config_xml,
+            definition,
+            next_build_number: 1,
+            builds: Default::default(),
+            deleting: false,
+        }),
+        ItemDefinition::Folder(folder) => {
+            Item::Folder(Folder { path: path.clone(), generation, config_xml, description: folder.description })
+        }
+    };
+    tracing::debug!(item = %path, class = item.class(), "created");
+    inner.items.insert(path.key(), item);
     respond::empty(StatusCode::OK)
 }
 
@@ -271,18 +358,24 @@ fn queue_id_parameter(request: &ApiRequest) -> Option<u64> {
     request.parameters().into_iter().find(|(k, _)| k == "id").and_then(|(_, v)| v.parse().ok())
 }
 
-/// `POST /queue/cancelItem?id=N`: 204 when cancelled; 404 for an unknown (or forgotten) id;
-/// 500 for an item that already left the queue (Jenkins cannot cancel those).
-fn cancel_item(shared: &Shared, request: &ApiRequest) -> Reply {
+/// `POST /queue/cancelItem?id=N`: 204 when cancelled; 404 for an unknown (or forgotten) id, or
+/// one whose job the user may not read; 422 without Job/Cancel; 500 for an item that already
+/// left the queue (Jenkins cannot cancel those).
+fn cancel_item(shared: &Shared, request: &ApiRequest, user: &str) -> Reply {
     let Some(id) = queue_id_parameter(request) else {
         return respond::error_page(StatusCode::NOT_FOUND, &request.uri, "Provided id (0) not found");
     };
+    let not_found = || respond::error_page(StatusCode::NOT_FOUND, &request.uri, &format!("Provided id ({id}) not found"));
     let forget_after = shared.config.forget_left_items_after;
     let mut inner = shared.lock();
-    let cancelled = match inner.queue_item_mut(id, forget_after) {
-        None => return respond::error_page(StatusCode::NOT_FOUND, &request.uri, &format!("Provided id ({id}) not found")),
-        Some(item) => item.cancel(),
-    };
+    let Some(item) = inner.queue_item_mut(id, forget_after) else { return not_found() };
+    if !shared.config.allows(user, item.job.folder_names(), Permission::JobRead) {
+        return not_found();
+    }
+    if !shared.config.allows(user, item.job.folder_names(), Permission::JobCancel) {
+        return respond::error_page(StatusCode::UNPROCESSABLE_ENTITY, &request.uri, &format!("Item for id ({id}) is not cancellable"));
+    }
+    let cancelled = item.cancel();
     drop(inner);
     if cancelled {
         shared.wake_scheduler.notify_one();
@@ -292,7 +385,9 @@ fn cancel_item(shared: &Shared, request: &ApiRequest) -> Reply {
     }
 }
 
-fn queue_item(shared: &Shared, request: &ApiRequest, id: &str, rest: &[&str]) -> Reply {
+/// `/queue/item/<id>/…`. Its `api/json` needs Job/Read on the item's job; without Job/Discover
+/// the item is not found, with Discover only 403 (Jenkins' `Queue.Item.getApi`).
+fn queue_item(shared: &Shared, request: &ApiRequest, id: &str, rest: &[&str], user: &str) -> Reply {
     let uri = request.uri.as_str();
     let Ok(id) = id.parse::<u64>() else { return respond::not_found(uri) };
     let inner = shared.lock();
@@ -302,6 +397,10 @@ fn queue_item(shared: &Shared, request: &ApiRequest, id: &str, rest: &[&str]) ->
             StatusCode::OK,
             format!("Queue item exists. For details check, for example, {uri}api/json?tree=cancelled,executable[url]"),
         ),
+        ["api", "json"] if !shared.config.allows(user, item.job.folder_names(), Permission::JobDiscover) => respond::not_found(uri),
+        ["api", "json"] if !shared.config.allows(user, item.job.folder_names(), Permission::JobRead) => {
+            respond::access_denied(&format!("Please log in to access {}", item.job.relative_url()))
+        }
         ["api", "json"] => api_json(request, |_| render::queue_item_json(shared, &inner, item)),
         _ => respond::not_found(uri),
     }
@@ -330,31 +429,60 @@ fn resolve_build(job: &Job, reference: &str) -> Option<u64> {
     found.map(|b| b.number)
 }
 
-async fn job_route(shared: &Arc<Shared>, request: &ApiRequest, name: &str, rest: &[&str], user: &str) -> Reply {
+/// `/job/F/…` of a folder: its page, `api/json`, `createItem`, `config.xml`, `doDelete`.
+async fn folder_route(shared: &Arc<Shared>, request: &ApiRequest, target: &Target, rest: &[&str], user: &str) -> Reply {
     let uri = request.uri.as_str();
+    let path = &target.path;
     let post = request.method == Method::POST;
-    if !shared.lock().jobs.contains_key(name) {
-        return respond::not_found(uri);
-    }
     match rest {
-        [] => respond::html(format!("<html><head><title>{name} [Jenkins]</title></head><body>{name}</body></html>\n")),
+        [] => {
+            let name = respond::escape_html(&path.full_display_name());
+            respond::html(format!("<html><head><title>{name} [Jenkins]</title></head><body>{name}</body></html>\n"))
+        }
         ["api", "json"] => {
             let inner = shared.lock();
-            match inner.job(name) {
+            match inner.item(path) {
+                Some(Item::Folder(folder)) => api_json(request, |_| render::folder_json(shared, &inner, folder, user)),
+                _ => respond::not_found(uri),
+            }
+        }
+        ["createItem"] if post => create_item(shared, request, path, user),
+        ["config.xml"] if post => update_config(shared, request, target, user),
+        ["config.xml"] => read_config(shared, request, target, user),
+        ["doDelete"] if post => delete_item(shared, request, target, user).await,
+        ["createItem"] | ["doDelete"] => respond::requires_post(uri),
+        _ => respond::not_found(uri),
+    }
+}
+
+/// `/job/…/N/…` of a job: its page, `api/json`, triggers, `config.xml`, `doDelete`, builds.
+async fn job_route(shared: &Arc<Shared>, request: &ApiRequest, target: &Target, rest: &[&str], user: &str) -> Reply {
+    let uri = request.uri.as_str();
+    let path = &target.path;
+    let post = request.method == Method::POST;
+    match rest {
+        [] => {
+            let name = respond::escape_html(&path.full_display_name());
+            respond::html(format!("<html><head><title>{name} [Jenkins]</title></head><body>{name}</body></html>\n"))
+        }
+        ["api", "json"] => {
+            let inner = shared.lock();
+            match inner.job(path) {
                 Some(job) => api_json(request, |detailed| render::job_json(shared, &inner, job, detailed)),
                 None => respond::not_found(uri),
             }
         }
-        ["buildWithParameters"] if post => build_with_parameters(shared, request, name, user),
-        ["build"] if post => build_without_parameters(shared, request, name, user),
-        ["doDelete"] if post => delete_job(shared, request, name, user).await,
-        ["config.xml"] if post => update_config(shared, request, name),
-        ["config.xml"] => match shared.lock().job(name) {
-            Some(job) => respond::xml(job.config_xml.clone()),
-            None => respond::not_found(uri),
-        },
+        // `BuildAuthorizationToken.checkPermission`: Job/Build first, then POST.
+        ["buildWithParameters" | "build"] if !shared.config.allows(user, target.acl_owner(), Permission::JobBuild) => {
+            respond::missing_permission(user, Permission::JobBuild)
+        }
+        ["buildWithParameters"] if post => build_with_parameters(shared, request, path, user),
+        ["build"] if post => build_without_parameters(shared, request, path, user),
+        ["doDelete"] if post => delete_item(shared, request, target, user).await,
+        ["config.xml"] if post => update_config(shared, request, target, user),
+        ["config.xml"] => read_config(shared, request, target, user),
         ["buildWithParameters"] | ["build"] | ["doDelete"] => respond::requires_post(uri),
-        [reference, build_rest @ ..] => build_route(shared, request, name, reference, build_rest, user),
+        [reference, build_rest @ ..] => build_route(shared, request, target, reference, build_rest, user),
     }
 }
 
@@ -375,14 +503,14 @@ fn parameter_values(job: &Job, submitted: &[(String, String)]) -> Result<Vec<Par
 }
 
 /// Queues a build, or answers the item of an identical one still waiting (Jenkins merges them).
-fn schedule(shared: &Shared, name: &str, parameters: Vec<ParameterValue>, user: &str) -> Option<u64> {
+fn schedule(shared: &Shared, path: &ItemPath, parameters: Vec<ParameterValue>, user: &str) -> Option<u64> {
     let mut inner = shared.lock();
-    let job = inner.job(name)?;
-    let (generation, kind) = (job.generation, job.definition.kind);
+    let job = inner.job(path)?;
+    let (job_path, generation, kind) = (job.path.clone(), job.generation, job.definition.kind);
     let existing = inner
         .queue
         .values()
-        .find(|item| item.job_name == name && item.job_generation == generation && item.is_in_queue() && item.parameters == parameters)
+        .find(|item| item.job == job_path && item.job_generation == generation && item.is_in_queue() && item.parameters == parameters)
         .map(|item| item.id);
     if let Some(id) = existing {
         return Some(id);
@@ -394,7 +522,7 @@ fn schedule(shared: &Shared, name: &str, parameters: Vec<ParameterValue>, user: 
         id,
         QueueItem {
             id,
-            job_name: name.to_owned(),
+            job: job_path,
             job_generation: generation,
             job_kind: kind,
             parameters,
@@ -418,15 +546,15 @@ fn queued(shared: &Shared, request: &ApiRequest, id: Option<u64>) -> Reply {
 }
 
 /// `POST /job/N/buildWithParameters?P=V…` (or a form body): 201 with the queue item.
-fn build_with_parameters(shared: &Shared, request: &ApiRequest, name: &str, user: &str) -> Reply {
+fn build_with_parameters(shared: &Shared, request: &ApiRequest, path: &ItemPath, user: &str) -> Reply {
     let parameters = {
         let inner = shared.lock();
-        let Some(job) = inner.job(name) else { return respond::not_found(&request.uri) };
+        let Some(job) = inner.job(path) else { return respond::not_found(&request.uri) };
         if job.definition.parameters.is_empty() {
             return respond::error_page(
                 StatusCode::BAD_REQUEST,
                 &request.uri,
-                &format!("java.io.IOException: {name} is not parameterized"),
+                &format!("java.io.IOException: {} is not parameterized", path.full_name()),
             );
         }
         match parameter_values(job, &request.parameters()) {
@@ -440,52 +568,91 @@ fn build_with_parameters(shared: &Shared, request: &ApiRequest, name: &str, user
             }
         }
     };
-    queued(shared, request, schedule(shared, name, parameters, user))
+    queued(shared, request, schedule(shared, path, parameters, user))
 }
 
 /// `POST /job/N/build`: for a job without parameters.
-fn build_without_parameters(shared: &Shared, request: &ApiRequest, name: &str, user: &str) -> Reply {
-    let parameterized = shared.lock().job(name).is_some_and(|job| !job.definition.parameters.is_empty());
+fn build_without_parameters(shared: &Shared, request: &ApiRequest, path: &ItemPath, user: &str) -> Reply {
+    let parameterized = shared.lock().job(path).is_some_and(|job| !job.definition.parameters.is_empty());
     if parameterized {
         return respond::error_page(StatusCode::BAD_REQUEST, &request.uri, "This page expects a form submission but had only {}");
     }
-    queued(shared, request, schedule(shared, name, Vec::new(), user))
+    queued(shared, request, schedule(shared, path, Vec::new(), user))
 }
 
-fn update_config(shared: &Shared, request: &ApiRequest, name: &str) -> Reply {
+/// `GET …/config.xml`: Job/ExtendedRead, which Jenkins disables by default, so Job/Configure.
+fn read_config(shared: &Shared, request: &ApiRequest, target: &Target, user: &str) -> Reply {
+    if let Some(denied) = refusal(shared, user, target.acl_owner(), Permission::JobConfigure) {
+        return denied;
+    }
+    match shared.lock().item(&target.path) {
+        Some(item) => respond::xml(item.config_xml().to_owned()),
+        None => respond::not_found(&request.uri),
+    }
+}
+
+/// `POST …/config.xml`: Job/Configure; the new `config.xml` must be of the same class
+/// (`AbstractItem.updateByXml`).
+fn update_config(shared: &Shared, request: &ApiRequest, target: &Target, user: &str) -> Reply {
+    if let Some(denied) = refusal(shared, user, target.acl_owner(), Permission::JobConfigure) {
+        return denied;
+    }
+    let unreadable =
+        |why: String| respond::error_page(StatusCode::INTERNAL_SERVER_ERROR, &request.uri, &format!("java.io.IOException: {why}"));
     let config_xml = String::from_utf8_lossy(&request.body).into_owned();
-    let definition = match job_config::parse(&config_xml) {
+    let definition = match job_config::parse_item(&config_xml) {
         Ok(definition) => definition,
-        Err(why) => {
-            return respond::error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &request.uri,
-                &format!("java.io.IOException: Unable to read: {why}"),
-            )
-        }
+        Err(why) => return unreadable(format!("Unable to read: {why}")),
     };
     let mut inner = shared.lock();
-    let Some(job) = inner.jobs.get_mut(name) else { return respond::not_found(&request.uri) };
-    job.config_xml = config_xml;
-    job.definition = definition;
+    let Some(item) = inner.items.get_mut(&target.path.key()) else { return respond::not_found(&request.uri) };
+    let class = item.class();
+    match (item, definition) {
+        (Item::Job(job), ItemDefinition::Job(definition)) if definition.kind == job.definition.kind => {
+            job.config_xml = config_xml;
+            job.definition = definition;
+        }
+        (Item::Folder(folder), ItemDefinition::Folder(definition)) => {
+            folder.config_xml = config_xml;
+            folder.description = definition.description;
+        }
+        (_, definition) => {
+            let got = match definition {
+                ItemDefinition::Job(job) => job.kind.job_class(),
+                ItemDefinition::Folder(_) => FOLDER_CLASS,
+            };
+            return unreadable(format!("Expecting class {class} but got class {got} instead"));
+        }
+    }
     drop(inner);
     shared.wake_scheduler.notify_one();
     respond::empty(StatusCode::OK)
 }
 
-/// `POST /job/N/doDelete`: cancels the job's queue items, aborts its running builds and waits
-/// (up to 15 s, as Jenkins) for them to end, then removes the job. 302 to the root.
-async fn delete_job(shared: &Arc<Shared>, request: &ApiRequest, name: &str, user: &str) -> Reply {
-    let (generation, running) = {
+/// `POST …/doDelete` of a job or a folder (Job/Delete): cancels the queue items of every job it
+/// holds, aborts their running builds and waits (up to 15 s, as Jenkins) for them to end, then
+/// removes the item and, for a folder, everything in it (Jenkins deletes the children as the
+/// system, whatever the user may do to them). 302 to the folder holding it (or the root).
+async fn delete_item(shared: &Arc<Shared>, request: &ApiRequest, target: &Target, user: &str) -> Reply {
+    if let Some(denied) = refusal(shared, user, target.acl_owner(), Permission::JobDelete) {
+        return denied;
+    }
+    let path = &target.path;
+    let (generation, mut jobs, running) = {
         let mut inner = shared.lock();
-        let Some(job) = inner.jobs.get_mut(name) else { return respond::not_found(&request.uri) };
-        job.deleting = true;
-        let generation = job.generation;
-        let running: Vec<_> = job.builds.values().filter(|b| b.is_building()).cloned().collect();
-        for item in inner.queue.values_mut().filter(|i| i.job_name == name && i.job_generation == generation) {
-            item.cancel();
+        let Some(generation) = inner.item(path).map(Item::generation) else { return respond::not_found(&request.uri) };
+        let keys: Vec<ItemKey> = inner.subtree(path).map(|item| item.path().key()).collect();
+        let mut jobs: Vec<(ItemPath, u64)> = Vec::new();
+        let mut running = Vec::new();
+        for key in &keys {
+            if let Some(Item::Job(job)) = inner.items.get_mut(key) {
+                job.deleting = true;
+                jobs.push((job.path.clone(), job.generation));
+                running.extend(job.builds.values().filter(|b| b.is_building()).cloned());
+            }
         }
-        (generation, running)
+        cancel_items_of(&mut inner, &jobs);
+        (generation, jobs, running)
     };
     for build in &running {
         build.request_stop(user);
@@ -497,40 +664,59 @@ async fn delete_job(shared: &Arc<Shared>, request: &ApiRequest, name: &str, user
     let still_running = running.iter().filter(|b| b.is_building()).count();
     let mut inner = shared.lock();
     if still_running > 0 {
-        if let Some(job) = inner.jobs.get_mut(name) {
-            job.deleting = false;
+        for (job_path, generation) in &jobs {
+            if let Some(job) = inner.job_mut(job_path).filter(|job| job.generation == *generation) {
+                job.deleting = false;
+            }
         }
-        return respond::error_page(
-            StatusCode::BAD_REQUEST,
-            &request.uri,
-            &format!("Failed to interrupt and stop {still_running} builds of {name}"),
-        );
+        // `AbstractItem.FailureToStopBuilds`.
+        let builds = if still_running == 1 { "1 build".to_owned() } else { format!("{still_running} builds") };
+        let message = format!("Failed to interrupt and stop {builds} of {}", path.full_display_name());
+        return respond::error_page(StatusCode::BAD_REQUEST, &request.uri, &message);
     }
-    if inner.jobs.get(name).is_some_and(|job| job.generation == generation) {
-        inner.jobs.remove(name);
+    // What the item holds now, including what was created in it meanwhile.
+    if inner.item(path).is_some_and(|item| item.generation() == generation) {
+        let keys: Vec<ItemKey> = inner.subtree(path).map(|item| item.path().key()).collect();
+        for key in keys {
+            if let Some(Item::Job(job)) = inner.items.remove(&key) {
+                jobs.push((job.path, job.generation));
+            }
+        }
     }
-    for item in inner.queue.values_mut().filter(|i| i.job_name == name && i.job_generation == generation) {
-        item.cancel();
-    }
+    cancel_items_of(&mut inner, &jobs);
     drop(inner);
     shared.wake_scheduler.notify_one();
-    respond::redirect(StatusCode::FOUND, &shared.base)
+    tracing::debug!(item = %path, jobs = jobs.len(), "deleted");
+    respond::redirect(StatusCode::FOUND, &shared.item_url(&path.parent()))
 }
 
-fn build_route(shared: &Shared, request: &ApiRequest, name: &str, reference: &str, rest: &[&str], user: &str) -> Reply {
+/// Cancels the queue items of these jobs (by path and generation).
+fn cancel_items_of(inner: &mut Inner, jobs: &[(ItemPath, u64)]) {
+    for item in inner.queue.values_mut() {
+        if jobs.iter().any(|(path, generation)| item.job == *path && item.job_generation == *generation) {
+            item.cancel();
+        }
+    }
+}
+
+fn build_route(shared: &Shared, request: &ApiRequest, target: &Target, reference: &str, rest: &[&str], user: &str) -> Reply {
     let uri = request.uri.as_str();
+    let path = &target.path;
     let build = {
         let inner = shared.lock();
-        let Some(job) = inner.job(name) else { return respond::not_found(uri) };
+        let Some(job) = inner.job(path) else { return respond::not_found(uri) };
         let Some(number) = resolve_build(job, reference) else { return respond::not_found(uri) };
         job.builds[&number].clone()
     };
     let post = request.method == Method::POST;
     match rest {
-        [] => respond::html(format!("<html><head><title>{name} #{} [Jenkins]</title></head><body></body></html>\n", build.number)),
+        [] => {
+            let name = respond::escape_html(&path.full_display_name());
+            respond::html(format!("<html><head><title>{name} #{} [Jenkins]</title></head><body></body></html>\n", build.number))
+        }
         ["api", "json"] => {
             let inner = shared.lock();
-            api_json(request, |_| render::build_json(&build, inner.job(name)))
+            api_json(request, |_| render::build_json(&build, inner.job(path)))
         }
         ["logText", "progressiveText"] => {
             let start = match request.query_param("start").map(str::parse::<i64>) {
@@ -549,10 +735,14 @@ fn build_route(shared: &Shared, request: &ApiRequest, name: &str, reference: &st
             reply
         }
         ["consoleText"] => respond::streamed_text(build.log_from(0).0),
-        ["stop"] if post => {
-            build.request_stop(user);
-            respond::redirect(StatusCode::FOUND, &build.url)
-        }
+        // `Executor.doStopBuild` (POST only): the job's Job/Cancel.
+        ["stop"] if post => match refusal(shared, user, target.acl_owner(), Permission::JobCancel) {
+            Some(denied) => denied,
+            None => {
+                build.request_stop(user);
+                respond::redirect(StatusCode::FOUND, &build.url)
+            }
+        },
         ["stop"] => respond::requires_post(uri),
         _ => respond::not_found(uri),
     }
@@ -802,14 +992,5 @@ mod tests {
         assert_eq!(cut, [&raw[at + 3..note_end], &console_text.as_bytes()["Started by user ".len()..]].concat());
         assert!(cut.starts_with(b"mha:////4"), "{}", String::from_utf8_lossy(&cut));
         assert_eq!(cut_end, raw.len() as u64);
-    }
-
-    #[test]
-    fn job_names_are_checked_like_jenkins() {
-        assert!(check_good_name("my-app_1.0").is_ok());
-        assert_eq!(check_good_name("a/b").unwrap_err(), "‘/’ is an unsafe character");
-        assert_eq!(check_good_name("").unwrap_err(), "No name is specified");
-        assert!(check_good_name("..").is_err());
-        assert!(check_good_name("tab\there").is_err());
     }
 }

@@ -1,8 +1,11 @@
-//! What a stand-in is started with: credentials, timings, and the source-preparation script.
+//! What a stand-in is started with: users and who may do what, timings, and the
+//! source-preparation script.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use crate::authorization::{Authorization, Permission};
 
 /// The Jenkins version the stand-in answers in `X-Jenkins` (an LTS release).
 pub const JENKINS_VERSION: &str = "2.479.3";
@@ -47,14 +50,39 @@ pub fn default_buildah_root() -> PathBuf {
     std::env::temp_dir().join("jenkins-standin-buildah")
 }
 
+/// A Jenkins user besides [`StandInConfig::user`], with its own API token and password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub api_token: String,
+    pub password: String,
+}
+
+impl Account {
+    pub fn new(name: &str, api_token: &str, password: &str) -> Self {
+        Self { name: name.to_owned(), api_token: api_token.to_owned(), password: password.to_owned() }
+    }
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account").field("name", &self.name).field("api_token", &"****").field("password", &"****").finish()
+    }
+}
+
 #[derive(Clone)]
 pub struct StandInConfig {
-    /// The one Jenkins user.
+    /// The first Jenkins user.
     pub user: String,
     /// The user's API token: HTTP Basic with it needs no crumb (unless `require_crumb`).
     pub api_token: String,
     /// The user's password: HTTP Basic with it opens a web session, whose POSTs need a crumb.
     pub password: String,
+    /// More users, each signing in with its own token or password.
+    pub users: Vec<Account>,
+    /// Who may do what (matrix-auth with folder grants, see [`crate::authorization`]). `None`:
+    /// every signed-in user may do everything, as Jenkins' "Logged-in users can do anything".
+    pub authorization: Option<Authorization>,
     /// Every POST needs a crumb, even with an API token (some Jenkins setups do this).
     pub require_crumb: bool,
     /// The quiet period: how long a new queue item waits before it may start.
@@ -84,6 +112,8 @@ impl Default for StandInConfig {
             user: "admin".to_owned(),
             api_token: "11c0ffee5e7a1d4e8b2f9a6c3d0e7f1a2b".to_owned(),
             password: "admin-password".to_owned(),
+            users: Vec::new(),
+            authorization: None,
             require_crumb: false,
             queue_delay: Duration::from_secs(1),
             abort_delay: Duration::from_millis(500),
@@ -103,6 +133,18 @@ impl StandInConfig {
     pub fn real_docker(&self) -> Result<(), &'static str> {
         crate::pipeline::real_docker(self.docker)
     }
+
+    /// Every user as `(name, api token, password)`, the first user first.
+    pub fn accounts(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        std::iter::once((self.user.as_str(), self.api_token.as_str(), self.password.as_str()))
+            .chain(self.users.iter().map(|a| (a.name.as_str(), a.api_token.as_str(), a.password.as_str())))
+    }
+
+    /// Whether `user` has `permission` in the ACL of `owner` (the names of a job's folder, or of
+    /// a folder; empty: the root). Always true without an authorization model.
+    pub fn allows(&self, user: &str, owner: &[String], permission: Permission) -> bool {
+        self.authorization.as_ref().is_none_or(|matrix| matrix.allows(user, owner, permission))
+    }
 }
 
 impl fmt::Debug for StandInConfig {
@@ -111,6 +153,8 @@ impl fmt::Debug for StandInConfig {
             .field("user", &self.user)
             .field("api_token", &"****")
             .field("password", &"****")
+            .field("users", &self.users)
+            .field("authorization", &self.authorization.as_ref().map(ToString::to_string))
             .field("require_crumb", &self.require_crumb)
             .field("queue_delay", &self.queue_delay)
             .field("abort_delay", &self.abort_delay)
@@ -134,26 +178,33 @@ pub struct Settings {
 
 pub const USAGE: &str = "\
 usage: jenkins-standin [--listen ADDR] [--public-url URL] [--user NAME] [--token TOKEN] [--password PASSWORD]
-                       [--require-crumb] [--queue-delay-ms MS] [--abort-delay-ms MS] [--forget-left-items-after-s S]
+                       [--users NAME:TOKEN:PASSWORD[;...]] [--authorization GRANTS] [--require-crumb] [--queue-delay-ms MS] [--abort-delay-ms MS] [--forget-left-items-after-s S]
                        [--step-ms MS] [--prepare-script PATH] [--docker auto|buildah|simulated]
                        [--buildah-root DIR] [--docker-hub-mirror HOST:PORT]
 Each flag may instead be given as an environment variable: JENKINS_STANDIN_LISTEN, JENKINS_STANDIN_PUBLIC_URL,
-JENKINS_STANDIN_USER, JENKINS_STANDIN_TOKEN, JENKINS_STANDIN_PASSWORD, JENKINS_STANDIN_REQUIRE_CRUMB (true/false),
+JENKINS_STANDIN_USER, JENKINS_STANDIN_TOKEN, JENKINS_STANDIN_PASSWORD, JENKINS_STANDIN_USERS, JENKINS_STANDIN_AUTHORIZATION,
+JENKINS_STANDIN_REQUIRE_CRUMB (true/false),
 JENKINS_STANDIN_QUEUE_DELAY_MS, JENKINS_STANDIN_ABORT_DELAY_MS, JENKINS_STANDIN_FORGET_LEFT_ITEMS_AFTER_S,
 JENKINS_STANDIN_STEP_MS, JENKINS_STANDIN_PREPARE_SCRIPT, JENKINS_STANDIN_DOCKER, JENKINS_STANDIN_BUILDAH_ROOT,
 JENKINS_STANDIN_DOCKER_HUB_MIRROR. Flags win over variables.
 Defaults: --listen 127.0.0.1:8080, user admin, token 11c0ffee5e7a1d4e8b2f9a6c3d0e7f1a2b, password admin-password,
---docker auto (real builds when buildah is on PATH), --buildah-root $TMPDIR/jenkins-standin-buildah, no mirror.";
+--docker auto (real builds when buildah is on PATH), --buildah-root $TMPDIR/jenkins-standin-buildah, no mirror.
+--users: more users, `alice:TOKEN:PASSWORD;bob:TOKEN:PASSWORD`.
+--authorization: matrix-auth's project matrix with folder grants, `<user>[@<folder>]:<permission>[,...]` separated
+by `;`, e.g. `admin:Overall/Administer; alice:Overall/Read; alice@team-a:Job/Read,Job/Create,Job/Build`
+(`authenticated` for every user). Without it every signed-in user may do everything.";
 
 impl Settings {
     /// Parses the arguments (without the program name), looking up variables with `env`.
     pub fn parse(args: impl IntoIterator<Item = String>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        const FLAGS: [(&str, &str); 14] = [
+        const FLAGS: [(&str, &str); 16] = [
             ("--listen", "LISTEN"),
             ("--public-url", "PUBLIC_URL"),
             ("--user", "USER"),
             ("--token", "TOKEN"),
             ("--password", "PASSWORD"),
+            ("--users", "USERS"),
+            ("--authorization", "AUTHORIZATION"),
             ("--require-crumb", "REQUIRE_CRUMB"),
             ("--queue-delay-ms", "QUEUE_DELAY_MS"),
             ("--abort-delay-ms", "ABORT_DELAY_MS"),
@@ -206,6 +257,12 @@ impl Settings {
         if let Some(password) = lookup("PASSWORD") {
             config.password = password;
         }
+        if let Some(users) = lookup("USERS") {
+            config.users = parse_users(&users)?;
+        }
+        if let Some(grants) = lookup("AUTHORIZATION").filter(|grants| !grants.trim().is_empty()) {
+            config.authorization = Some(grants.parse().map_err(|why| format!("AUTHORIZATION: {why}"))?);
+        }
         if let Some(raw) = lookup("REQUIRE_CRUMB") {
             config.require_crumb = match raw.as_str() {
                 "true" | "1" | "yes" => true,
@@ -246,15 +303,37 @@ impl Settings {
             mirror => mirror,
         };
         config.public_url = lookup("PUBLIC_URL").filter(|url| !url.is_empty());
-        if config.user.is_empty() || config.api_token.is_empty() || config.password.is_empty() {
-            return Err("the user, token and password must not be empty".to_owned());
-        }
-        if config.api_token == config.password {
-            return Err("the API token and the password must differ: they authenticate differently".to_owned());
+        let mut names: Vec<&str> = Vec::new();
+        for (name, token, password) in config.accounts() {
+            if name.is_empty() || token.is_empty() || password.is_empty() {
+                return Err("the user, token and password must not be empty".to_owned());
+            }
+            if token == password {
+                return Err(format!("the API token and the password of {name} must differ: they authenticate differently"));
+            }
+            if names.contains(&name) {
+                return Err(format!("the user {name} is given twice"));
+            }
+            names.push(name);
         }
         let listen = lookup("LISTEN").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
         Ok(Self { listen, config })
     }
+}
+
+/// `alice:TOKEN:PASSWORD;bob:TOKEN:PASSWORD` (a password may hold `:`).
+fn parse_users(text: &str) -> Result<Vec<Account>, String> {
+    text.split([';', '\n'])
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| match entry.splitn(3, ':').collect::<Vec<_>>().as_slice() {
+            [name, token, password] if !name.contains(['@', ',']) => Ok(Account::new(name.trim(), token.trim(), password)),
+            _ => Err(format!(
+                "USERS: a user is NAME:TOKEN:PASSWORD (no '@' or ',' in the name), got '{}'",
+                entry.split(':').next().unwrap_or_default()
+            )),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -296,6 +375,37 @@ mod tests {
         let settings = parse(&["--docker=simulated", "--docker-hub-mirror", "127.0.0.1:5000"], &[]).expect("valid");
         assert_eq!(settings.config.docker, DockerMode::Simulated);
         assert_eq!(settings.config.docker_hub_mirror.as_deref(), Some("127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn more_users_and_the_matrix_are_read_from_flags_or_variables() {
+        let settings = parse(
+            &["--users", "alice:a11ce-token:alice:pass word; bob:b0b-token:bob-password"],
+            &[("JENKINS_STANDIN_AUTHORIZATION", "admin:Overall/Administer; alice:Overall/Read; alice@team-a:Job/Read,Job/Build")],
+        )
+        .expect("valid");
+        let config = settings.config;
+        assert_eq!(
+            config.users,
+            [Account::new("alice", "a11ce-token", "alice:pass word"), Account::new("bob", "b0b-token", "bob-password")]
+        );
+        let matrix = config.authorization.as_ref().expect("a matrix");
+        assert_eq!(matrix.to_string(), "admin:Overall/Administer; alice:Overall/Read; alice@team-a:Job/Read,Job/Build");
+        let team_a = ["team-a".to_owned()];
+        assert!(config.allows("alice", &team_a, Permission::JobBuild) && !config.allows("alice", &[], Permission::JobBuild));
+        assert!(StandInConfig::default().allows("anyone", &team_a, Permission::JobDelete), "no matrix: everything");
+        let names: Vec<&str> = config.accounts().map(|(name, _, _)| name).collect();
+        assert_eq!(names, ["admin", "alice", "bob"]);
+    }
+
+    #[test]
+    fn malformed_users_and_grants_are_refused_with_their_name() {
+        assert!(parse(&["--users", "alice:only-a-token"], &[]).unwrap_err().contains("USERS"));
+        assert!(parse(&["--users", "admin:t:p"], &[]).unwrap_err().contains("admin is given twice"));
+        assert!(parse(&["--users", "alice:same:same"], &[]).unwrap_err().contains("alice must differ"));
+        assert!(parse(&["--authorization", "alice:Job/Fly"], &[]).unwrap_err().contains("AUTHORIZATION"));
+        let shown = format!("{:?}", parse(&["--users", "alice:secret-token:secret-password"], &[]).expect("valid").config);
+        assert!(shown.contains("alice") && !shown.contains("secret-token") && !shown.contains("secret-password"), "{shown}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! What the stand-in reads from a job's `config.xml`: the job type, the parameter definitions,
-//! whether concurrent builds are allowed and a pipeline's script (read by [`crate::script`]).
-//! Everything else (triggers, build discarders…) is kept verbatim but not interpreted.
+//! What the stand-in reads from an item's `config.xml`: whether it is a folder or a job, the job
+//! type, the parameter definitions, whether concurrent builds are allowed and a pipeline's script
+//! (read by [`crate::script`]). Everything else (triggers, build discarders, a folder's
+//! properties…) is kept verbatim but not interpreted.
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -153,8 +154,32 @@ pub struct JobDefinition {
     pub script: Option<String>,
 }
 
-/// Reads a `config.xml`. An error is a sentence about what is wrong with it.
+/// A folder's `config.xml`: `<com.cloudbees.hudson.plugins.folder.Folder plugin="cloudbees-folder@…">`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderDefinition {
+    pub description: Option<String>,
+}
+
+/// What a `config.xml` defines, told by its root element.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemDefinition {
+    Job(JobDefinition),
+    Folder(FolderDefinition),
+}
+
+/// The root element of a folder's `config.xml` (the class of a folder).
+pub const FOLDER_ROOT: &str = "com.cloudbees.hudson.plugins.folder.Folder";
+
+/// Reads a job's `config.xml`. An error is a sentence about what is wrong with it.
 pub fn parse(xml: &str) -> Result<JobDefinition, String> {
+    match parse_item(xml)? {
+        ItemDefinition::Job(job) => Ok(job),
+        ItemDefinition::Folder(_) => Err(format!("<{FOLDER_ROOT}> is a folder, not a job")),
+    }
+}
+
+/// Reads the `config.xml` of a job or a folder. An error is a sentence about what is wrong with it.
+pub fn parse_item(xml: &str) -> Result<ItemDefinition, String> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().check_end_names = true;
     let mut path: Vec<String> = Vec::new();
@@ -173,9 +198,14 @@ pub fn parse(xml: &str) -> Result<JobDefinition, String> {
                 let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
                 if path.is_empty() {
                     kind = Some(match name.as_str() {
-                        "flow-definition" => JobKind::Pipeline,
-                        "project" => JobKind::Freestyle,
-                        other => return Err(format!("unsupported job type <{other}>: the stand-in knows <flow-definition> and <project>")),
+                        "flow-definition" => Some(JobKind::Pipeline),
+                        "project" => Some(JobKind::Freestyle),
+                        FOLDER_ROOT => None,
+                        other => {
+                            return Err(format!(
+                                "unsupported item type <{other}>: the stand-in knows <flow-definition>, <project> and <{FOLDER_ROOT}>"
+                            ))
+                        }
                     });
                 }
                 if name.ends_with("DisableConcurrentBuildsJobProperty") {
@@ -237,11 +267,12 @@ pub fn parse(xml: &str) -> Result<JobDefinition, String> {
     if !path.is_empty() {
         return Err("config.xml ends inside an element".to_owned());
     }
+    let Some(kind) = kind else { return Ok(ItemDefinition::Folder(FolderDefinition { description })) };
     let concurrent = match kind {
         JobKind::Pipeline => !disable_concurrent_property && concurrent_element != Some(false),
         JobKind::Freestyle => concurrent_element == Some(true),
     };
-    Ok(JobDefinition { kind, parameters, concurrent, description, script })
+    Ok(ItemDefinition::Job(JobDefinition { kind, parameters, concurrent, description, script }))
 }
 
 fn end_element(
@@ -384,6 +415,15 @@ mod tests {
         assert!(parse("not xml at all").is_err());
         assert!(parse("<matrix-project/>").unwrap_err().contains("matrix-project"));
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn a_folder_is_told_by_its_root_element() {
+        let folder = "<?xml version='1.1' encoding='UTF-8'?>\n<com.cloudbees.hudson.plugins.folder.Folder plugin=\"cloudbees-folder@6.955.v81e2a_35c08d3\">\n  <description>Team A</description>\n  <properties/>\n  <folderViews class=\"com.cloudbees.hudson.plugins.folder.views.DefaultFolderViewHolder\"><views><hudson.model.AllView><owner class=\"com.cloudbees.hudson.plugins.folder.Folder\" reference=\"../../../..\"/><name>All</name></hudson.model.AllView></views></folderViews>\n  <healthMetrics/>\n</com.cloudbees.hudson.plugins.folder.Folder>";
+        assert_eq!(parse_item(folder).expect("valid"), ItemDefinition::Folder(FolderDefinition { description: Some("Team A".into()) }));
+        assert!(parse(folder).unwrap_err().contains("is a folder, not a job"));
+        assert!(matches!(parse_item(PIPELINE).expect("valid"), ItemDefinition::Job(_)));
+        assert!(parse_item("<com.cloudbees.hudson.plugins.folder.Folder><description>").is_err());
     }
 
     #[test]

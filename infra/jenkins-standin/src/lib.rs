@@ -14,10 +14,31 @@
 //!   "No valid crumb was included in the request"; with [`StandInConfig::require_crumb`] even
 //!   API-token POSTs need it. Wrong credentials → 401 with `WWW-Authenticate: Basic
 //!   realm="Jenkins"`; no credentials → 403 "Authentication required" (Jenkins answers anonymous
-//!   requests with 403, not 401).
-//! - `POST /createItem?name=N` (`config.xml`, `Content-Type: application/xml` or `text/xml`) →
-//!   200; existing name → 400 "A job already exists with the name ‘N’"; no Content-Type → 400;
-//!   unsafe name → 400; unreadable config.xml → 500. `GET|POST /job/N/config.xml`.
+//!   requests with 403, not 401). More users: [`StandInConfig::users`].
+//! - Folders (CloudBees Folders plugin): an item is a job or a folder
+//!   (`com.cloudbees.hudson.plugins.folder.Folder`), addressed `/job/F/job/N/…` at any depth;
+//!   every route below works the same under a folder, `job/N` standing for that path. Names are
+//!   unique within their folder, ignoring case (`/job/APP/` finds `app`), as Jenkins' item maps.
+//!   `fullName` is `F/N`, `fullDisplayName` `F » N` (a build's `F » N #1`), URLs
+//!   `<base>job/F/job/N/`. `GET /job/F/api/json` is the folder (`jobs`: the items directly in
+//!   it, `{_class, name, url}` and a job's `color`; `primaryView` "All"); `/api/json` lists the
+//!   top-level items only. An unknown name, or `job/X` below a job, is 404.
+//! - Permissions (see [`authorization`]), when [`StandInConfig::authorization`] is set, checked
+//!   where Jenkins checks them: Overall/Read for every page; Job/Read on each item of the path
+//!   (without it 404, or, with Job/Discover, 403 "Please login to access job N" at the root and
+//!   "Please log in to access N" in a folder); Job/Create on the folder (the root) for
+//!   `createItem`; Job/Configure for `config.xml` (GET too: Job/ExtendedRead is disabled by
+//!   default in Jenkins); Job/Build for `build` and `buildWithParameters` (before the POST-only
+//!   405); Job/Delete for `doDelete`; Job/Cancel for `stop`. A refusal is 403 "alice is missing
+//!   the Job/Build permission" with `X-You-Are-Authenticated-As`, `X-Required-Permission` and
+//!   `X-Permission-Implied-By` headers. Lists (`jobs`, the queue's `items`) show what the user
+//!   may read; the queue's `discoverableItems` the items of jobs they may only discover.
+//! - `POST /createItem?name=N` or `POST /job/F/createItem?name=N` (the `config.xml` of a job or a
+//!   folder, `Content-Type: application/xml` or `text/xml`) → 200; existing name → 400 "A job
+//!   already exists with the name ‘N’" (an existing item the user cannot see: 400 without a
+//!   message); no Content-Type → 400; unsafe name → 400; unreadable config.xml → 500; unknown
+//!   folder → 404. `GET|POST /job/N/config.xml` (a config.xml of another item class → 500
+//!   "Expecting class … but got class … instead").
 //! - `GET /job/N/api/json` (404 when missing), `…?tree=…` honoured (`tree` selects properties as
 //!   in Jenkins; with a tree, builds carry all their properties, so
 //!   `tree=builds[number,actions[parameters[name,value]]]` finds a build by a parameter).
@@ -30,17 +51,19 @@
 //!   progress (ETA: …)") while a build of a job without concurrent builds runs, then
 //!   `Queue$LeftItem` with `executable` or `cancelled: true`; forgotten (404)
 //!   [`StandInConfig::forget_left_items_after`] after leaving. Queue ids are global.
-//!   `/queue/api/json` is `hudson.model.Queue`: `discoverableItems` (always empty) and `items`,
+//!   `/queue/api/json` is `hudson.model.Queue`: `discoverableItems` (see permissions) and `items`,
 //!   the items still in the queue (not the left ones), each as its own page shows it, waiting
 //!   items first (by the end of their quiet period), then blocked ones, as `Queue.getItems()`.
 //! - `POST /queue/cancelItem?id=N` → 204 for an item in the queue; 404 "Provided id (N) not
-//!   found" for an unknown or forgotten id (Jenkins ≥ 2.4xx); 500 "Could not cancel run for id N"
-//!   for an item that already left the queue (Jenkins cannot cancel a LeftItem).
+//!   found" for an unknown or forgotten id (Jenkins ≥ 2.4xx) or an item of a job the user cannot
+//!   read; 422 "Item for id (N) is not cancellable" without Job/Cancel; 500 "Could not cancel run
+//!   for id N" for an item that already left the queue (Jenkins cannot cancel a LeftItem).
 //! - Builds: `GET /job/N/<b>/api/json` (`<b>` a number or `lastBuild`, `lastCompletedBuild`, …),
 //!   `logText/progressiveText?start=S` (`X-Text-Size`, `X-More-Data: true` while running, a start
 //!   beyond the end restarts at 0, chunked body), `consoleText`, `POST …/stop` → 302 (ABORTED
 //!   after [`StandInConfig::abort_delay`]). `POST /job/N/doDelete` aborts the running builds,
-//!   waits for them (≤ 15 s), removes the job → 302 to the root.
+//!   waits for them (≤ 15 s), removes the job → 302 to the folder holding it (or the root); a
+//!   folder's `doDelete` does so for every job inside it and removes it with all it holds.
 //! - Console notes (see [`console`]): the raw log holds Jenkins' hidden annotations
 //!   (`ESC[8mha:` + base64 + `ESC[0m`) where Jenkins writes them: before the user in `Started by
 //!   user …` and `Aborted by …`, before the node in `Running on …`, at the start of every
@@ -52,9 +75,14 @@
 //! - Also `GET /api/json`; anything else → 404; GET on a POST-only action → 405.
 //!
 //! # Not imitated
-//! Folders, views, nodes and executor limits (every build gets an executor at once), the XML
-//! and Python APIs, `depth=`, `delay=` and the `token=` trigger, copying jobs, file and
-//! multipart parameters, Groovy (the stand-in reads the shapes of the shuttle's pipeline script,
+//! Views (a folder's "All" view is exported, not served), display names, moving and renaming
+//! items, other item types (multibranch, organization folders), folder grants read from a
+//! folder's own `config.xml` (its `AuthorizationMatrixProperty`: the stand-in takes grants from
+//! [`StandInConfig::authorization`] only), per-job grants, matrix-auth's non-inheriting
+//! strategies, groups other than `authenticated`, grants to `anonymous` (anonymous requests are
+//! refused before any route), nodes and executor limits (every build gets an executor at
+//! once), the XML and Python APIs, `depth=`, `delay=` and the `token=` trigger, copying jobs,
+//! file and multipart parameters, Groovy (the stand-in reads the shapes of the shuttle's pipeline script,
 //! see [`script`], and does the `Check` stage's Groovy itself; with simulated Docker it runs the
 //! pipeline of `infra/jenkins/README.md`), build discarders, persistence across restarts.
 //! `logText/progressiveHtml` and `X-ConsoleAnnotator`: the console notes are framed and sized as
@@ -63,13 +91,16 @@
 //! everything written, a line cut short by the test-control `append` included.
 //!
 //! # Test control (not Jenkins)
-//! See [`control`]: `/__standin/faults`, `/__standin/requests`, `/job/N/<b>/__standin/append`.
+//! See [`control`]: `/__standin/faults`, `/__standin/requests`, `/job/N/<b>/__standin/append`
+//! (`/job/F/job/N/<b>/__standin/append` in a folder).
 
 pub mod api;
+pub mod authorization;
 pub mod config;
 pub mod console;
 pub mod control;
 pub mod dockerfile;
+pub mod item_path;
 pub mod job_config;
 pub mod pipeline;
 pub mod registry;
@@ -88,7 +119,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{default_prepare_script, DockerMode, StandInConfig, JENKINS_VERSION};
+pub use config::{default_prepare_script, Account, Authorization, DockerMode, Permission, StandInConfig, JENKINS_VERSION};
 
 use state::Shared;
 

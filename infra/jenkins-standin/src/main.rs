@@ -26,10 +26,15 @@ async fn main() -> anyhow::Result<()> {
     if !script.is_file() {
         tracing::warn!(script = %script.display(), "the source-preparation script is missing: archive builds will fail");
     }
-    let user = settings.config.user.clone();
+    let users: Vec<String> = settings.config.accounts().map(|(name, _, _)| name.to_owned()).collect();
+    let authorization = match &settings.config.authorization {
+        Some(matrix) => format!("matrix {matrix}"),
+        None => "every signed-in user may do everything".to_owned(),
+    };
     let stand_in = jenkins_standin::start(settings.config, listener).await.context("could not start")?;
     println!("jenkins stand-in ready {}", stand_in.base_url());
-    println!("  user {user}; token and password as configured (see --help); Jenkins {}", jenkins_standin::JENKINS_VERSION);
+    println!("  users {}; tokens and passwords as configured (see --help); Jenkins {}", users.join(", "), jenkins_standin::JENKINS_VERSION);
+    println!("  authorization: {authorization}");
     println!("  test control (not Jenkins): {}__standin/faults, {}__standin/requests", stand_in.base_url(), stand_in.base_url());
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     stand_in.shutdown().await;

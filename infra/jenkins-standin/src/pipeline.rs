@@ -193,7 +193,7 @@ impl Runner<'_> {
         self.step("Start of Pipeline");
         self.step("node");
         // `node`: "Running on " + the node as a `ModelHyperlinkNote` + " in " + the workspace.
-        let workspace = format!("Jenkins in /var/jenkins_home/workspace/{}", self.build.job_name);
+        let workspace = format!("Jenkins in /var/jenkins_home/workspace/{}", self.build.job.full_name());
         self.build.log_noted_line("Running on ", &console::hyperlink("/computer/(built-in)/", "Jenkins"), &workspace);
         self.step("{");
         let outcome = match self.shared.config.real_docker() {
@@ -340,12 +340,13 @@ impl Runner<'_> {
         command
             .env("TMPDIR", scratch)
             .env("WORKSPACE", workspace)
-            .env("JOB_NAME", &build.job_name)
+            .env("JOB_NAME", build.job.full_name())
+            .env("JOB_BASE_NAME", build.job.name())
             .env("BUILD_NUMBER", build.number.to_string())
             .env("BUILD_ID", build.number.to_string())
             .env("BUILD_URL", &build.url)
             .env("JENKINS_URL", &self.shared.base)
-            .env("BUILD_TAG", format!("jenkins-{}-{}", build.job_name, build.number))
+            .env("BUILD_TAG", format!("jenkins-{}-{}", build.job.full_name().replace('/', "-"), build.number))
             .envs(build.parameters.iter().map(|p| (p.name.clone(), p.value.clone())));
     }
 

@@ -5,8 +5,10 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use crate::authorization::Permission;
+use crate::item_path::ItemPath;
 use crate::job_config::ParameterKind;
-use crate::state::{time_span, Build, Inner, ItemState, Job, QueueItem, Shared};
+use crate::state::{time_span, Build, Folder, Inner, Item, ItemState, Job, QueueItem, Shared, FOLDER_CLASS};
 
 /// A build as listed in a job (`{number, url}`), or in full when `detailed` (for `tree=`).
 pub fn build_ref(build: &Build, detailed: bool) -> Value {
@@ -64,7 +66,7 @@ pub fn build_json(build: &Build, job: Option<&Job>) -> Value {
         "duration": if progress.building { 0 } else { progress.duration_ms },
         "estimatedDuration": build.estimated_duration_ms,
         "executor": null,
-        "fullDisplayName": format!("{} #{}", build.job_name, build.number),
+        "fullDisplayName": format!("{} #{}", build.job.full_display_name(), build.number),
         "id": build.number.to_string(),
         "keepLog": false,
         "number": build.number,
@@ -96,9 +98,8 @@ fn job_color(job: &Job) -> String {
 
 /// The `task` of a queue item: the job, in short.
 fn task_json(shared: &Shared, inner: &Inner, item: &QueueItem) -> Value {
-    let color =
-        inner.job(&item.job_name).filter(|j| j.generation == item.job_generation).map(job_color).unwrap_or_else(|| "notbuilt".into());
-    json!({"_class": item.job_kind.job_class(), "name": item.job_name, "url": shared.job_url(&item.job_name), "color": color})
+    let color = inner.job(&item.job).filter(|j| j.generation == item.job_generation).map(job_color).unwrap_or_else(|| "notbuilt".into());
+    json!({"_class": item.job_kind.job_class(), "name": item.job.name(), "url": shared.item_url(&item.job), "color": color})
 }
 
 /// Why an item is still in the queue, in Jenkins' words.
@@ -113,8 +114,7 @@ fn why(inner: &Inner, item: &QueueItem) -> Value {
             }
         }
         ItemState::Blocked { .. } => {
-            let running =
-                inner.job(&item.job_name).filter(|j| j.generation == item.job_generation).and_then(|j| j.running_build().cloned());
+            let running = inner.job(&item.job).filter(|j| j.generation == item.job_generation).and_then(|j| j.running_build().cloned());
             match running {
                 Some(build) => {
                     let eta = match build.estimated_duration_ms {
@@ -164,7 +164,7 @@ pub fn queue_item_json(shared: &Shared, inner: &Inner, item: &QueueItem) -> Valu
                 Some(number) => json!({
                     "_class": item.job_kind.run_class(),
                     "number": number,
-                    "url": shared.build_url(&item.job_name, *number),
+                    "url": shared.build_url(&item.job, *number),
                 }),
                 None => Value::Null,
             };
@@ -218,12 +218,12 @@ pub fn job_json(shared: &Shared, inner: &Inner, job: &Job, detailed: bool) -> Va
         "_class": job.definition.kind.job_class(),
         "actions": [{}, {}, {"_class": "org.jenkinsci.plugins.displayurlapi.actions.JobDisplayAction"}],
         "description": job.definition.description,
-        "displayName": job.name,
+        "displayName": job.path.name(),
         "displayNameOrNull": null,
-        "fullDisplayName": job.name,
-        "fullName": job.name,
-        "name": job.name,
-        "url": shared.job_url(&job.name),
+        "fullDisplayName": job.path.full_display_name(),
+        "fullName": job.path.full_name(),
+        "name": job.path.name(),
+        "url": shared.item_url(&job.path),
         "buildable": true,
         "builds": builds.iter().take(100).map(|b| build_ref(b, detailed)).collect::<Vec<_>>(),
         "color": job_color(job),
@@ -251,13 +251,49 @@ pub fn job_json(shared: &Shared, inner: &Inner, job: &Job, detailed: bool) -> Va
     value
 }
 
-/// `GET /api/json`: the root, with the jobs.
-pub fn root_json(shared: &Shared, inner: &Inner) -> Value {
-    let jobs: Vec<Value> = inner
-        .jobs
-        .values()
-        .map(|job| json!({"_class": job.definition.kind.job_class(), "name": job.name, "url": shared.job_url(&job.name), "color": job_color(job)}))
-        .collect();
+/// An item as listed in the root's or a folder's `jobs`: a folder has no colour.
+fn item_ref(shared: &Shared, item: &Item) -> Value {
+    let mut value = json!({"_class": item.class(), "name": item.path().name(), "url": shared.item_url(item.path())});
+    if let Item::Job(job) = item {
+        value["color"] = json!(job_color(job));
+    }
+    value
+}
+
+/// The items directly in this folder (or at the root) that `user` may read (Job/Read), as
+/// Jenkins' `getItems()`.
+fn readable_children(shared: &Shared, inner: &Inner, group: &ItemPath, user: &str) -> Vec<Value> {
+    inner
+        .children(group)
+        .filter(|item| shared.config.allows(user, item.acl_owner(), Permission::JobRead))
+        .map(|item| item_ref(shared, item))
+        .collect()
+}
+
+/// `GET /job/F/api/json`: a folder of the CloudBees Folders plugin, with the items in it.
+pub fn folder_json(shared: &Shared, inner: &Inner, folder: &Folder, user: &str) -> Value {
+    let url = shared.item_url(&folder.path);
+    let all_view = json!({"_class": "hudson.model.AllView", "name": "All", "url": url});
+    json!({
+        "_class": FOLDER_CLASS,
+        "actions": [{}, {}, {"_class": "com.cloudbees.plugins.credentials.ViewCredentialsAction"}],
+        "description": folder.description,
+        "displayName": folder.path.name(),
+        "displayNameOrNull": null,
+        "fullDisplayName": folder.path.full_display_name(),
+        "fullName": folder.path.full_name(),
+        "name": folder.path.name(),
+        "url": url,
+        "healthReport": [],
+        "jobs": readable_children(shared, inner, &folder.path, user),
+        "primaryView": all_view,
+        "views": [all_view],
+    })
+}
+
+/// `GET /api/json`: the root, with the top-level items `user` may read.
+pub fn root_json(shared: &Shared, inner: &Inner, user: &str) -> Value {
+    let jobs = readable_children(shared, inner, &ItemPath::root(), user);
     json!({
         "_class": "hudson.model.Hudson",
         "assignedLabels": [{"name": "built-in"}],
@@ -284,15 +320,25 @@ pub fn root_json(shared: &Shared, inner: &Inner) -> Value {
 /// cancelled items are not listed), each as `/queue/item/<id>/api/json` shows it, in the order of
 /// Jenkins' `Queue.getItems()`: the waiting items by the end of their quiet period (then by id),
 /// then the blocked ones in the order they were blocked. (Jenkins lists buildable and pending
-/// items last; the stand-in has none, as every build gets an executor at once.)
-pub fn queue_json(shared: &Shared, inner: &Inner) -> Value {
+/// items last; the stand-in has none, as every build gets an executor at once.) Only the items of
+/// jobs `user` may read are listed; those of jobs they may only discover are
+/// `discoverableItems`, with the job's name alone.
+pub fn queue_json(shared: &Shared, inner: &Inner, user: &str) -> Value {
+    let may = |item: &QueueItem, permission| shared.config.allows(user, item.job.folder_names(), permission);
     let mut in_queue: Vec<&QueueItem> = inner.queue.values().filter(|item| item.is_in_queue()).collect();
     in_queue.sort_by_key(|item| match item.state {
         ItemState::Waiting => (0, item.buildable_at_ms, item.id),
         ItemState::Blocked { since_ms } => (1, since_ms, item.id),
         ItemState::Left { .. } => (2, 0, item.id),
     });
-    let items: Vec<Value> = in_queue.into_iter().map(|item| queue_item_json(shared, inner, item)).collect();
-    // Items of jobs the user may only discover (Item.DISCOVER without Item.READ): none here.
-    json!({"_class": "hudson.model.Queue", "discoverableItems": [], "items": items})
+    let items: Vec<Value> =
+        in_queue.iter().filter(|item| may(item, Permission::JobRead)).map(|item| queue_item_json(shared, inner, item)).collect();
+    let discoverable: Vec<Value> = in_queue
+        .iter()
+        .filter(|item| !may(item, Permission::JobRead) && may(item, Permission::JobDiscover))
+        .map(|item| {
+            json!({"_class": "hudson.model.Queue$StubItem", "task": {"_class": "hudson.model.Queue$StubTask", "name": item.job.name()}})
+        })
+        .collect();
+    json!({"_class": "hudson.model.Queue", "discoverableItems": discoverable, "items": items})
 }

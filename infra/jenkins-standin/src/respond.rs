@@ -9,6 +9,8 @@ use http::header::{CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use hyper::body::{Frame, SizeHint};
 
+use crate::authorization::Permission;
+
 /// A body sent at once (with `Content-Length`), or in chunks of at most 8 KiB with chunked
 /// transfer encoding, as Jenkins streams logs.
 pub struct ResponseBody {
@@ -101,7 +103,7 @@ pub fn redirect(status: StatusCode, location: &str) -> Reply {
     response
 }
 
-fn escape_html(text: &str) -> String {
+pub fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -135,6 +137,37 @@ pub fn authentication_required(uri: &str) -> Reply {
     headers.insert("X-You-Are-Authenticated-As", HeaderValue::from_static("anonymous"));
     headers.insert("X-Required-Permission", HeaderValue::from_static("hudson.model.Hudson.Read"));
     headers.insert("X-Permission-Implied-By", HeaderValue::from_static("hudson.security.Permission.GenericRead"));
+    response
+}
+
+/// 403 for a user who may not do this (Jenkins' `AccessDeniedHandlerImpl` rendering
+/// `accessDenied.jelly` with the exception's message).
+pub fn access_denied(message: &str) -> Reply {
+    let body = format!(
+        "<!DOCTYPE html><html><head><title>Jenkins</title></head><body><div id=\"main-panel\"><h1>Access Denied</h1><p class=\"error\">{}</p></div></body></html>\n",
+        escape_html(message)
+    );
+    with_type(StatusCode::FORBIDDEN, "text/html;charset=utf-8", ResponseBody::whole(body))
+}
+
+/// 403 "alice is missing the Job/Build permission" (Jenkins' `AccessDeniedException3`), with the
+/// headers its `reportAsHeaders` adds.
+pub fn missing_permission(user: &str, permission: Permission) -> Reply {
+    let mut response = access_denied(&format!("{user} is missing the {} permission", permission.title()));
+    let headers = response.headers_mut();
+    if let Ok(user) = HeaderValue::from_str(user) {
+        headers.insert("X-You-Are-Authenticated-As", user);
+    }
+    headers.insert(
+        "X-You-Are-In-Group-Disabled",
+        HeaderValue::from_static(
+            "JENKINS-39402: use -Dhudson.security.AccessDeniedException2.REPORT_GROUP_HEADERS=true or use /whoAmI to diagnose",
+        ),
+    );
+    headers.insert("X-Required-Permission", HeaderValue::from_static(permission.id()));
+    for implying in permission.implied_by_chain() {
+        headers.append("X-Permission-Implied-By", HeaderValue::from_static(implying.id()));
+    }
     response
 }
 

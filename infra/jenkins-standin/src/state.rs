@@ -1,5 +1,5 @@
-//! The in-memory Jenkins: jobs, the queue, builds with their logs, web sessions, and the
-//! queue maintenance that moves items from waiting to running.
+//! The in-memory Jenkins: items (jobs and folders), the queue, builds with their logs, web
+//! sessions, and the queue maintenance that moves items from waiting to running.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,19 +11,8 @@ use tokio::task::AbortHandle;
 
 use crate::config::StandInConfig;
 use crate::console;
+use crate::item_path::{ItemKey, ItemPath};
 use crate::job_config::{JobDefinition, JobKind, ParameterValue};
-
-/// Characters kept as they are in a job name used as a URL path segment.
-const NAME_IN_URL: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'!')
-    .remove(b'*')
-    .remove(b'\'')
-    .remove(b'(')
-    .remove(b')');
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -63,7 +52,7 @@ impl BuildResult {
 
 /// A build, shared by the job that lists it and the task that runs it.
 pub struct Build {
-    pub job_name: String,
+    pub job: ItemPath,
     pub job_kind: JobKind,
     pub number: u64,
     pub queue_id: u64,
@@ -190,8 +179,8 @@ impl Build {
 }
 
 pub struct Job {
-    pub name: String,
-    /// Tells a job from an earlier job of the same name that was deleted.
+    pub path: ItemPath,
+    /// Tells a job from an earlier item of the same name that was deleted.
     pub generation: u64,
     pub config_xml: String,
     pub definition: JobDefinition,
@@ -237,6 +226,63 @@ impl Job {
     }
 }
 
+/// A folder of the CloudBees Folders plugin (`com.cloudbees.hudson.plugins.folder.Folder`).
+pub struct Folder {
+    pub path: ItemPath,
+    /// Tells a folder from an earlier item of the same name that was deleted.
+    pub generation: u64,
+    pub config_xml: String,
+    pub description: Option<String>,
+}
+
+/// What the root and every folder hold.
+pub enum Item {
+    Job(Job),
+    Folder(Folder),
+}
+
+impl Item {
+    pub fn path(&self) -> &ItemPath {
+        match self {
+            Item::Job(job) => &job.path,
+            Item::Folder(folder) => &folder.path,
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        match self {
+            Item::Job(job) => job.generation,
+            Item::Folder(folder) => folder.generation,
+        }
+    }
+
+    pub fn config_xml(&self) -> &str {
+        match self {
+            Item::Job(job) => &job.config_xml,
+            Item::Folder(folder) => &folder.config_xml,
+        }
+    }
+
+    /// The Java class of the item, as `_class` in JSON.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Item::Job(job) => job.definition.kind.job_class(),
+            Item::Folder(_) => FOLDER_CLASS,
+        }
+    }
+
+    /// The names of the folder whose ACL applies to this item: a job's folder, a folder itself.
+    pub fn acl_owner(&self) -> &[String] {
+        match self {
+            Item::Job(job) => job.path.folder_names(),
+            Item::Folder(folder) => folder.path.names(),
+        }
+    }
+}
+
+/// The class of a folder, and the root element of its `config.xml`.
+pub const FOLDER_CLASS: &str = "com.cloudbees.hudson.plugins.folder.Folder";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ItemState {
     /// In the quiet period.
@@ -250,7 +296,7 @@ pub enum ItemState {
 #[derive(Clone, Debug)]
 pub struct QueueItem {
     pub id: u64,
-    pub job_name: String,
+    pub job: ItemPath,
     pub job_generation: u64,
     pub job_kind: JobKind,
     pub parameters: Vec<ParameterValue>,
@@ -303,18 +349,59 @@ pub struct RecordedRequest {
 
 #[derive(Default)]
 pub struct Inner {
-    pub jobs: BTreeMap<String, Job>,
+    /// Every item at every depth, by [`ItemPath::key`]: a folder comes just before what it holds.
+    pub items: BTreeMap<ItemKey, Item>,
     pub queue: BTreeMap<u64, QueueItem>,
     pub next_queue_id: u64,
-    pub next_job_generation: u64,
+    pub next_item_generation: u64,
     pub sessions: HashMap<String, Session>,
     pub faults: VecDeque<Fault>,
     pub requests: Vec<RecordedRequest>,
 }
 
 impl Inner {
-    pub fn job(&self, name: &str) -> Option<&Job> {
-        self.jobs.get(name)
+    pub fn item(&self, path: &ItemPath) -> Option<&Item> {
+        self.items.get(&path.key())
+    }
+
+    pub fn job(&self, path: &ItemPath) -> Option<&Job> {
+        match self.item(path) {
+            Some(Item::Job(job)) => Some(job),
+            _ => None,
+        }
+    }
+
+    pub fn job_mut(&mut self, path: &ItemPath) -> Option<&mut Job> {
+        match self.items.get_mut(&path.key()) {
+            Some(Item::Job(job)) => Some(job),
+            _ => None,
+        }
+    }
+
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.items.values().filter_map(|item| match item {
+            Item::Job(job) => Some(job),
+            Item::Folder(_) => None,
+        })
+    }
+
+    /// The item and everything inside it, at any depth (the item first).
+    pub fn subtree(&self, path: &ItemPath) -> impl Iterator<Item = &Item> {
+        let key = path.key();
+        self.items.range(key.clone()..).take_while(move |(k, _)| k.starts_with(&key)).map(|(_, item)| item)
+    }
+
+    /// The items directly in this folder (or at the root), in Jenkins' order: by name, ignoring case.
+    pub fn children<'a>(&'a self, group: &ItemPath) -> impl Iterator<Item = &'a Item> + 'a {
+        let depth = group.names().len() + 1;
+        self.subtree(group).filter(move |item| item.path().names().len() == depth)
+    }
+
+    /// A new item's generation.
+    pub fn next_generation(&mut self) -> u64 {
+        let generation = self.next_item_generation;
+        self.next_item_generation += 1;
+        generation
     }
 
     /// The item of this id, unless it left the queue longer ago than Jenkins remembers.
@@ -328,7 +415,7 @@ impl Inner {
 
     /// The first item of the job still in the queue, blocked ones first as in Jenkins.
     pub fn queued_item_of(&self, job: &Job) -> Option<&QueueItem> {
-        let of_job = |item: &&QueueItem| item.job_name == job.name && item.job_generation == job.generation;
+        let of_job = |item: &&QueueItem| item.job == job.path && item.job_generation == job.generation;
         let mut items = self.queue.values().filter(of_job).filter(|i| i.is_in_queue());
         let first = items.clone().next();
         items.find(|i| matches!(i.state, ItemState::Blocked { .. })).or(first)
@@ -348,8 +435,7 @@ impl Inner {
 
     /// Names of every password parameter of every job: their values are kept out of the request log.
     pub fn password_parameter_names(&self) -> Vec<String> {
-        self.jobs
-            .values()
+        self.jobs()
             .flat_map(|job| job.definition.parameters.iter())
             .filter(|p| p.kind == crate::job_config::ParameterKind::Password)
             .map(|p| p.name.clone())
@@ -382,7 +468,7 @@ impl Shared {
             base,
             cookie_name: format!("JSESSIONID.{}", &instance[..8]),
             instance_id: instance[8..16].to_owned(),
-            inner: Mutex::new(Inner { next_queue_id: 1, next_job_generation: 1, ..Inner::default() }),
+            inner: Mutex::new(Inner { next_queue_id: 1, next_item_generation: 1, ..Inner::default() }),
             wake_scheduler: Notify::new(),
             tasks: Mutex::new(Vec::new()),
         }
@@ -392,12 +478,13 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn job_url(&self, name: &str) -> String {
-        format!("{}job/{}/", self.base, percent_encoding::utf8_percent_encode(name, NAME_IN_URL))
+    /// The absolute URL of an item: `<base>job/team-a/job/app/`.
+    pub fn item_url(&self, path: &ItemPath) -> String {
+        path.url(&self.base)
     }
 
-    pub fn build_url(&self, name: &str, number: u64) -> String {
-        format!("{}{number}/", self.job_url(name))
+    pub fn build_url(&self, job: &ItemPath, number: u64) -> String {
+        format!("{}{number}/", self.item_url(job))
     }
 
     pub fn track(&self, task: AbortHandle) {
@@ -425,7 +512,7 @@ impl Shared {
         let mut started = Vec::new();
         let ids: Vec<u64> = inner.queue.keys().copied().collect();
         for id in ids {
-            let Inner { queue, jobs, .. } = &mut *inner;
+            let Inner { queue, items, .. } = &mut *inner;
             let Some(item) = queue.get_mut(&id) else { continue };
             match item.state {
                 ItemState::Left { at, .. } => {
@@ -438,8 +525,8 @@ impl Shared {
                 }
                 ItemState::Waiting | ItemState::Blocked { .. } => {}
             }
-            let job = match jobs.get_mut(&item.job_name) {
-                Some(job) if job.generation == item.job_generation => job,
+            let job = match items.get_mut(&item.job.key()) {
+                Some(Item::Job(job)) if job.generation == item.job_generation => job,
                 _ => {
                     item.cancel(); // the job is gone
                     continue;
@@ -484,11 +571,11 @@ fn new_build(shared: &Shared, job: &Job, item: &QueueItem, number: u64) -> Build
     }
     masks.sort_by_key(|m| std::cmp::Reverse(m.len()));
     Build {
-        job_name: job.name.clone(),
+        job: job.path.clone(),
         job_kind: job.definition.kind,
         number,
         queue_id: item.id,
-        url: shared.build_url(&job.name, number),
+        url: shared.build_url(&job.path, number),
         parameters: item.parameters.clone(),
         cause_user: item.cause_user.clone(),
         timestamp_ms: now_ms(),

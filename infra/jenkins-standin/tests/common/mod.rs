@@ -1,13 +1,14 @@
 //! The harness of the stand-in's tests: a stand-in per test on 127.0.0.1:0 with short delays,
-//! a reqwest client, the job template of `infra/jenkins/README.md`, and a tiny HTTP server that
-//! serves source archives made with the `tar` command.
+//! a reqwest client, the job template of `infra/jenkins/README.md`, a folder's `config.xml`, and
+//! a tiny HTTP server that serves source archives made with the `tar` command. Jobs are named by
+//! their full name (`team-a/app` for `app` in the folder `team-a`).
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use jenkins_standin::{StandIn, StandInConfig};
+use jenkins_standin::{Account, StandIn, StandInConfig};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,6 +41,26 @@ pub fn job_config_xml(concurrent: bool) -> String {
     format!(
         "<?xml version='1.1' encoding='UTF-8'?>\n<flow-definition plugin=\"workflow-job\">\n  <description>an app</description>\n  <keepDependencies>false</keepDependencies>\n  <properties>{serial}<hudson.model.ParametersDefinitionProperty><parameterDefinitions>{parameters}</parameterDefinitions></hudson.model.ParametersDefinitionProperty></properties>\n  <definition class=\"org.jenkinsci.plugins.workflow.cps.CpsFlowDefinition\"><script>node {{ }}</script><sandbox>true</sandbox></definition>\n  <triggers/>\n  <disabled>false</disabled>\n</flow-definition>\n"
     )
+}
+
+/// A folder's `config.xml` as Jenkins writes it (CloudBees Folders plugin).
+pub fn folder_config_xml(description: &str) -> String {
+    format!(
+        "<?xml version='1.1' encoding='UTF-8'?>\n<com.cloudbees.hudson.plugins.folder.Folder plugin=\"cloudbees-folder@6.955.v81e2a_35c08d3\">\n  <description>{description}</description>\n  <properties/>\n  <folderViews class=\"com.cloudbees.hudson.plugins.folder.views.DefaultFolderViewHolder\">\n    <views>\n      <hudson.model.AllView>\n        <owner class=\"com.cloudbees.hudson.plugins.folder.Folder\" reference=\"../../../..\"/>\n        <name>All</name>\n        <filterExecutors>false</filterExecutors>\n        <filterQueue>false</filterQueue>\n        <properties class=\"hudson.model.View$PropertyList\"/>\n      </hudson.model.AllView>\n    </views>\n    <tabBar class=\"hudson.views.DefaultViewsTabBar\"/>\n  </folderViews>\n  <healthMetrics/>\n  <icon class=\"com.cloudbees.hudson.plugins.folder.icons.StockFolderIcon\"/>\n</com.cloudbees.hudson.plugins.folder.Folder>\n"
+    )
+}
+
+/// `team-a/app` → `job/team-a/job/app`: the URL path of an item from its full name.
+pub fn job_path(full_name: &str) -> String {
+    full_name.split('/').map(|name| format!("job/{name}")).collect::<Vec<_>>().join("/")
+}
+
+/// Where `createItem` is for an item of this full name: `job/team-a/createItem?name=app`.
+fn create_item_path(full_name: &str) -> String {
+    match full_name.rsplit_once('/') {
+        Some((folder, name)) => format!("{}/createItem?name={name}", job_path(folder)),
+        None => format!("createItem?name={full_name}"),
+    }
 }
 
 /// The script the builds run: the real one, unless `JENKINS_STANDIN_PREPARE_SCRIPT` says otherwise.
@@ -96,6 +117,31 @@ impl Harness {
         self.http.post(self.url(path)).basic_auth(&self.config.user, Some(&self.config.api_token))
     }
 
+    /// As another user, with its API token.
+    pub fn get_as(&self, account: &Account, path: &str) -> RequestBuilder {
+        self.http.get(self.url(path)).basic_auth(&account.name, Some(&account.api_token))
+    }
+
+    pub fn post_as(&self, account: &Account, path: &str) -> RequestBuilder {
+        self.http.post(self.url(path)).basic_auth(&account.name, Some(&account.api_token))
+    }
+
+    /// `createItem` of a job or a folder by its full name, as `account`; the answer.
+    pub fn create_as(&self, account: &Account, full_name: &str, config_xml: String) -> RequestBuilder {
+        self.post_as(account, &create_item_path(full_name)).header("Content-Type", "application/xml").body(config_xml)
+    }
+
+    pub async fn create_folder(&self, full_name: &str) {
+        let response = self
+            .post(&create_item_path(full_name))
+            .header("Content-Type", "application/xml")
+            .body(folder_config_xml("a team"))
+            .send()
+            .await
+            .expect("createItem");
+        assert_eq!(response.status(), StatusCode::OK, "createItem of the folder {full_name}");
+    }
+
     pub async fn json(&self, path: &str) -> (StatusCode, Value) {
         let response = self.get(path).send().await.expect("send");
         let status = response.status();
@@ -108,13 +154,8 @@ impl Harness {
     }
 
     pub async fn create_job_from(&self, name: &str, config_xml: String) {
-        let response = self
-            .post(&format!("createItem?name={name}"))
-            .header("Content-Type", "application/xml")
-            .body(config_xml)
-            .send()
-            .await
-            .expect("createItem");
+        let response =
+            self.post(&create_item_path(name)).header("Content-Type", "application/xml").body(config_xml).send().await.expect("createItem");
         assert_eq!(response.status(), StatusCode::OK, "createItem {name}");
     }
 
@@ -122,7 +163,7 @@ impl Harness {
     pub async fn trigger(&self, job: &str, parameters: &[(&str, &str)]) -> u64 {
         let form = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(parameters).finish();
         let response = self
-            .post(&format!("job/{job}/buildWithParameters"))
+            .post(&format!("{}/buildWithParameters", job_path(job)))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(form)
             .send()
@@ -133,6 +174,17 @@ impl Harness {
         let id = location.trim_end_matches('/').rsplit('/').next().expect("id").parse().expect("numeric id");
         assert_eq!(location, self.url(&format!("queue/item/{id}/")));
         id
+    }
+
+    /// `buildWithParameters` with form parameters, as `account`; the answer as it comes.
+    pub async fn trigger_as(&self, account: &Account, job: &str, parameters: &[(&str, &str)]) -> reqwest::Response {
+        let form = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(parameters).finish();
+        self.post_as(account, &format!("{}/buildWithParameters", job_path(job)))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .expect("trigger")
     }
 
     /// Waits until the queue item started a build; returns its number.
@@ -150,7 +202,7 @@ impl Harness {
     }
 
     pub async fn build(&self, job: &str, number: u64) -> Value {
-        let (status, build) = self.json(&format!("job/{job}/{number}/api/json")).await;
+        let (status, build) = self.json(&format!("{}/{number}/api/json", job_path(job))).await;
         assert_eq!(status, StatusCode::OK, "build {job} #{number}");
         build
     }
@@ -169,7 +221,7 @@ impl Harness {
     }
 
     pub async fn console(&self, job: &str, number: u64) -> String {
-        self.get(&format!("job/{job}/{number}/consoleText")).send().await.expect("consoleText").text().await.expect("text")
+        self.get(&format!("{}/{number}/consoleText", job_path(job))).send().await.expect("consoleText").text().await.expect("text")
     }
 
     /// Waits until the log contains `needle`.
