@@ -85,7 +85,7 @@ pub fn numbered_lines(tag: &str, lines: usize) -> Vec<u8> {
 /// Appends `text` to build `number` of `job` while it runs.
 pub async fn append(app: &TestApp, job: &str, number: u64, text: &[u8]) {
     for piece in text.chunks(1024 * 1024) {
-        let url = format!("{}job/{job}/{number}/__standin/append", app.jenkins.base_url());
+        let url = format!("{}{number}/__standin/append", app.job_url(job));
         let response = app.client.post(url).body(piece.to_vec()).send().await.expect("append");
         assert_eq!(response.status(), 204, "the build must still be running while the test appends");
     }

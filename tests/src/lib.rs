@@ -13,6 +13,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use jenkins_standin::{StandIn, StandInConfig};
+pub use local_gateway::jenkins_folder::{self, LOCAL_JENKINS_FOLDER as JENKINS_FOLDER};
 use local_gateway::poller::{run_poller, PollerTriggers};
 use local_gateway::stack::{create_resources, Resources};
 use shuttle_core::api::{Create, Status};
@@ -248,11 +249,14 @@ pub async fn spawn_api() -> TestApp {
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let stack = Stack::new().await;
     let jenkins_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
-    let jenkins = jenkins_standin::start(options.jenkins, jenkins_listener).await.expect("start the Jenkins stand-in");
+    // Set up as a deployer sets up Jenkins: the shuttle's user has job rights in its folder only.
+    let jenkins_config = jenkins_folder::least_privilege(options.jenkins, JENKINS_FOLDER);
+    let jenkins = jenkins_standin::start(jenkins_config, jenkins_listener).await.expect("start the Jenkins stand-in");
+    jenkins_folder::create_folder(&jenkins, JENKINS_FOLDER).await.expect("the Jenkins folder");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
     let address = format!("http://{}", listener.local_addr().expect("a bound address"));
     let jenkins_url = jenkins.base_url().to_owned();
-    let (user, token) = (jenkins.config().user.clone(), jenkins.config().api_token.clone());
+    let (user, token) = (jenkins_folder::SHUTTLE_USER.to_owned(), jenkins_folder::SHUTTLE_TOKEN.to_owned());
     let lookup = |name: &str| -> Option<String> {
         if let Some((_, value)) = options.settings.iter().find(|(n, _)| *n == name) {
             return Some(value.clone());
@@ -262,6 +266,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         }
         match name {
             "JENKINS_URL" => Some(jenkins_url.clone()),
+            "JENKINS_FOLDER" => Some(JENKINS_FOLDER.to_owned()),
             "JENKINS_USER" => Some(user.clone()),
             "JENKINS_TOKEN" => Some(token.clone()),
             "POLL_DEAD_LETTER_QUEUE_URL" => Some(stack.resources.queues.dead_letter_url.clone()),
@@ -343,10 +348,15 @@ impl TestApp {
         response.text().await.expect("a body")
     }
 
+    /// The URL of the app's Jenkins job, in the shuttle's folder.
+    pub fn job_url(&self, job: &str) -> String {
+        format!("{}job/{JENKINS_FOLDER}/job/{job}/", self.jenkins.base_url())
+    }
+
     /// The whole console log of a Jenkins build, as the stand-in holds it.
     pub async fn console_text(&self, job: &str, number: u64) -> String {
         let config = self.jenkins.config();
-        let url = format!("{}job/{job}/{number}/consoleText", self.jenkins.base_url());
+        let url = format!("{}{number}/consoleText", self.job_url(job));
         let response = self.client.get(url).basic_auth(&config.user, Some(&config.api_token)).send().await.expect("GET consoleText");
         assert_eq!(response.status(), 200);
         response.text().await.expect("a body")

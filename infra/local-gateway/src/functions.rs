@@ -38,7 +38,7 @@ mod tests {
     const STORE: [&str; 2] = ["TABLE_NAME", "BUILD_RETENTION"];
     const BUCKET: [&str; 2] = ["S3_BUCKET", "S3_LOCATION"];
     const QUEUE: [&str; 2] = ["POLL_QUEUE_URL", "POLL_DEAD_LETTER_QUEUE_URL"];
-    const JENKINS: [&str; 3] = ["JENKINS_URL", "JENKINS_USER", "JENKINS_TOKEN"];
+    const JENKINS: [&str; 4] = ["JENKINS_URL", "JENKINS_FOLDER", "JENKINS_USER", "JENKINS_TOKEN"];
 
     /// What each function reads (the documented contract of README's settings table).
     fn reads() -> Vec<(&'static str, Wire, BTreeSet<&'static str>)> {
@@ -100,6 +100,7 @@ mod tests {
             ("KMS_KEY_ID", "key"),
             ("BUILD_SHUTTLE_HOST", "https://shuttle.example"),
             ("JENKINS_URL", "https://jenkins.example"),
+            ("JENKINS_FOLDER", "build-shuttle"),
             ("JENKINS_USER", "shuttle"),
             ("JENKINS_TOKEN", "jenkins-token"),
             ("SHUTTLE_API_TOKENS", "caller-token-0123456789"),

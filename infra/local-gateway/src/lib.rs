@@ -5,6 +5,7 @@
 pub mod event;
 pub mod functions;
 pub mod invocation;
+pub mod jenkins_folder;
 pub mod mapping;
 pub mod poller;
 pub mod routes;

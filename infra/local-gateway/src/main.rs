@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use jenkins_standin::StandIn;
+use local_gateway::jenkins_folder;
 use local_gateway::poller::{run_poller, PollerTriggers};
 use shuttle_core::access::Access;
 use shuttle_core::config::Env;
@@ -117,7 +118,10 @@ async fn start_jenkins_stand_in() -> anyhow::Result<Option<StandIn>> {
     // JENKINS_STANDIN_DOCKER, JENKINS_STANDIN_DOCKER_HUB_MIRROR… as the stand-in's own binary reads them.
     let settings = jenkins_standin::config::Settings::parse(std::iter::empty(), |name| std::env::var(name).ok())
         .map_err(|why| anyhow::anyhow!("a JENKINS_STANDIN_* setting is malformed: {why}"))?;
-    let stand_in = jenkins_standin::start(settings.config, listener).await.context("could not start the Jenkins stand-in")?;
+    // Set up as a deployer sets up Jenkins: the shuttle's user has job rights in its folder only.
+    let config = jenkins_folder::least_privilege(settings.config, jenkins_folder::LOCAL_JENKINS_FOLDER);
+    let stand_in = jenkins_standin::start(config, listener).await.context("could not start the Jenkins stand-in")?;
+    jenkins_folder::create_folder(&stand_in, jenkins_folder::LOCAL_JENKINS_FOLDER).await.map_err(|why| anyhow::anyhow!(why))?;
     Ok(Some(stand_in))
 }
 
@@ -126,8 +130,9 @@ async fn start_jenkins_stand_in() -> anyhow::Result<Option<StandIn>> {
 fn stand_in_setting(stand_in: &StandIn, name: &str) -> Option<String> {
     match name {
         "JENKINS_URL" => Some(stand_in.base_url().to_owned()),
-        "JENKINS_USER" => Some(stand_in.config().user.clone()),
-        "JENKINS_TOKEN" => Some(stand_in.config().api_token.clone()),
+        "JENKINS_FOLDER" => Some(jenkins_folder::LOCAL_JENKINS_FOLDER.to_owned()),
+        "JENKINS_USER" => Some(jenkins_folder::SHUTTLE_USER.to_owned()),
+        "JENKINS_TOKEN" => Some(jenkins_folder::SHUTTLE_TOKEN.to_owned()),
         _ => None,
     }
 }

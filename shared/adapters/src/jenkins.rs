@@ -29,6 +29,10 @@ const SCRIPT_PLACEHOLDER: &str = "@@PREPARE_SOURCES_SH_BASE64@@";
 /// What stays unescaped in a job name used as one path segment.
 const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
+/// What the description of every job the shuttle creates starts with: a job of its folder
+/// without it is someone else's, never triggered, changed or deleted.
+pub const JOB_MARKER: &str = "[build-shuttle-managed]";
+
 /// The `config.xml` every app's job is created from.
 pub fn job_config() -> String {
     JOB_TEMPLATE.replace(SCRIPT_PLACEHOLDER, &base64::engine::general_purpose::STANDARD.encode(PREPARE_SOURCES_SH))
@@ -38,6 +42,9 @@ pub fn job_config() -> String {
 pub struct JenkinsSettings {
     /// `JENKINS_URL`, without credentials.
     pub url: Url,
+    /// `JENKINS_FOLDER`: the folder (`a` or `a/b`) the shuttle's jobs live in, made by the
+    /// deployer; the shuttle's user needs job rights in it only.
+    pub folder: Vec<String>,
     pub user: String,
     pub token: Secret,
     /// Limit of one JSON call.
@@ -47,7 +54,8 @@ pub struct JenkinsSettings {
 }
 
 impl JenkinsSettings {
-    /// `JENKINS_URL` (required, without credentials), `JENKINS_USER`, `JENKINS_TOKEN`.
+    /// `JENKINS_URL` (required, without credentials), `JENKINS_FOLDER` (required),
+    /// `JENKINS_USER`, `JENKINS_TOKEN`.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let url = env.http_url("JENKINS_URL", "https://jenkins.example.com")?;
         if !url.username().is_empty() || url.password().is_some() {
@@ -56,14 +64,31 @@ impl JenkinsSettings {
                 reason: "must not carry credentials: set JENKINS_USER and JENKINS_TOKEN".into(),
             });
         }
+        let folder =
+            parse_folder(&env.required("JENKINS_FOLDER")?).map_err(|reason| ConfigError::Malformed { name: "JENKINS_FOLDER", reason })?;
         Ok(Self {
             url,
+            folder,
             user: env.optional("JENKINS_USER").unwrap_or_default(),
             token: Secret::from(env.optional("JENKINS_TOKEN").unwrap_or_default()),
             timeout: Duration::from_secs(10),
             log_timeout: Duration::from_secs(30),
         })
     }
+}
+
+/// A folder's full name, `a/b`, as its names: each a name Jenkins takes (`checkGoodName`).
+pub fn parse_folder(full_name: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = full_name.trim().trim_matches('/').split('/').map(|name| name.trim().to_owned()).collect();
+    for name in &names {
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(format!("'{full_name}' is not a folder's full name (a or a/b)"));
+        }
+        if let Some(c) = name.chars().find(|c| c.is_control() || "?*\\%!@#$^&|<>[]:;".contains(*c)) {
+            return Err(format!("'{full_name}': Jenkins refuses '{}' in a name", c.escape_debug()));
+        }
+    }
+    Ok(names)
 }
 
 #[derive(Clone, Debug)]
@@ -119,8 +144,23 @@ impl JenkinsClient {
         self.settings.url.join(path.trim_start_matches('/')).expect("paths built here are valid")
     }
 
-    fn job_path(job: &str) -> String {
-        format!("job/{}/", percent_encoding::utf8_percent_encode(job, PATH_SEGMENT))
+    /// The folder's path, `job/a/job/b/`.
+    fn folder_path(&self) -> String {
+        self.settings.folder.iter().map(|name| format!("job/{}/", percent_encoding::utf8_percent_encode(name, PATH_SEGMENT))).collect()
+    }
+
+    /// The path of the app's job in the folder.
+    fn job_path(&self, job: &str) -> String {
+        format!("{}job/{}/", self.folder_path(), percent_encoding::utf8_percent_encode(job, PATH_SEGMENT))
+    }
+
+    /// Whether the job exists (`None`: it does not) and carries the shuttle's marker.
+    async fn ours(&self, job: &str) -> Result<Option<bool>, JenkinsError> {
+        match self.get_json(&format!("{}api/json?tree=description", self.job_path(job)), "job").await {
+            Ok(json) => Ok(Some(json["description"].as_str().is_some_and(|d| d.trim_start().starts_with(JOB_MARKER)))),
+            Err(JenkinsError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends a request with auth (and the crumb, once one was needed); retries once with a
@@ -235,12 +275,12 @@ fn queue_id(location: &str) -> Option<u64> {
 #[async_trait]
 impl Jenkins for JenkinsClient {
     async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError> {
-        match self.get_json(&format!("{}api/json", Self::job_path(job)), "job").await {
-            Ok(_) => return Ok(()),
-            Err(JenkinsError::NotFound(_)) => {}
-            Err(e) => return Err(e),
+        match self.ours(job).await? {
+            Some(true) => return Ok(()),
+            Some(false) => return Err(JenkinsError::NotOurs(format!("{}/{job}", self.settings.folder.join("/")))),
+            None => {}
         }
-        let mut url = self.url("createItem");
+        let mut url = self.url(&format!("{}createItem", self.folder_path()));
         url.query_pairs_mut().append_pair("name", job);
         // Built when a job is created, not at every start: the script is ≈11 KB to encode.
         let config = job_config();
@@ -248,18 +288,28 @@ impl Jenkins for JenkinsClient {
             self.send(Method::POST, url, self.settings.timeout, |r| r.header(CONTENT_TYPE, "application/xml").body(config.clone())).await?;
         if response.status() == StatusCode::BAD_REQUEST {
             let text = response.text().await.unwrap_or_default();
-            // Created meanwhile by a concurrent poller.
+            // Created meanwhile, by a concurrent poll or by someone else: look again.
             return if text.contains("already exists") {
-                Ok(())
+                match self.ours(job).await? {
+                    Some(true) => Ok(()),
+                    _ => Err(JenkinsError::NotOurs(format!("{}/{job}", self.settings.folder.join("/")))),
+                }
             } else {
                 Err(JenkinsError::Unexpected(format!("createItem: {}", redact(&text))))
             };
         }
-        check(response, "createItem").map(|_| ())
+        match check(response, "createItem") {
+            Ok(_) => Ok(()),
+            Err(JenkinsError::NotFound(_)) => Err(JenkinsError::NotFound(format!(
+                "the folder {} (JENKINS_FOLDER): the deployer creates it and gives JENKINS_USER job rights in it",
+                self.settings.folder.join("/")
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     async fn trigger(&self, job: &str, parameters: &[(String, String)]) -> Result<u64, JenkinsError> {
-        let url = self.url(&format!("{}buildWithParameters", Self::job_path(job)));
+        let url = self.url(&format!("{}buildWithParameters", self.job_path(job)));
         // Parameters go in the form body, not the URL: they include secrets.
         let form = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(parameters).finish();
         let response = self
@@ -290,29 +340,31 @@ impl Jenkins for JenkinsClient {
     }
 
     async fn find_build(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
-        let path = format!("{}api/json?tree=builds[number,actions[parameters[name,value]]]", Self::job_path(job));
+        let path = format!("{}api/json?tree=builds[number,actions[parameters[name,value]]]", self.job_path(job));
         let json = self.get_json(&path, "job builds").await?;
         let builds = json["builds"].as_array().cloned().unwrap_or_default();
         Ok(builds.iter().find_map(|build| has_build_uuid(&build["actions"], build_uuid).then(|| build["number"].as_u64()).flatten()))
     }
 
     async fn find_queued(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
-        let json = self.get_json("queue/api/json?tree=items[id,task[name],actions[parameters[name,value]]]", "queue").await?;
+        let json = self.get_json("queue/api/json?tree=items[id,task[url],actions[parameters[name,value]]]", "queue").await?;
         let items = json["items"].as_array().cloned().unwrap_or_default();
+        // The job in the folder, not one of its name elsewhere: its URL ends with its path.
+        let path = format!("/{}", self.job_path(job));
         Ok(items.iter().find_map(|item| {
-            let same_job = item["task"]["name"].as_str() == Some(job);
+            let same_job = item["task"]["url"].as_str().is_some_and(|url| url.ends_with(&path));
             let same_build = has_build_uuid(&item["actions"], build_uuid);
             (same_job && same_build).then(|| item["id"].as_u64()).flatten()
         }))
     }
 
     async fn build_status(&self, job: &str, number: u64) -> Result<BuildStatus, JenkinsError> {
-        let json = self.get_json(&format!("{}{number}/api/json", Self::job_path(job)), "build").await?;
+        let json = self.get_json(&format!("{}{number}/api/json", self.job_path(job)), "build").await?;
         Ok(BuildStatus { building: json["building"].as_bool().unwrap_or(false), result: json["result"].as_str().map(JenkinsResult::parse) })
     }
 
     async fn read_log(&self, job: &str, number: u64, start: u64, sink: &mut dyn LogSink) -> Result<LogWindow, JenkinsError> {
-        let mut url = self.url(&format!("{}{number}/logText/progressiveText", Self::job_path(job)));
+        let mut url = self.url(&format!("{}{number}/logText/progressiveText", self.job_path(job)));
         url.query_pairs_mut().append_pair("start", &start.to_string());
         let response = self.send(Method::GET, url, self.settings.log_timeout, |r| r).await?;
         let mut response = check(response, "progressiveText")?;
@@ -335,7 +387,7 @@ impl Jenkins for JenkinsClient {
     }
 
     async fn stop_build(&self, job: &str, number: u64) -> Result<(), JenkinsError> {
-        self.post(self.url(&format!("{}{number}/stop", Self::job_path(job))), "stop").await
+        self.post(self.url(&format!("{}{number}/stop", self.job_path(job))), "stop").await
     }
 
     async fn cancel_queue_item(&self, queue_id: u64) -> Result<(), JenkinsError> {
@@ -354,7 +406,12 @@ impl Jenkins for JenkinsClient {
     }
 
     async fn delete_job(&self, job: &str) -> Result<(), JenkinsError> {
-        match self.post(self.url(&format!("{}doDelete", Self::job_path(job))), "doDelete").await {
+        match self.ours(job).await? {
+            None => return Ok(()),
+            Some(false) => return Err(JenkinsError::NotOurs(format!("{}/{job}", self.settings.folder.join("/")))),
+            Some(true) => {}
+        }
+        match self.post(self.url(&format!("{}doDelete", self.job_path(job))), "doDelete").await {
             Err(JenkinsError::NotFound(_)) => Ok(()),
             other => other,
         }
@@ -373,10 +430,30 @@ mod tests {
         assert_eq!(queue_id(""), None);
     }
 
+    fn client_in(folder: &str) -> JenkinsClient {
+        let settings = JenkinsSettings {
+            url: "https://jenkins.example/ci".parse().unwrap(),
+            folder: parse_folder(folder).unwrap(),
+            user: "shuttle".into(),
+            token: Secret::from("t"),
+            timeout: Duration::from_secs(1),
+            log_timeout: Duration::from_secs(1),
+        };
+        JenkinsClient::on_first_use(settings)
+    }
+
     #[test]
-    fn job_names_are_one_path_segment() {
-        assert_eq!(JenkinsClient::job_path("myapp-0b9e8c2a"), "job/myapp-0b9e8c2a/");
-        assert_eq!(JenkinsClient::job_path("a/b c"), "job/a%2Fb%20c/");
+    fn jobs_live_in_the_folder_and_a_job_name_is_one_path_segment() {
+        assert_eq!(client_in("build-shuttle").job_path("myapp-0b9e8c2a"), "job/build-shuttle/job/myapp-0b9e8c2a/");
+        assert_eq!(client_in("platform/build shuttle").job_path("a/b c"), "job/platform/job/build%20shuttle/job/a%2Fb%20c/");
+        assert_eq!(client_in("/platform/shuttle/").folder_path(), "job/platform/job/shuttle/");
+    }
+
+    #[test]
+    fn a_folder_name_jenkins_would_refuse_is_refused_at_start() {
+        for bad in ["", "/", "a//b", "a/../b", "a:b", "team#1"] {
+            assert!(parse_folder(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -135,6 +135,7 @@ fn server(test: Test) -> &'static Server {
         });
         let client = JenkinsClient::new(JenkinsSettings {
             url: url.clone(),
+            folder: vec!["fuzz".into()],
             user: "fuzz".into(),
             token: Secret::from("fuzz-token"),
             timeout: Duration::from_secs(10),

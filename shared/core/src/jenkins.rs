@@ -91,6 +91,10 @@ pub enum JenkinsError {
     /// Jenkins refused the shuttle's credentials or their permissions (401, 403).
     #[error("jenkins refused the request: {0}")]
     Rejected(String),
+    /// A job of that name is in the shuttle's folder, but the shuttle did not create it (it lacks
+    /// the shuttle's marker): it is never triggered, changed or deleted.
+    #[error("jenkins: the job {0} was not created by the build shuttle; it is left alone")]
+    NotOurs(String),
     /// An answer that does not fit Jenkins' documented API.
     #[error("unexpected answer from jenkins: {0}")]
     Unexpected(String),

@@ -175,7 +175,11 @@ async fn deleting_an_app_stops_its_running_build_and_deletes_the_job() {
     assert_eq!((code, body), (200, json!({"status": "ok"})));
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "failed");
     assert_eq!(app.find("app", "1").await.unwrap().state.to_string(), "stopped");
-    assert!(app.jenkins_requests().await.iter().any(|(m, p, _)| m == "POST" && p == "/job/app/doDelete"));
+    assert!(app
+        .jenkins_requests()
+        .await
+        .iter()
+        .any(|(m, p, _)| m == "POST" && p == &format!("/job/{}/job/app/doDelete", shuttle_tests::JENKINS_FOLDER)));
     let (code, _) = json_of(app.delete("/app").await).await;
     assert_eq!(code, 200, "a job already gone is fine");
 }

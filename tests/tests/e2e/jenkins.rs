@@ -7,19 +7,22 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use jenkins_standin::{StandIn, StandInConfig};
-use shuttle_adapters::jenkins::{JenkinsClient, JenkinsSettings};
+use shuttle_adapters::jenkins::{job_config, parse_folder, JenkinsClient, JenkinsSettings, JOB_MARKER};
 use shuttle_adapters::S3SourceStore;
 use shuttle_core::config::Secret;
 use shuttle_core::jenkins::{parameters, JenkinsError, JenkinsResult, QueueItem, SinkClosed};
 use shuttle_core::ports::SourceStore;
 use shuttle_core::ports::{Jenkins, LogSink};
-use shuttle_tests::{archive, registry, Stack};
+use shuttle_tests::{archive, jenkins_folder, registry, Stack, JENKINS_FOLDER};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
+/// A stand-in with the shuttle's folder made by its administrator.
 async fn standin(config: StandInConfig) -> StandIn {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    jenkins_standin::start(config, listener).await.unwrap()
+    let jenkins = jenkins_standin::start(config, listener).await.unwrap();
+    jenkins_folder::create_folder(&jenkins, JENKINS_FOLDER).await.unwrap();
+    jenkins
 }
 
 fn fast() -> StandInConfig {
@@ -33,9 +36,14 @@ fn fast() -> StandInConfig {
 }
 
 fn client(jenkins: &StandIn, token: &str, timeout: Duration) -> JenkinsClient {
+    client_as(jenkins, &jenkins.config().user, token, timeout)
+}
+
+fn client_as(jenkins: &StandIn, user: &str, token: &str, timeout: Duration) -> JenkinsClient {
     JenkinsClient::new(JenkinsSettings {
         url: jenkins.base_url().parse().unwrap(),
-        user: jenkins.config().user.clone(),
+        folder: parse_folder(JENKINS_FOLDER).unwrap(),
+        user: user.to_owned(),
         token: Secret::from(token),
         timeout,
         log_timeout: Duration::from_secs(10),
@@ -128,7 +136,7 @@ async fn console_text(jenkins: &StandIn, job: &str, number: u64) -> String {
     shuttle_tests::http_client()
         .build()
         .unwrap()
-        .get(format!("{}job/{job}/{number}/consoleText", jenkins.base_url()))
+        .get(format!("{}job/{JENKINS_FOLDER}/job/{job}/{number}/consoleText", jenkins.base_url()))
         .basic_auth(&config.user, Some(&config.api_token))
         .send()
         .await
@@ -144,7 +152,7 @@ async fn a_job_is_created_once_from_the_template_and_deleted() {
     let client = client(&jenkins, &jenkins.config().api_token, Duration::from_secs(5));
     client.ensure_job("myapp-1").await.unwrap();
     client.ensure_job("myapp-1").await.unwrap();
-    let job_url = format!("{}job/myapp-1/api/json", jenkins.base_url());
+    let job_url = format!("{}job/{JENKINS_FOLDER}/job/myapp-1/api/json", jenkins.base_url());
     let http = shuttle_tests::http_client().build().unwrap();
     let config = jenkins.config();
     let get = || http.get(&job_url).basic_auth(&config.user, Some(&config.api_token)).send();
@@ -305,4 +313,59 @@ async fn a_build_waiting_in_the_queue_is_found_by_build_uuid_until_it_starts() {
     assert_eq!(client.find_build("app-g", &build_uuid).await.unwrap(), Some(number));
     assert_eq!(wait_result(&client, "app-g", first).await, JenkinsResult::Aborted);
     assert_eq!(wait_result(&client, "app-g", number).await, JenkinsResult::Success);
+}
+
+/// Issue 20: the shuttle's Jenkins user has job rights in its folder only, and even there
+/// triggers and deletes only the jobs it made (their description starts with its marker).
+#[tokio::test]
+async fn only_jobs_the_shuttle_made_in_its_folder_are_used_or_deleted_and_it_can_reach_no_other() {
+    let jenkins = standin(jenkins_folder::least_privilege(fast(), JENKINS_FOLDER)).await;
+    let (admin, admin_token) = (jenkins.config().user.clone(), jenkins.config().api_token.clone());
+    let http = shuttle_tests::http_client().build().unwrap();
+    let as_user = |method: reqwest::Method, path: String, user: &str, token: &str| {
+        http.request(method, format!("{}{path}", jenkins.base_url()))
+            .basic_auth(user, Some(token))
+            .header("Content-Type", "application/xml")
+    };
+    // The administrator's jobs: one at the root, one in the folder without the marker.
+    let foreign = job_config().replace(JOB_MARKER, "");
+    for (parent, name) in [("", "deploy-prod"), (format!("job/{JENKINS_FOLDER}/").as_str(), "foreign")] {
+        let created = as_user(reqwest::Method::POST, format!("{parent}createItem?name={name}"), &admin, &admin_token)
+            .body(foreign.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 200, "{name}");
+    }
+    let status_of = |path: String| {
+        let request = as_user(reqwest::Method::GET, path, &admin, &admin_token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let shuttle = client_as(&jenkins, jenkins_folder::SHUTTLE_USER, jenkins_folder::SHUTTLE_TOKEN, Duration::from_secs(5));
+
+    // In the folder, a job it did not make is neither used nor deleted.
+    assert!(matches!(shuttle.ensure_job("foreign").await, Err(JenkinsError::NotOurs(_))));
+    assert!(matches!(shuttle.delete_job("foreign").await, Err(JenkinsError::NotOurs(_))));
+    assert_eq!(status_of(format!("job/{JENKINS_FOLDER}/job/foreign/api/json")).await, 200, "left alone");
+    assert_eq!(status_of(format!("job/{JENKINS_FOLDER}/job/foreign/1/api/json")).await, 404, "never built");
+
+    // A job of the same name outside the folder is not the app's: the app's own is made in the folder.
+    shuttle.ensure_job("deploy-prod").await.unwrap();
+    let queue_id = shuttle.trigger("deploy-prod", &image_build(&Uuid::new_v4().to_string())).await.unwrap();
+    wait_started(&shuttle, queue_id).await;
+    shuttle.delete_job("deploy-prod").await.unwrap();
+    assert_eq!(status_of(format!("job/{JENKINS_FOLDER}/job/deploy-prod/api/json")).await, 404, "its own job deleted");
+    assert_eq!(status_of("job/deploy-prod/api/json".to_owned()).await, 200, "the root job untouched");
+    assert_eq!(status_of("job/deploy-prod/1/api/json".to_owned()).await, 404, "and never built");
+
+    // Nor could it: outside its folder its user sees no job (Jenkins answers 404 for an item the
+    // user may not read) and may create none.
+    let user = (jenkins_folder::SHUTTLE_USER, jenkins_folder::SHUTTLE_TOKEN);
+    for path in ["job/deploy-prod/build", "job/deploy-prod/doDelete"] {
+        let answer = as_user(reqwest::Method::POST, path.to_owned(), user.0, user.1).send().await.unwrap();
+        assert_eq!(answer.status(), 404, "{path}");
+    }
+    let answer = as_user(reqwest::Method::POST, "createItem?name=x".to_owned(), user.0, user.1).body(foreign.clone()).send().await.unwrap();
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().await.unwrap().contains("is missing the Job/Create permission"));
 }

@@ -2,6 +2,7 @@
 
 use crate::error::{ServiceError, ShuttleError};
 use crate::ids::path_segment;
+use crate::jenkins::JenkinsError;
 
 use super::Stop;
 
@@ -26,6 +27,15 @@ impl Delete {
                 self.stop.record(record).await?;
             }
         }
-        self.stop.jenkins.delete_job(app).await.map_err(|e| ShuttleError::Unavailable(ServiceError::new("jenkins", e)))
+        match self.stop.jenkins.delete_job(app).await {
+            Ok(()) => Ok(()),
+            // Someone else's job of that name in the shuttle's folder: the app's builds are
+            // stopped, and the job is left alone.
+            Err(error @ JenkinsError::NotOurs(_)) => {
+                tracing::warn!(app, %error, "the app's builds are stopped; its Jenkins job is not the shuttle's and is not deleted");
+                Ok(())
+            }
+            Err(error) => Err(ShuttleError::Unavailable(ServiceError::new("jenkins", error))),
+        }
     }
 }
