@@ -12,6 +12,6 @@ async fn main() -> anyhow::Result<()> {
         let deadline = poller::handler::deadline_of(&event.context);
         poller::handler::handle(&poller, event.payload, deadline)
     }))
-        .await
-        .map_err(|error| anyhow::anyhow!(error))
+    .await
+    .map_err(|error| anyhow::anyhow!(error))
 }

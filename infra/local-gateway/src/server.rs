@@ -114,7 +114,8 @@ fn to_hyper(response: Response<Body>) -> Response<Full<Bytes>> {
 
 /// The same 413 the handlers give, for bodies too large to hand to a Lambda at all.
 fn too_large(size: usize) -> Response<Full<Bytes>> {
-    let mut response = to_hyper(shuttle_http::error_response(&ShuttleError::TooLarge { what: "request body", size, limit: MAX_BODY_BYTES }));
+    let mut response =
+        to_hyper(shuttle_http::error_response(&ShuttleError::TooLarge { what: "request body", size, limit: MAX_BODY_BYTES }));
     response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
     response
 }

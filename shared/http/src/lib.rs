@@ -191,7 +191,10 @@ mod tests {
             assert_eq!(response.status().as_u16(), status, "{error}");
             assert_eq!(body_of(&response), body);
         }
-        assert_eq!(error_response(&ShuttleError::TooLarge { what: "request body", size: 7, limit: 6 }).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            error_response(&ShuttleError::TooLarge { what: "request body", size: 7, limit: 6 }).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         assert_eq!(error_response(&ShuttleError::Conflict("a/1".into())).status(), StatusCode::CONFLICT);
     }
 

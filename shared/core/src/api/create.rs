@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::config::CreatePolicy;
 use crate::error::{ShuttleError, ValidationError};
 use crate::ids::{parse_legacy_job, path_segment, v2_source_id};
-use crate::ports::{BuildStore, PollMessage, OpenError, PollQueue, Sealer, SourceStore};
+use crate::ports::{BuildStore, OpenError, PollMessage, PollQueue, Sealer, SourceStore};
 use crate::record::{now_ms, ApiKind, BuildRecord, Progress};
 use crate::redact::redact;
 use crate::request::{parse_legacy, parse_v2, Api, BuildSpec, LegacyContext};
