@@ -119,9 +119,9 @@ impl RdKafkaClient {
             .map_err(|e| SendError::new(redact(&format!("the Kafka cluster did not say which brokers it has: {e}"))))?;
         let advertised = metadata.brokers().iter().map(|broker| format!("{}:{}", broker.host(), broker.port()));
         match advertised.into_iter().find(|broker| !self.brokers.allows(broker)) {
-            Some(outside) => {
-                Err(SendError::refused(redact(&format!("the Kafka cluster advertises the broker {outside}, which is not in KAFKA_ALLOWED_BROKERS"))))
-            }
+            Some(outside) => Err(SendError::refused(redact(&format!(
+                "the Kafka cluster advertises the broker {outside}, which is not in KAFKA_ALLOWED_BROKERS"
+            )))),
             None => Ok(()),
         }
     }
@@ -214,7 +214,7 @@ async fn produce_in_order(
 }
 
 fn record<'a>(topic: &'a str, message: &'a KafkaMessage) -> FutureRecord<'a, str, [u8]> {
-    let record = FutureRecord::to(topic).key(message.key.as_str()).payload(message.payload.as_ref());
+    let record = FutureRecord::to(topic).key(&*message.key).payload(message.payload.as_ref());
     if message.headers.is_empty() {
         return record;
     }

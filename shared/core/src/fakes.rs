@@ -18,8 +18,8 @@ use crate::jenkins::{BuildStatus, JenkinsError, LogWindow, QueueItem};
 use crate::netguard::AllowedNetworks;
 use crate::poll::Poller;
 use crate::ports::{
-    Answer, BuildStore, ChunkWrite, Jenkins, KafkaClient, KafkaMessage, LogSink, LogStream, LogTail, PollMessage, PollQueue, OpenError, Sealer,
-    SendError, SourceFetcher, SourceStore, WebhookClient,
+    Answer, BuildStore, ChunkWrite, Jenkins, KafkaClient, KafkaMessage, LogSink, LogStream, LogTail, OpenError, PollMessage, PollQueue,
+    Sealer, SendError, SourceFetcher, SourceStore, WebhookClient,
 };
 use crate::record::{ApiKind, BuildRecord};
 use crate::relay::Webhooks;
@@ -353,6 +353,8 @@ pub struct RecordingWebhooks {
     pub stream_answers: Arc<Mutex<std::collections::VecDeque<u16>>>,
     pub streams: Arc<Mutex<Vec<Sent>>>,
     pub kafka: Mutex<Vec<(String, KafkaMessage)>>,
+    /// How many messages each produce call carried.
+    pub kafka_calls: Mutex<Vec<usize>>,
 }
 
 impl RecordingWebhooks {
@@ -391,6 +393,7 @@ impl WebhookClient for RecordingWebhooks {
 #[async_trait]
 impl KafkaClient for RecordingWebhooks {
     async fn produce(&self, _brokers: &[String], topic: &str, messages: Vec<KafkaMessage>) -> Result<(), (usize, SendError)> {
+        self.kafka_calls.lock().unwrap().push(messages.len());
         self.kafka.lock().unwrap().extend(messages.into_iter().map(|m| (topic.to_owned(), m)));
         Ok(())
     }

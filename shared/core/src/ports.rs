@@ -1,5 +1,6 @@
 //! The ports: what the use cases need from the outside world. Adapters implement them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -190,7 +191,8 @@ pub trait WebhookClient: Send + Sync {
 /// One Kafka record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaMessage {
-    pub key: String,
+    /// Shared by every message of a call (the build's metadata, up to 4 KiB): never copied per line.
+    pub key: Arc<str>,
     pub payload: Bytes,
     pub headers: Vec<(String, String)>,
 }

@@ -15,8 +15,8 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use shuttle_adapters::{HttpWebhookClient, RdKafkaClient};
 use shuttle_core::netguard::{AllowedBrokers, AllowedNetworks};
-use shuttle_tests::kafka::Kafka;
 use shuttle_core::ports::{Answer, KafkaClient, KafkaMessage, LogStream, SendError, WebhookClient};
+use shuttle_tests::kafka::Kafka;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -555,7 +555,7 @@ struct Read {
 fn log_lines(count: usize) -> Vec<KafkaMessage> {
     (0..count)
         .map(|i| KafkaMessage {
-            key: format!("app-1/build-{}", i % 3),
+            key: format!("app-1/build-{}", i % 3).into(),
             payload: Bytes::from(format!("line {i}: ünïcödé\n")),
             // The first message has no headers at all.
             headers: if i == 0 { vec![] } else { headers(&[("X-Log-Offset", &(i * 100).to_string()), ("X-Build-Metadata", "app%3Da1")]) },
@@ -564,7 +564,7 @@ fn log_lines(count: usize) -> Vec<KafkaMessage> {
 }
 
 fn expected(messages: &[KafkaMessage]) -> Vec<Read> {
-    messages.iter().map(|m| Read { key: m.key.clone(), payload: m.payload.to_vec(), headers: m.headers.clone() }).collect()
+    messages.iter().map(|m| Read { key: m.key.to_string(), payload: m.payload.to_vec(), headers: m.headers.clone() }).collect()
 }
 
 /// The first `count` messages of partition 0 of `topic`, from its beginning.

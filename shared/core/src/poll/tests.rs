@@ -164,6 +164,12 @@ async fn a_line_begun_in_an_earlier_poll_is_read_back_whole_from_the_archive() {
 /// running until the message `end` came (10 s at most): whether it came, the messages, and the
 /// target's position to be saved.
 async fn relayed_to_kafka(earlier: &'static [u8], log: &[u8]) -> (bool, Vec<KafkaMessage>, u64) {
+    let (sent, messages, position, _) = relayed_to_kafka_in_calls(earlier, log).await;
+    (sent, messages, position)
+}
+
+/// As [`relayed_to_kafka`], with how many messages each produce call carried.
+async fn relayed_to_kafka_in_calls(earlier: &'static [u8], log: &[u8]) -> (bool, Vec<KafkaMessage>, u64, Vec<usize>) {
     let fake = fakes();
     let (id, mut record, spec) = a_build_logging_to_kafka(&fake).await;
     if !earlier.is_empty() {
@@ -183,7 +189,27 @@ async fn relayed_to_kafka(earlier: &'static [u8], log: &[u8]) -> (bool, Vec<Kafk
     let messages = recording.kafka.lock().unwrap().iter().map(|(_, message)| message.clone()).collect();
     let mut positions = record.progress.deliveries.clone();
     relay.positions(&mut positions);
-    (sent, messages, positions.logs[0].done)
+    let calls = recording.kafka_calls.lock().unwrap().clone();
+    (sent, messages, positions.logs[0].done, calls)
+}
+
+#[tokio::test]
+async fn a_read_of_many_short_lines_goes_to_kafka_in_bounded_calls_sharing_one_key() {
+    let lines = 5_000;
+    let mut log: Vec<u8> = (0..lines).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+    log.extend_from_slice(b"end\n");
+    let (sent, messages, position, calls) = relayed_to_kafka_in_calls(b"", &log).await;
+    assert!(sent);
+    assert!(calls.iter().all(|&n| n <= 2_000) && calls.len() >= 3, "messages per call: {calls:?}");
+    assert_eq!(messages.len(), lines + 1, "every line, once");
+    assert!(messages.iter().enumerate().take(lines).all(|(i, m)| m.payload == i.to_string().as_bytes()), "in order");
+    let mut at = 0;
+    for &count in &calls {
+        let call = &messages[at..at + count];
+        assert!(call.iter().all(|m| Arc::ptr_eq(&m.key, &call[0].key)), "one key a call, shared, not copied per line");
+        at += count;
+    }
+    assert_eq!(position, log.len() as u64);
 }
 
 #[tokio::test]
@@ -347,7 +373,7 @@ async fn a_status_answered_500_is_resent_by_a_later_poll_with_the_same_id_then_t
     assert_eq!(webhooks.streams.lock().unwrap()[0].body, log, "the log target has the whole log");
     let lines = webhooks.kafka.lock().unwrap().clone();
     assert_eq!(lines.len(), 1);
-    assert_eq!((lines[0].0.as_str(), lines[0].1.key.as_str()), ("logs", "meta"));
+    assert_eq!((lines[0].0.as_str(), &*lines[0].1.key), ("logs", "meta"));
     assert_eq!(&lines[0].1.payload[..], &log[..log.len() - 1], "one message per line, without its newline");
 
     tokio::time::sleep(delay).await;
@@ -634,7 +660,11 @@ async fn a_poll_with_a_slow_download_and_a_slow_jenkins_returns_before_its_deadl
     let id = v2_source_id("app", "1");
     fake.create().v2("app", "1", &v2_body("https://src.example/a.tgz")).await.unwrap();
     let fetcher = Arc::new(SlowDownload { sources: fake.sources.clone(), took: Duration::from_secs(50), downloads: Default::default() });
-    let jenkins = Arc::new(ScriptedJenkins { inner: fake.jenkins.clone(), slow: Mutex::new(Some(Duration::from_secs(60))), refusing: Mutex::new(false) });
+    let jenkins = Arc::new(ScriptedJenkins {
+        inner: fake.jenkins.clone(),
+        slow: Mutex::new(Some(Duration::from_secs(60))),
+        refusing: Mutex::new(false),
+    });
     let mut poller = fake.poller(fetcher.clone(), Arc::new(RecordingWebhooks::default()).webhooks());
     poller.jenkins = jenkins.clone();
 
@@ -647,7 +677,11 @@ async fn a_poll_with_a_slow_download_and_a_slow_jenkins_returns_before_its_deadl
     let record = fake.store.get(id).await.unwrap().unwrap();
     assert!(record.progress.lease.is_none(), "the build was handed over");
     assert_eq!(record.progress.round, 1);
-    assert_eq!(fake.queue.sent.lock().unwrap().last(), Some(&(PollMessage { source_id: id, round: 1 }, interval)), "its next poll is queued");
+    assert_eq!(
+        fake.queue.sent.lock().unwrap().last(),
+        Some(&(PollMessage { source_id: id, round: 1 }, interval)),
+        "its next poll is queued"
+    );
     assert!(fake.sources.source_exists(id).await.unwrap(), "the download was kept");
 
     // Jenkins answers in time again: the next poll triggers the build without downloading again.

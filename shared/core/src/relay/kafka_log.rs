@@ -1,5 +1,7 @@
 //! Log lines to Kafka: whole lines (a long one in pieces), in the v2 or the legacy envelope.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -15,6 +17,10 @@ use super::{Relay, READ_BYTES};
 /// [`READ_BYTES`], so every read of the log either holds a whole line or fills a piece: a
 /// Kafka target never waits on a line that no read can complete.
 pub(super) const KAFKA_LINE_MAX_BYTES: usize = 128 * 1024;
+
+/// The most lines one produce call takes: a read of 1 MiB of short lines goes in several calls,
+/// so that a call's messages (and their delivery reports) stay bounded.
+pub(super) const KAFKA_LINES_PER_CALL: usize = 2_000;
 
 const _: () = assert!((KAFKA_LINE_MAX_BYTES as u64) < READ_BYTES && 6 * KAFKA_LINE_MAX_BYTES + 1024 < 1_000_000);
 
@@ -39,23 +45,29 @@ impl Relay<'_> {
             let build = &shared.build;
             (shared.archived, build.state.is_terminal(), build.metadata.clone(), build.number)
         };
-        let whole = finished && from + text.len() as u64 >= end;
-        let (lines, offset) = complete_lines(&text, from, whole, KAFKA_LINE_MAX_BYTES);
+        let mut whole = finished && from + text.len() as u64 >= end;
+        let (mut lines, mut offset) = complete_lines(&text, from, whole, KAFKA_LINE_MAX_BYTES);
+        if lines.len() > KAFKA_LINES_PER_CALL {
+            // The rest goes in the next call: a call's messages stay few, whatever a read held.
+            lines.truncate(KAFKA_LINES_PER_CALL);
+            offset = lines.last().map_or(from, |(at, line)| at + line.len() as u64);
+            whole = false;
+        }
+        let key: Arc<str> = legacy.map_or(metadata.as_str(), String::as_str).into();
         let mut messages: Vec<KafkaMessage> = lines
             .iter()
             .map(|(offset, line)| match legacy {
+                // The archive's bytes, shared, not copied.
                 None => KafkaMessage {
-                    key: metadata.clone(),
-                    payload: Bytes::copy_from_slice(line.strip_suffix(b"\n").unwrap_or(line)),
+                    key: Arc::clone(&key),
+                    payload: text.slice_ref(line.strip_suffix(b"\n").unwrap_or(line)),
                     headers: vec![("log-offset".to_owned(), offset.to_string())],
                 },
-                Some(key) => legacy_message(key, number, line),
+                Some(_) => legacy_message(&key, number, line),
             })
             .collect();
-        if whole {
-            if let Some(key) = legacy {
-                messages.push(legacy_message(key, number, b"Build finished"));
-            }
+        if whole && legacy.is_some() {
+            messages.push(legacy_message(&key, number, b"Build finished"));
         }
         if messages.is_empty() {
             return (from, Ok(if whole { LogSent::Finished } else { LogSent::Waiting }));
@@ -118,7 +130,7 @@ fn without_cut_char(piece: &[u8]) -> usize {
 }
 
 /// SPEC §3: `{"metadata":"{app}-{space}","build":n,"job":"n","message":"<line>"}`.
-pub(super) fn legacy_message(key: &str, number: Option<u64>, line: &[u8]) -> KafkaMessage {
+pub(super) fn legacy_message(key: &Arc<str>, number: Option<u64>, line: &[u8]) -> KafkaMessage {
     #[derive(Serialize)]
     struct Envelope<'a> {
         metadata: &'a str,
@@ -135,7 +147,7 @@ pub(super) fn legacy_message(key: &str, number: Option<u64>, line: &[u8]) -> Kaf
         message: String::from_utf8_lossy(line).into_owned(),
     };
     KafkaMessage {
-        key: key.to_owned(),
+        key: Arc::clone(key),
         payload: Bytes::from(serde_json::to_vec(&envelope).expect("the envelope serialises")),
         headers: Vec::new(),
     }

@@ -80,7 +80,8 @@ impl Relay<'_> {
         let id = notice.webhook_id(record.source_id);
         match target {
             StatusTarget::Webhook(WebhookTarget::Kafka { brokers, topic }) => {
-                let message = KafkaMessage { key: record.metadata.clone(), payload: body, headers: vec![("webhook-id".to_owned(), id)] };
+                let message =
+                    KafkaMessage { key: record.metadata.as_str().into(), payload: body, headers: vec![("webhook-id".to_owned(), id)] };
                 self.webhooks
                     .kafka
                     .produce(brokers, topic, vec![message])

@@ -80,8 +80,8 @@ proptest! {
 
     #[test]
     fn fuzz_legacy_message_carries_the_line(key in ".{0,20}", number in prop::option::of(any::<u64>()), line in log_text()) {
-        let message = legacy_message(&key, number, &line);
-        prop_assert_eq!(&message.key, &key);
+        let message = legacy_message(&key.as_str().into(), number, &line);
+        prop_assert_eq!(&*message.key, key.as_str());
         let envelope: Value = serde_json::from_slice(&message.payload).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let text = line.strip_suffix(b"\n").map_or(&line[..], |text| text.strip_suffix(b"\r").unwrap_or(text));
         prop_assert_eq!(&envelope["message"], &Value::String(String::from_utf8_lossy(text).into_owned()));
@@ -122,7 +122,7 @@ fn a_line_of_the_limit_and_its_newline_is_one_message() {
 
 #[test]
 fn a_legacy_piece_keeps_the_carriage_return_it_ends_in() {
-    let message = |line: &[u8]| -> Value { serde_json::from_slice(&legacy_message("app-space", Some(3), line).payload).unwrap() };
+    let message = |line: &[u8]| -> Value { serde_json::from_slice(&legacy_message(&"app-space".into(), Some(3), line).payload).unwrap() };
     assert_eq!(message(b"50%\r")["message"], "50%\r", "a piece cut after a progress bar's \\r");
     assert_eq!(message(b"done\r\n")["message"], "done", "a line's end, \\r\\n");
     assert_eq!(message(b"done\n")["message"], "done");
