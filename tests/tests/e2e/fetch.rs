@@ -4,6 +4,8 @@
 //! The servers write their HTTP/1.1 answers by hand, so a test can send what a well-behaved
 //! server would not: a body that never ends, a `Content-Length` that nothing follows.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +16,10 @@ use shuttle_adapters::s3::source_key;
 use shuttle_adapters::{HttpSourceFetcher, S3SourceStore};
 use shuttle_core::ports::{FetchError, SourceFetcher, SourceStore};
 use shuttle_tests::{Answer, Stack, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 const MAX_BYTES: u64 = 1024 * 1024;
@@ -281,6 +286,171 @@ async fn sources_already_cached_are_left_as_they_are() {
 
     assert_eq!(cached(&stack, source_id).await, b"first");
     assert!(server.seen().is_empty(), "nothing is downloaded again");
+}
+
+// The temporary disk the downloads are written to (issue 20).
+
+/// A directory of the test's own for the fetcher's temporary files, removed at the end.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(shuttle_tests::unique_name("shuttle-fetch"));
+        std::fs::create_dir(&dir).expect("create the temporary directory");
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The files in it and their bytes.
+    fn usage(&self) -> (usize, u64) {
+        let entries = std::fs::read_dir(&self.0).expect("list the temporary directory");
+        entries.flatten().filter_map(|entry| entry.metadata().ok()).fold((0, 0), |(files, bytes), file| (files + 1, bytes + file.len()))
+    }
+
+    /// Waits until its files hold `bytes` at least.
+    async fn holds(&self, bytes: u64) {
+        let filled = async {
+            while self.usage().1 < bytes {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(PATIENCE, filled).await.expect("the downloads write into the temporary directory");
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server whose answers declare `length` bytes and send half of them at once, the other half
+/// once `gate` opens. Returns its base URL and how many requests it has received.
+async fn gated_server(length: usize, gate: watch::Receiver<bool>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+    let base = format!("http://{}", listener.local_addr().expect("a bound address"));
+    let received = Arc::new(AtomicUsize::new(0));
+    let counted = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (mut gate, counted) = (gate.clone(), counted.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let body = vec![b'x'; length];
+                let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
+                if stream.write_all(answer.as_bytes()).await.is_err() || stream.write_all(&body[..length / 2]).await.is_err() {
+                    return;
+                }
+                if gate.wait_for(|open| *open).await.is_ok() {
+                    let _ = stream.write_all(&body[length / 2..]).await;
+                }
+            });
+        }
+    });
+    (base, received)
+}
+
+#[tokio::test]
+async fn downloads_together_larger_than_the_disk_take_turns_and_all_arrive() {
+    const DOWNLOADS: usize = 5;
+    let stack = Stack::new().await;
+    let disk = TempDir::new();
+    // Room for two of the 1 MiB downloads at once.
+    let room = 2 * MAX_BYTES;
+    let (open, gate) = watch::channel(false);
+    let (base, received) = gated_server(MAX_BYTES as usize, gate).await;
+    let fetcher = Arc::new(fetcher(&stack).with_temp_disk(disk.path(), Some(room)));
+    let source_ids: Vec<Uuid> = (0..DOWNLOADS).map(|_| Uuid::new_v4()).collect();
+    let mut fetches = JoinSet::new();
+    for &source_id in &source_ids {
+        let (fetcher, url) = (fetcher.clone(), format!("{base}/{source_id}.tgz"));
+        fetches.spawn(async move { fetch(&fetcher, &url, source_id).await });
+    }
+
+    // Every download has been asked for, and the two given room have written their first halves;
+    // the bodies stay held a while longer, and nothing else may write meanwhile.
+    let all_asked = async {
+        while received.load(Ordering::SeqCst) < DOWNLOADS {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, all_asked).await.expect("every download is asked for");
+    disk.holds(room / 2).await;
+    let mut most = (0, 0);
+    for _ in 0..50 {
+        let (files, bytes) = disk.usage();
+        most = (most.0.max(files), most.1.max(bytes));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(most.0 <= 2 && most.1 <= room, "at most two downloads write at once, {room} bytes in all; the disk held {most:?}");
+    open.send(true).expect("open the gate");
+
+    while let Some(fetched) = fetches.join_next().await {
+        fetched.expect("the fetch task").expect("every download is cached in its turn");
+    }
+    for source_id in source_ids {
+        assert_eq!(cached(&stack, source_id).await, vec![b'x'; MAX_BYTES as usize]);
+    }
+    assert_eq!(disk.usage(), (0, 0), "every temporary file is deleted");
+}
+
+#[tokio::test]
+async fn a_download_cut_off_while_writing_leaves_no_file_and_gives_its_room_back() {
+    let stack = Stack::new().await;
+    let disk = TempDir::new();
+    // The gate never opens: the download is cut off half written, as a poll at its deadline.
+    let (_closed, gate) = watch::channel(false);
+    let (base, _) = gated_server(MAX_BYTES as usize, gate).await;
+    let fetcher = fetcher(&stack).with_temp_disk(disk.path(), Some(MAX_BYTES));
+    let (url, source_id) = (format!("{base}/a.tgz"), Uuid::new_v4());
+
+    tokio::select! {
+        fetched = fetcher.fetch(&url, source_id) => panic!("the body is held, yet the fetch ended: {fetched:?}"),
+        () = disk.holds(MAX_BYTES / 2) => {}
+    }
+
+    assert_eq!(disk.usage(), (0, 0), "the cut download's file is deleted");
+    let server = TestServer::start(|_, _| Answer::ok(&vec![7u8; MAX_BYTES as usize])).await;
+    fetch(&fetcher, &server.url("/b.tgz"), source_id).await.expect("the next download has the whole disk");
+    assert_eq!(cached(&stack, source_id).await.len() as u64, MAX_BYTES);
+}
+
+#[tokio::test]
+async fn sources_larger_than_the_disk_fail_the_build_saying_what_to_do() {
+    let stack = Stack::new().await;
+    let disk = TempDir::new();
+    // The cap would take 4 MiB; the disk has room for 1.
+    let fetcher = HttpSourceFetcher::new(sources(&stack), 4 * MAX_BYTES, LOCAL_ALLOWED_PRIVATE_CIDRS.parse().expect("CIDRs"))
+        .with_temp_disk(disk.path(), Some(MAX_BYTES));
+    // One says so before its body, the other never ends and declares no length.
+    let announced = TestServer::start(|_, _| Answer::Announced(2 * MAX_BYTES)).await;
+    let endless = TestServer::start(|_, _| Answer::Endless).await;
+
+    for server in [announced, endless] {
+        let source_id = Uuid::new_v4();
+        let reason = failure(fetch(&fetcher, &server.url("/big.tgz"), source_id).await);
+        assert_eq!(
+            reason,
+            format!(
+                "the sources at {} are larger than the {MAX_BYTES} bytes the poller's temporary disk has room for; \
+                 raise the poller function's ephemeral storage (EphemeralStorage in template.yaml)",
+                server.url("/big.tgz")
+            )
+        );
+        assert_not_cached(&stack, source_id).await;
+    }
+    assert_eq!(disk.usage(), (0, 0), "no temporary file is left");
 }
 
 // The SSRF guard (SPEC §7).
