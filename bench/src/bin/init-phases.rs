@@ -9,8 +9,6 @@
 
 use std::time::Instant;
 
-use shuttle_adapters::{JenkinsClient, JenkinsSettings};
-
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let mut last = Instant::now();
@@ -35,7 +33,7 @@ async fn main() -> Result<(), String> {
         aws_sdk_kms::Client::new(&sdk),
     );
     lap("4 SDK clients, the first");
-    let jenkins = JenkinsClient::new(JenkinsSettings::from_env(&env).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let jenkins = shuttle_adapters::wiring::jenkins(&sdk, &env).map_err(|e| e.to_string())?;
     lap("Jenkins client (reqwest)");
     let create = shuttle_adapters::wiring::create(&sdk, &env).map_err(|e| e.to_string())?;
     lap("create's wiring, again");

@@ -38,7 +38,7 @@ mod tests {
     const STORE: [&str; 2] = ["TABLE_NAME", "BUILD_RETENTION"];
     const BUCKET: [&str; 2] = ["S3_BUCKET", "S3_LOCATION"];
     const QUEUE: [&str; 2] = ["POLL_QUEUE_URL", "POLL_DEAD_LETTER_QUEUE_URL"];
-    const JENKINS: [&str; 4] = ["JENKINS_URL", "JENKINS_FOLDER", "JENKINS_USER", "JENKINS_TOKEN"];
+    const JENKINS: [&str; 3] = ["JENKINS_URL", "JENKINS_FOLDER", "JENKINS_SECRET_ID"];
 
     /// What each function reads (the documented contract of README's settings table).
     fn reads() -> Vec<(&'static str, Wire, BTreeSet<&'static str>)> {
@@ -101,6 +101,7 @@ mod tests {
             ("BUILD_SHUTTLE_HOST", "https://shuttle.example"),
             ("JENKINS_URL", "https://jenkins.example"),
             ("JENKINS_FOLDER", "build-shuttle"),
+            ("JENKINS_SECRET_ID", "build-shuttle/jenkins"),
             ("JENKINS_USER", "shuttle"),
             ("JENKINS_TOKEN", "jenkins-token"),
             ("SHUTTLE_API_TOKENS", "caller-token-0123456789"),
@@ -139,6 +140,21 @@ mod tests {
             wire(&sdk(), &env).unwrap_or_else(|error| panic!("{function}: {error}"));
             drop(env);
             assert_eq!(read.into_inner().unwrap(), expected, "the settings {function} reads");
+        }
+    }
+
+    /// Issue 20: template.yaml gives each function only the settings it reads (its own and the
+    /// Globals'), and no function the Jenkins credentials, which are read at run time.
+    #[test]
+    fn the_template_gives_each_function_only_the_settings_it_reads() {
+        for (function, _, reads) in reads() {
+            let given = crate::template::function_environment(crate::template::TEMPLATE, function).unwrap();
+            let extra: Vec<&String> =
+                given.iter().filter(|name| !reads.contains(name.as_str()) && name.as_str() != "MALLOC_MMAP_THRESHOLD_").collect();
+            assert!(extra.is_empty(), "template.yaml gives {function} settings it does not read: {extra:?}");
+            for secret in ["JENKINS_USER", "JENKINS_TOKEN"] {
+                assert!(!given.contains(secret), "{function} gets {secret} in its environment");
+            }
         }
     }
 

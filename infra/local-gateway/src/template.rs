@@ -42,6 +42,16 @@ pub fn poller_schedule(template: &str) -> Result<Schedule, String> {
     Ok(Schedule { name, every, input })
 }
 
+/// The names of the environment variables `binary`'s function gets: the Globals' and its own.
+pub fn function_environment(template: &str, binary: &str) -> Result<std::collections::BTreeSet<String>, String> {
+    let documents = YamlLoader::load_from_str(template).map_err(|e| format!("template.yaml is not YAML: {e}"))?;
+    let root = documents.first().ok_or("template.yaml is empty")?;
+    let global = &root["Globals"]["Function"]["Environment"]["Variables"];
+    let own = &function(root, binary)?["Properties"]["Environment"]["Variables"];
+    let names = [global, own].into_iter().filter_map(Yaml::as_hash).flat_map(|variables| variables.keys());
+    Ok(names.filter_map(|name| name.as_str().map(str::to_owned)).collect())
+}
+
 /// The function resource whose cargo-lambda binary is `binary`.
 fn function<'a>(root: &'a Yaml, binary: &str) -> Result<&'a Yaml, String> {
     let resources = root["Resources"].as_hash().ok_or("template.yaml has no Resources")?;

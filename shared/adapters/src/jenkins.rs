@@ -5,7 +5,7 @@
 //! crumb with its session cookie, and retries. Every call has a timeout. Error messages never
 //! carry credentials: the base URL holds none, and every message is redacted.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +20,7 @@ use shuttle_core::redact::redact;
 use url::Url;
 
 use crate::built::Built;
+use crate::secrets::ManagedSecret;
 
 /// The job template, with the source-preparation script it writes into the workspace.
 const JOB_TEMPLATE: &str = include_str!("../../../infra/jenkins/config.xml");
@@ -45,8 +46,7 @@ pub struct JenkinsSettings {
     /// `JENKINS_FOLDER`: the folder (`a` or `a/b`) the shuttle's jobs live in, made by the
     /// deployer; the shuttle's user needs job rights in it only.
     pub folder: Vec<String>,
-    pub user: String,
-    pub token: Secret,
+    pub credentials: JenkinsCredentials,
     /// Limit of one JSON call.
     pub timeout: Duration,
     /// Limit of one `progressiveText` read.
@@ -54,9 +54,9 @@ pub struct JenkinsSettings {
 }
 
 impl JenkinsSettings {
-    /// `JENKINS_URL` (required, without credentials), `JENKINS_FOLDER` (required),
-    /// `JENKINS_USER`, `JENKINS_TOKEN`.
-    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+    /// `JENKINS_URL` (required, without credentials), `JENKINS_FOLDER` (required), and
+    /// `JENKINS_SECRET_ID` (read at run time) or else `JENKINS_USER` and `JENKINS_TOKEN`.
+    pub fn from_env(env: &Env<'_>, secrets: impl FnOnce(&str) -> Arc<ManagedSecret>) -> Result<Self, ConfigError> {
         let url = env.http_url("JENKINS_URL", "https://jenkins.example.com")?;
         if !url.username().is_empty() || url.password().is_some() {
             return Err(ConfigError::Malformed {
@@ -66,14 +66,62 @@ impl JenkinsSettings {
         }
         let folder =
             parse_folder(&env.required("JENKINS_FOLDER")?).map_err(|reason| ConfigError::Malformed { name: "JENKINS_FOLDER", reason })?;
-        Ok(Self {
-            url,
-            folder,
-            user: env.optional("JENKINS_USER").unwrap_or_default(),
-            token: Secret::from(env.optional("JENKINS_TOKEN").unwrap_or_default()),
-            timeout: Duration::from_secs(10),
-            log_timeout: Duration::from_secs(30),
-        })
+        let credentials = match env.optional("JENKINS_SECRET_ID") {
+            Some(id) => JenkinsCredentials::Managed(secrets(&id)),
+            None => JenkinsCredentials::Given {
+                user: env.optional("JENKINS_USER").unwrap_or_default(),
+                token: Secret::from(env.optional("JENKINS_TOKEN").unwrap_or_default()),
+            },
+        };
+        Ok(Self { url, folder, credentials, timeout: Duration::from_secs(10), log_timeout: Duration::from_secs(30) })
+    }
+}
+
+/// Who the shuttle signs in to Jenkins as.
+#[derive(Clone)]
+pub enum JenkinsCredentials {
+    /// `JENKINS_USER` and `JENKINS_TOKEN` (`make run`, the tests, a Jenkins of one's own).
+    Given { user: String, token: Secret },
+    /// `JENKINS_SECRET_ID`: a Secrets Manager secret `{"user": "…", "token": "…"}`, read at run
+    /// time and again after its TTL, or at once after Jenkins refused it (a rotation).
+    Managed(Arc<ManagedSecret>),
+}
+
+impl std::fmt::Debug for JenkinsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Given { user, .. } => f.debug_struct("Given").field("user", user).field("token", &"****").finish(),
+            Self::Managed(_) => f.write_str("Managed"),
+        }
+    }
+}
+
+impl JenkinsCredentials {
+    /// The user and token to send now.
+    async fn current(&self) -> Result<(String, Secret), JenkinsError> {
+        match self {
+            Self::Given { user, token } => Ok((user.clone(), token.clone())),
+            Self::Managed(secret) => {
+                let value = secret.current().await.map_err(|e| JenkinsError::Unavailable(e.to_string()))?;
+                #[derive(serde::Deserialize)]
+                struct Stored {
+                    user: String,
+                    token: String,
+                }
+                // Its text is never shown: it is the credential.
+                let stored: Stored = serde_json::from_str(value.expose_secret()).map_err(|_| {
+                    JenkinsError::Rejected("the JENKINS_SECRET_ID secret is not {\"user\": \"…\", \"token\": \"…\"}".to_owned())
+                })?;
+                Ok((stored.user, Secret::from(stored.token)))
+            }
+        }
+    }
+
+    /// Jenkins refused them: a managed secret is read again by the next call.
+    async fn refused(&self) {
+        if let Self::Managed(secret) = self {
+            secret.expire().await;
+        }
     }
 }
 
@@ -173,11 +221,9 @@ impl JenkinsClient {
         body: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, JenkinsError> {
         let http = self.http()?;
+        let (user, token) = self.settings.credentials.current().await?;
         let attempt = |crumb: Option<Crumb>| {
-            let mut request = http
-                .request(method.clone(), url.clone())
-                .basic_auth(&self.settings.user, Some(self.settings.token.expose_secret()))
-                .timeout(timeout);
+            let mut request = http.request(method.clone(), url.clone()).basic_auth(&user, Some(token.expose_secret())).timeout(timeout);
             if let Some(crumb) = crumb.filter(|_| method != Method::GET) {
                 request = request.header(crumb.field.as_str(), crumb.value.as_str());
                 if let Some(cookie) = crumb.cookie {
@@ -188,23 +234,27 @@ impl JenkinsClient {
         };
         let cached = self.crumb.lock().expect("crumb lock").clone();
         let response = attempt(cached).await.map_err(transport_error)?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            self.settings.credentials.refused().await;
+        }
         if response.status() != StatusCode::FORBIDDEN || method == Method::GET {
             return Ok(response);
         }
         let text = response.text().await.unwrap_or_default();
         if !text.contains("No valid crumb") {
+            self.settings.credentials.refused().await;
             return Err(JenkinsError::Rejected(format!("403 for {} {}", method, url.path())));
         }
-        let crumb = self.fetch_crumb().await?;
+        let crumb = self.fetch_crumb(&user, &token).await?;
         *self.crumb.lock().expect("crumb lock") = Some(crumb.clone());
         attempt(Some(crumb)).await.map_err(transport_error)
     }
 
-    async fn fetch_crumb(&self) -> Result<Crumb, JenkinsError> {
+    async fn fetch_crumb(&self, user: &str, token: &Secret) -> Result<Crumb, JenkinsError> {
         let response = self
             .http()?
             .get(self.url("crumbIssuer/api/json"))
-            .basic_auth(&self.settings.user, Some(self.settings.token.expose_secret()))
+            .basic_auth(user, Some(token.expose_secret()))
             .timeout(self.settings.timeout)
             .send()
             .await
@@ -434,8 +484,7 @@ mod tests {
         let settings = JenkinsSettings {
             url: "https://jenkins.example/ci".parse().unwrap(),
             folder: parse_folder(folder).unwrap(),
-            user: "shuttle".into(),
-            token: Secret::from("t"),
+            credentials: JenkinsCredentials::Given { user: "shuttle".into(), token: Secret::from("t") },
             timeout: Duration::from_secs(1),
             log_timeout: Duration::from_secs(1),
         };

@@ -14,9 +14,10 @@ use shuttle_core::jenkins::JenkinsError;
 use shuttle_core::poll::Poller;
 use shuttle_core::relay::Webhooks;
 
+use crate::secrets::{ManagedSecret, SECRET_TTL};
 use crate::{
-    aws_http, s3, DynamoDbBuildStore, HttpSourceFetcher, HttpWebhookClient, JenkinsClient, JenkinsSettings, KmsSealer, RdKafkaClient,
-    S3SourceStore, SqsPollQueue,
+    aws_http, s3, Built, DynamoDbBuildStore, HttpSourceFetcher, HttpWebhookClient, JenkinsClient, JenkinsSettings, KmsSealer,
+    RdKafkaClient, S3SourceStore, SqsPollQueue,
 };
 
 /// `SOURCE_MAX_BYTES`' default: the largest sources archive downloaded.
@@ -77,7 +78,7 @@ pub fn create(sdk: &SdkConfig, env: &Env<'_>) -> Result<Create, StartupError> {
 
 /// The stop function: the stop recorded (DynamoDB), then handed to Jenkins.
 pub fn stop(sdk: &SdkConfig, env: &Env<'_>) -> Result<Stop, StartupError> {
-    Ok(Stop { store: build_store(sdk, env)?, jenkins: jenkins(env)? })
+    Ok(Stop { store: build_store(sdk, env)?, jenkins: jenkins(sdk, env)? })
 }
 
 /// The delete function: the app's builds stopped, then its job deleted.
@@ -115,8 +116,11 @@ pub fn poller(sdk: &SdkConfig, env: &Env<'_>) -> Result<Poller, StartupError> {
         sources,
         queue: poll_queue(sdk, env)?,
         sealer: sealer(sdk, env)?,
-        jenkins: jenkins(env)?,
-        webhooks: Webhooks { http: Arc::new(http), kafka: Arc::new(RdKafkaClient::new(allowed).with_allowed_brokers(env.allowed_brokers()?)) },
+        jenkins: jenkins(sdk, env)?,
+        webhooks: Webhooks {
+            http: Arc::new(http),
+            kafka: Arc::new(RdKafkaClient::new(allowed).with_allowed_brokers(env.allowed_brokers()?)),
+        },
         policy,
     })
 }
@@ -147,7 +151,16 @@ pub fn sealer(sdk: &SdkConfig, env: &Env<'_>) -> Result<Arc<KmsSealer>, ConfigEr
     Ok(Arc::new(KmsSealer::new(aws_sdk_kms::Client::new(sdk), &key)))
 }
 
-/// `JENKINS_URL`, `JENKINS_USER`, `JENKINS_TOKEN`.
-pub fn jenkins(env: &Env<'_>) -> Result<Arc<JenkinsClient>, StartupError> {
-    Ok(Arc::new(JenkinsClient::new(JenkinsSettings::from_env(env)?).map_err(StartupError::Jenkins)?))
+/// `JENKINS_URL`, `JENKINS_FOLDER`, and `JENKINS_SECRET_ID` (read at run time) or else
+/// `JENKINS_USER` and `JENKINS_TOKEN`.
+pub fn jenkins(sdk: &SdkConfig, env: &Env<'_>) -> Result<Arc<JenkinsClient>, StartupError> {
+    let settings = JenkinsSettings::from_env(env, |id| managed_secret(sdk, id))?;
+    Ok(Arc::new(JenkinsClient::new(settings).map_err(StartupError::Jenkins)?))
+}
+
+/// A Secrets Manager secret, read on first use and kept for [`SECRET_TTL`]: no call at a cold
+/// start, and a rotation reaches a warm function without a deploy.
+pub fn managed_secret(sdk: &SdkConfig, id: &str) -> Arc<ManagedSecret> {
+    let sdk = sdk.clone();
+    Arc::new(ManagedSecret::new(Built::on_first_use(move || aws_sdk_secretsmanager::Client::new(&sdk)), id, SECRET_TTL))
 }

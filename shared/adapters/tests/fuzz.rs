@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use proptest::prelude::*;
-use shuttle_adapters::jenkins::{JenkinsClient, JenkinsSettings};
+use shuttle_adapters::jenkins::{JenkinsClient, JenkinsCredentials, JenkinsSettings};
 use shuttle_core::config::Secret;
 use shuttle_core::jenkins::{JenkinsError, SinkClosed};
 use shuttle_core::ports::{Jenkins, LogSink};
@@ -136,8 +136,7 @@ fn server(test: Test) -> &'static Server {
         let client = JenkinsClient::new(JenkinsSettings {
             url: url.clone(),
             folder: vec!["fuzz".into()],
-            user: "fuzz".into(),
-            token: Secret::from("fuzz-token"),
+            credentials: JenkinsCredentials::Given { user: "fuzz".into(), token: Secret::from("fuzz-token") },
             timeout: Duration::from_secs(10),
             log_timeout: Duration::from_secs(10),
         })

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use jenkins_standin::{StandIn, StandInConfig};
-use shuttle_adapters::jenkins::{job_config, parse_folder, JenkinsClient, JenkinsSettings, JOB_MARKER};
+use shuttle_adapters::jenkins::{job_config, parse_folder, JenkinsClient, JenkinsCredentials, JenkinsSettings, JOB_MARKER};
 use shuttle_adapters::S3SourceStore;
 use shuttle_core::config::Secret;
 use shuttle_core::jenkins::{parameters, JenkinsError, JenkinsResult, QueueItem, SinkClosed};
@@ -43,8 +43,7 @@ fn client_as(jenkins: &StandIn, user: &str, token: &str, timeout: Duration) -> J
     JenkinsClient::new(JenkinsSettings {
         url: jenkins.base_url().parse().unwrap(),
         folder: parse_folder(JENKINS_FOLDER).unwrap(),
-        user: user.to_owned(),
-        token: Secret::from(token),
+        credentials: JenkinsCredentials::Given { user: user.to_owned(), token: Secret::from(token) },
         timeout,
         log_timeout: Duration::from_secs(10),
     })
@@ -368,4 +367,34 @@ async fn only_jobs_the_shuttle_made_in_its_folder_are_used_or_deleted_and_it_can
     let answer = as_user(reqwest::Method::POST, "createItem?name=x".to_owned(), user.0, user.1).body(foreign.clone()).send().await.unwrap();
     assert_eq!(answer.status(), 403);
     assert!(answer.text().await.unwrap().contains("is missing the Job/Create permission"));
+}
+
+/// Issue 20: the shuttle's Jenkins credentials are read from Secrets Manager at run time
+/// (`JENKINS_SECRET_ID`), never from the environment; a token rotated there is used by a running
+/// client, without a restart or a deploy.
+#[tokio::test]
+async fn a_jenkins_token_rotated_in_secrets_manager_is_used_without_a_restart() {
+    let stack = Stack::new().await;
+    let jenkins = standin(jenkins_folder::least_privilege(fast(), JENKINS_FOLDER)).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&stack.sdk);
+    let name = format!("jenkins-{}", Uuid::new_v4().simple());
+    let value = |token: &str| serde_json::json!({"user": jenkins_folder::SHUTTLE_USER, "token": token}).to_string();
+    secrets.create_secret().name(&name).secret_string(value("a-token-jenkins-revoked")).send().await.unwrap();
+    let client = JenkinsClient::new(JenkinsSettings {
+        url: jenkins.base_url().parse().unwrap(),
+        folder: parse_folder(JENKINS_FOLDER).unwrap(),
+        credentials: JenkinsCredentials::Managed(shuttle_adapters::wiring::managed_secret(&stack.sdk, &name)),
+        timeout: Duration::from_secs(5),
+        log_timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+
+    let refused = client.ensure_job("app").await.expect_err("the old token");
+    assert!(matches!(refused, JenkinsError::Rejected(_)), "{refused}");
+    assert!(!refused.to_string().contains("a-token-jenkins-revoked"), "{refused}");
+
+    // The rotation: the new token in Secrets Manager, the same client.
+    secrets.put_secret_value().secret_id(&name).secret_string(value(jenkins_folder::SHUTTLE_TOKEN)).send().await.unwrap();
+    client.ensure_job("app").await.expect("the rotated token, read again once Jenkins refused the old one");
+    assert!(client.find_build("app", "none").await.unwrap().is_none(), "and used from the cache after");
 }
