@@ -41,6 +41,7 @@ use shuttle_core::fakes::{fakes, Fakes, MemoryStore};
 use shuttle_core::ids::{parse_uuid, v2_source_id};
 use shuttle_core::ports::{PollMessage, SourceStore};
 use shuttle_core::record::{now_ms, ApiKind, BuildRecord, Progress};
+use shuttle_core::secrets::Keyed;
 use shuttle_core::state::{BuildState, StopIntent};
 use shuttle_http::{body_bytes, json_response, path_param};
 use url::Url;
@@ -210,10 +211,13 @@ struct Apps {
 impl Apps {
     fn on(fake: &Fakes) -> Self {
         Self {
-            create: create::App { access: Access::Open, use_case: fake.create() },
-            status: status::App { access: Access::Open, use_case: status::Reads { status: fake.status(), logs: fake.logs() } },
-            stop: stop::App { access: Access::Open, use_case: fake.stop() },
-            sources: sources::App { access: Access::Open, use_case: fake.source_links() },
+            create: create::App { access: Keyed::given(Access::Open), use_case: fake.create() },
+            status: status::App {
+                access: Keyed::given(Access::Open),
+                use_case: status::Reads { status: fake.status(), logs: fake.logs() },
+            },
+            stop: stop::App { access: Keyed::given(Access::Open), use_case: fake.stop() },
+            sources: sources::App { access: Keyed::given(Access::Open), use_case: fake.source_links() },
         }
     }
 }

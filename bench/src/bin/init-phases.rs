@@ -20,7 +20,9 @@ async fn main() -> Result<(), String> {
     shuttle_http::init_tracing();
     lap("tracing");
     let env = shuttle_core::config::Env::from_process();
-    let policy = shuttle_core::config::PollPolicy::from_env(&env).map_err(|e| e.to_string())?;
+    let no_store =
+        |id: &str| -> std::sync::Arc<dyn shuttle_core::secrets::SecretSource> { panic!("the bench reads no secret at run time ({id})") };
+    let policy = shuttle_core::config::PollPolicy::from_env(&env, &no_store).map_err(|e| e.to_string())?;
     lap("settings (the poller's policy)");
     shuttle_adapters::tls::client_config().map_err(|e| e.to_string())?;
     lap("TLS configuration");

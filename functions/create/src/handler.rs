@@ -10,7 +10,7 @@ use crate::App;
 /// One span per request, with the build it is about.
 #[tracing::instrument(name = "request", skip_all, fields(function = "create", method = %request.method(), path = request.uri().path(), build = %shuttle_http::build_key(&request)))]
 pub async fn handle(app: &App, request: Request) -> Result<Response<Body>, Error> {
-    if let Some(refusal) = shuttle_http::unauthorized(&app.access, &request) {
+    if let Some(refusal) = shuttle_http::unauthorized(&app.access, &request).await {
         return Ok(refusal);
     }
     let body = body_bytes(&request);
@@ -55,7 +55,7 @@ mod tests {
 
     /// The create function on in-memory ports, open to every caller.
     fn app(fake: &Fakes) -> App {
-        App { access: Access::Open, use_case: fake.create() }
+        App { access: shuttle_core::secrets::Keyed::given(Access::Open), use_case: fake.create() }
     }
 
     const V2: &str = r#"{"source":{"url":"https://src.example/a.tgz"},"destination":{"url":"docker://r.example/o/a:1"}}"#;

@@ -10,7 +10,7 @@ use crate::App;
 /// One span per request, with the build it is about.
 #[tracing::instrument(name = "request", skip_all, fields(function = "delete", method = %request.method(), path = request.uri().path(), build = %shuttle_http::build_key(&request)))]
 pub async fn handle(app: &App, request: Request) -> Result<Response<Body>, Error> {
-    if let Some(refusal) = shuttle_http::unauthorized(&app.access, &request) {
+    if let Some(refusal) = shuttle_http::unauthorized(&app.access, &request).await {
         return Ok(refusal);
     }
     let name = path_param(&request, "app").unwrap_or_default();

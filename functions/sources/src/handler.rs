@@ -11,7 +11,7 @@ use crate::App;
 #[tracing::instrument(name = "request", skip_all, fields(function = "sources", method = %request.method(), path = request.uri().path(), build = %shuttle_http::build_key(&request)))]
 pub async fn handle(app: &App, request: Request) -> Result<Response<Body>, Error> {
     let build_uuid = path_param(&request, "build_uuid").unwrap_or_default();
-    if let Some(refusal) = shuttle_http::unauthorized_for_sources(&app.access, app.use_case.signer.as_ref(), &request, build_uuid) {
+    if let Some(refusal) = shuttle_http::unauthorized_for_sources(&app.access, &app.use_case.signer, &request, build_uuid).await {
         return Ok(refusal);
     }
     let response = if request.method() == Method::HEAD {

@@ -19,7 +19,7 @@ pub async fn handle(app: &App, request: Request) -> Result<Response<Body>, Error
     if path == "/octhc" {
         return Ok(text_response(StatusCode::OK, "overall_status=good".to_owned()));
     }
-    if let Some(refusal) = shuttle_http::unauthorized(&app.access, &request) {
+    if let Some(refusal) = shuttle_http::unauthorized(&app.access, &request).await {
         return Ok(refusal);
     }
     let app_id = path_param(&request, "app_id").unwrap_or_default();

@@ -19,5 +19,5 @@ pub struct Reads {
 /// The composition root: what the `status` function uses, from its own settings only.
 pub fn wire(sdk: &SdkConfig, env: &Env<'_>) -> Result<App, StartupError> {
     let (status, logs) = wiring::status(sdk, env)?;
-    Ok(App { access: env.access()?, use_case: Reads { status, logs } })
+    Ok(App { access: wiring::access(sdk, env)?, use_case: Reads { status, logs } })
 }

@@ -12,5 +12,5 @@ pub type App = shuttle_http::Function<Stop>;
 
 /// The composition root: what the `stop` function uses, from its own settings only.
 pub fn wire(sdk: &SdkConfig, env: &Env<'_>) -> Result<App, StartupError> {
-    Ok(App { access: env.access()?, use_case: wiring::stop(sdk, env)? })
+    Ok(App { access: wiring::access(sdk, env)?, use_case: wiring::stop(sdk, env)? })
 }

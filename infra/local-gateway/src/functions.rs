@@ -34,7 +34,7 @@ mod tests {
 
     type Wire = fn(&SdkConfig, &Env<'_>) -> Result<(), StartupError>;
 
-    const ACCESS: [&str; 2] = ["SHUTTLE_OPEN_MODE", "SHUTTLE_API_TOKENS"];
+    const ACCESS: [&str; 2] = ["ACCESS_SECRET_ID", "SHUTTLE_OPEN_MODE"];
     const STORE: [&str; 2] = ["TABLE_NAME", "BUILD_RETENTION"];
     const BUCKET: [&str; 2] = ["S3_BUCKET", "S3_LOCATION"];
     const QUEUE: [&str; 2] = ["POLL_QUEUE_URL", "POLL_DEAD_LETTER_QUEUE_URL"];
@@ -52,11 +52,7 @@ mod tests {
             ("stop", |sdk, env| stop::wire(sdk, env).map(drop), set(&[&ACCESS, &STORE, &JENKINS])),
             ("delete", |sdk, env| delete::wire(sdk, env).map(drop), set(&[&ACCESS, &STORE, &JENKINS])),
             ("status", |sdk, env| status::wire(sdk, env).map(drop), set(&[&ACCESS, &STORE, &BUCKET])),
-            (
-                "sources",
-                |sdk, env| sources::wire(sdk, env).map(drop),
-                set(&[&ACCESS, &BUCKET, &["SOURCES_LINK_TTL", "SOURCES_SIGNING_KEY"]]),
-            ),
+            ("sources", |sdk, env| sources::wire(sdk, env).map(drop), set(&[&ACCESS, &BUCKET, &["SOURCES_LINK_TTL"]])),
             (
                 "poller",
                 |sdk, env| shuttle_adapters::wiring::poller(sdk, env).map(drop),
@@ -67,7 +63,7 @@ mod tests {
                     &JENKINS,
                     &[
                         "SHUTTLE_OPEN_MODE",
-                        "SOURCES_SIGNING_KEY",
+                        "ACCESS_SECRET_ID",
                         "KMS_KEY_ID",
                         "BUILD_SHUTTLE_HOST",
                         "ALLOWED_PRIVATE_CIDRS",
@@ -75,7 +71,7 @@ mod tests {
                         "KAFKA_TOPIC",
                         "EXTRA_BUILD_ARGS",
                         "IMAGE_TAG_PREFIX",
-                        "WEBHOOK_SIGNING_SECRET",
+                        "WEBHOOK_SIGNING_SECRET_ID",
                         "BUILD_TIMEOUT",
                         "QUEUE_TIMEOUT",
                         "POLL_INTERVAL",
@@ -104,6 +100,8 @@ mod tests {
             ("JENKINS_SECRET_ID", "build-shuttle/jenkins"),
             ("JENKINS_USER", "shuttle"),
             ("JENKINS_TOKEN", "jenkins-token"),
+            ("ACCESS_SECRET_ID", "build-shuttle/access"),
+            ("WEBHOOK_SIGNING_SECRET_ID", "build-shuttle/webhooks"),
             ("SHUTTLE_API_TOKENS", "caller-token-0123456789"),
             ("SOURCES_SIGNING_KEY", "a-sources-signing-key-of-32-chars!"),
             ("SOURCES_LINK_TTL", "10m"),
@@ -144,7 +142,7 @@ mod tests {
     }
 
     /// Issue 20: template.yaml gives each function only the settings it reads (its own and the
-    /// Globals'), and no function the Jenkins credentials, which are read at run time.
+    /// Globals'), and no function a secret's value: each is read at run time from its secret.
     #[test]
     fn the_template_gives_each_function_only_the_settings_it_reads() {
         for (function, _, reads) in reads() {
@@ -152,7 +150,7 @@ mod tests {
             let extra: Vec<&String> =
                 given.iter().filter(|name| !reads.contains(name.as_str()) && name.as_str() != "MALLOC_MMAP_THRESHOLD_").collect();
             assert!(extra.is_empty(), "template.yaml gives {function} settings it does not read: {extra:?}");
-            for secret in ["JENKINS_USER", "JENKINS_TOKEN"] {
+            for secret in ["JENKINS_USER", "JENKINS_TOKEN", "SHUTTLE_API_TOKENS", "SOURCES_SIGNING_KEY", "WEBHOOK_SIGNING_SECRET"] {
                 assert!(!given.contains(secret), "{function} gets {secret} in its environment");
             }
         }
@@ -172,6 +170,18 @@ mod tests {
                 let error = wire(&sdk(), &env).map(|()| "it started".to_owned()).unwrap_or_else(|error| error.to_string());
                 assert!(error.contains(name), "{function} without {name}: {error}");
             }
+        }
+        // Without ACCESS_SECRET_ID, the callers' tokens (and the signing key) come from the
+        // environment, and a function that needs them names the one missing.
+        for (function, wire, reads) in reads().into_iter().filter(|(_, _, reads)| reads.contains("ACCESS_SECRET_ID")) {
+            let mut values = everything();
+            for name in ["ACCESS_SECRET_ID", "SHUTTLE_API_TOKENS", "SOURCES_SIGNING_KEY"] {
+                values.remove(name);
+            }
+            let env = Env::from_lookup(|wanted| values.get(wanted).map(|value| (*value).to_owned()));
+            let error = wire(&sdk(), &env).map(|()| "it started".to_owned()).unwrap_or_else(|error| error.to_string());
+            let named = if function == "poller" { "SOURCES_SIGNING_KEY" } else { "SHUTTLE_API_TOKENS" };
+            assert!(error.contains(named), "{function} without ACCESS_SECRET_ID nor {named}: {error} ({reads:?})");
         }
     }
 }

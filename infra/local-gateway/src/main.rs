@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let functions = local_gateway::Functions::wire(&sdk, &env)?;
     let poller = Arc::new(shuttle_adapters::wiring::poller(&sdk, &env)?);
     let jenkins_url = env.optional("JENKINS_URL").unwrap_or_default();
-    let settings_open = matches!(functions.create.access, Access::Open);
+    let settings_open = matches!(functions.create.access.given_value(), Some(Access::Open));
     drop(env);
 
     let listener =

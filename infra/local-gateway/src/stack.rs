@@ -81,8 +81,14 @@ mod tests {
         let provided = ["TABLE_NAME", "S3_BUCKET", "POLL_QUEUE_URL", "KMS_KEY_ID", "BUILD_SHUTTLE_HOST", "JENKINS_URL"];
         for name in provided
             .into_iter()
-            .chain(["JENKINS_FOLDER", "JENKINS_SECRET_ID", "POLL_DEAD_LETTER_QUEUE_URL", "WEBHOOK_SIGNING_SECRET", "ALLOWED_PRIVATE_CIDRS"])
-            .chain(["SHUTTLE_API_TOKENS", "SHUTTLE_OPEN_MODE", "SOURCES_SIGNING_KEY", "BUILD_RETENTION"])
+            .chain([
+                "JENKINS_FOLDER",
+                "JENKINS_SECRET_ID",
+                "POLL_DEAD_LETTER_QUEUE_URL",
+                "WEBHOOK_SIGNING_SECRET_ID",
+                "ALLOWED_PRIVATE_CIDRS",
+            ])
+            .chain(["ACCESS_SECRET_ID", "SHUTTLE_OPEN_MODE", "BUILD_RETENTION"])
         {
             assert!(has_line(&template, &format!("{name}:")), "template.yaml does not set {name} for the functions");
         }

@@ -11,6 +11,7 @@ use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::Client;
 use shuttle_core::config::Secret;
 use shuttle_core::error::ServiceError;
+use shuttle_core::secrets::SecretSource;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -52,7 +53,16 @@ impl ManagedSecret {
         *cached = Some((Instant::now(), value.clone()));
         Ok(value)
     }
+}
 
+#[async_trait::async_trait]
+impl SecretSource for ManagedSecret {
+    async fn current(&self) -> Result<Secret, ServiceError> {
+        ManagedSecret::current(self).await
+    }
+}
+
+impl ManagedSecret {
     /// Forgets the cached value: the next use fetches the secret again (its value was refused,
     /// so it may have been rotated).
     pub async fn expire(&self) {

@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
 pub use aws_config::SdkConfig;
+use shuttle_core::access::Access;
 use shuttle_core::api::{Create, Delete, Logs, SourceLinks, Status, Stop};
 use shuttle_core::config::{ConfigError, CreatePolicy, Env, PollPolicy, DEFAULT_BUILD_RETENTION, DEFAULT_SOURCES_LINK_TTL};
 use shuttle_core::error::ServiceError;
 use shuttle_core::jenkins::JenkinsError;
 use shuttle_core::poll::Poller;
 use shuttle_core::relay::Webhooks;
+use shuttle_core::secrets::{Keyed, SecretSource};
 
 use crate::secrets::{ManagedSecret, SECRET_TTL};
 use crate::{
@@ -97,7 +99,7 @@ pub fn source_links(sdk: &SdkConfig, env: &Env<'_>) -> Result<SourceLinks, Start
     Ok(SourceLinks {
         sources: source_store(sdk, env)?,
         ttl: env.duration("SOURCES_LINK_TTL", DEFAULT_SOURCES_LINK_TTL)?,
-        signer: env.sources_signer(env.open_mode()?)?,
+        signer: env.keyed_sources_signer(&secret_store(sdk))?,
     })
 }
 
@@ -105,7 +107,7 @@ pub fn source_links(sdk: &SdkConfig, env: &Env<'_>) -> Result<SourceLinks, Start
 /// one S3 source store), and the webhook senders. Every user-supplied URL goes through the SSRF
 /// guard (SPEC §7), open to `ALLOWED_PRIVATE_CIDRS`.
 pub fn poller(sdk: &SdkConfig, env: &Env<'_>) -> Result<Poller, StartupError> {
-    let policy = PollPolicy::from_env(env)?;
+    let policy = PollPolicy::from_env(env, &secret_store(sdk))?;
     let sources = source_store(sdk, env)?;
     let allowed = policy.allowed_private.clone();
     let max_bytes = env.positive("SOURCE_MAX_BYTES", DEFAULT_SOURCE_MAX_BYTES)?;
@@ -156,6 +158,17 @@ pub fn sealer(sdk: &SdkConfig, env: &Env<'_>) -> Result<Arc<KmsSealer>, ConfigEr
 pub fn jenkins(sdk: &SdkConfig, env: &Env<'_>) -> Result<Arc<JenkinsClient>, StartupError> {
     let settings = JenkinsSettings::from_env(env, |id| managed_secret(sdk, id))?;
     Ok(Arc::new(JenkinsClient::new(settings).map_err(StartupError::Jenkins)?))
+}
+
+/// Who may call an API function: `ACCESS_SECRET_ID` read at run time, or the environment's
+/// `SHUTTLE_API_TOKENS` / `SHUTTLE_OPEN_MODE`.
+pub fn access(sdk: &SdkConfig, env: &Env<'_>) -> Result<Keyed<Access>, ConfigError> {
+    env.keyed_access(&secret_store(sdk))
+}
+
+/// Secrets Manager, as the settings' secret store: a [`ManagedSecret`] per secret named.
+fn secret_store(sdk: &SdkConfig) -> impl Fn(&str) -> Arc<dyn SecretSource> + '_ {
+    move |id| managed_secret(sdk, id)
 }
 
 /// A Secrets Manager secret, read on first use and kept for [`SECRET_TTL`]: no call at a cold

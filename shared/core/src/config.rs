@@ -4,6 +4,7 @@
 //! key, Jenkins) is read in `shuttle_adapters::wiring`, through the same [`Env`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -12,6 +13,7 @@ use crate::access::{Access, LinkSigner, MIN_SECRET_CHARS};
 use crate::delivery::SigningSecret;
 use crate::netguard::{AllowedBrokers, AllowedNetworks};
 use crate::request::is_argument_name;
+use crate::secrets::{json_field, Keyed, SecretSource};
 
 /// A secret setting (a token, a key): `secrecy`'s string, whose `Debug` never shows it and
 /// whose memory is zeroed on drop; read with [`secrecy::ExposeSecret::expose_secret`].
@@ -137,20 +139,43 @@ impl<'a> Env<'a> {
                 name: "SHUTTLE_API_TOKENS",
                 hint: "give the callers' tokens, comma-separated, or set SHUTTLE_OPEN_MODE=true for controllers that send none",
             }),
-            (false, false) => {
-                if let Some(position) =
-                    tokens.iter().position(|t| t.chars().count() < MIN_SECRET_CHARS || t.chars().any(char::is_whitespace))
-                {
-                    return Err(ConfigError::Malformed {
-                        name: "SHUTTLE_API_TOKENS",
-                        reason: format!(
-                            "token {} of the list is shorter than {MIN_SECRET_CHARS} characters or holds a space",
-                            position + 1
-                        ),
-                    });
-                }
-                Ok(Access::Tokens(tokens.into_iter().map(Secret::from).collect()))
+            (false, false) => checked_tokens(tokens).map_err(|reason| ConfigError::Malformed { name: "SHUTTLE_API_TOKENS", reason }),
+        }
+    }
+
+    /// Who may call the API, as the functions get it: from `ACCESS_SECRET_ID` (a Secrets
+    /// Manager secret `{"tokens": "…", "sources_signing_key": "…"}`, read at run time through
+    /// `secrets`) unless the API is open, else as [`Env::access`] reads the environment.
+    pub fn keyed_access(&self, secrets: &SecretStore<'_>) -> Result<Keyed<Access>, ConfigError> {
+        match self.optional("ACCESS_SECRET_ID") {
+            Some(id) if !self.open_mode()? => {
+                Ok(Keyed::Managed { source: secrets(&id), read: access_from_secret, setting: "ACCESS_SECRET_ID" })
             }
+            _ => self.access().map(Keyed::given),
+        }
+    }
+
+    /// The sources links' signer, as the functions get it: the `sources_signing_key` of
+    /// `ACCESS_SECRET_ID` read at run time, else [`Env::sources_signer`].
+    pub fn keyed_sources_signer(&self, secrets: &SecretStore<'_>) -> Result<Keyed<Option<LinkSigner>>, ConfigError> {
+        let open_mode = self.open_mode()?;
+        match self.optional("ACCESS_SECRET_ID") {
+            Some(id) => Ok(Keyed::Managed { source: secrets(&id), read: signer_from_secret, setting: "ACCESS_SECRET_ID" }),
+            None => self.sources_signer(open_mode).map(Keyed::given),
+        }
+    }
+
+    /// The status webhooks' signing secret: `WEBHOOK_SIGNING_SECRET_ID` read at run time, else
+    /// `WEBHOOK_SIGNING_SECRET`, else none (not signed).
+    pub fn keyed_webhook_signing(&self, secrets: &SecretStore<'_>) -> Result<Keyed<Option<SigningSecret>>, ConfigError> {
+        if let Some(id) = self.optional("WEBHOOK_SIGNING_SECRET_ID") {
+            return Ok(Keyed::Managed { source: secrets(&id), read: webhook_secret_from_secret, setting: "WEBHOOK_SIGNING_SECRET_ID" });
+        }
+        match self.optional("WEBHOOK_SIGNING_SECRET") {
+            None => Ok(Keyed::given(None)),
+            Some(raw) => SigningSecret::parse(&raw)
+                .map(|secret| Keyed::given(Some(secret)))
+                .ok_or_else(|| ConfigError::Malformed { name: "WEBHOOK_SIGNING_SECRET", reason: WHSEC.to_owned() }),
         }
     }
 
@@ -158,11 +183,9 @@ impl<'a> Env<'a> {
     /// is open (`open_mode`), where links go unsigned when it is not set.
     pub fn sources_signer(&self, open_mode: bool) -> Result<Option<LinkSigner>, ConfigError> {
         match self.optional("SOURCES_SIGNING_KEY") {
-            Some(key) if key.chars().count() < MIN_SIGNING_KEY_CHARS => Err(ConfigError::Malformed {
-                name: "SOURCES_SIGNING_KEY",
-                reason: format!("must be at least {MIN_SIGNING_KEY_CHARS} characters (e.g. openssl rand -hex 32)"),
-            }),
-            Some(key) => Ok(Some(LinkSigner::new(Secret::from(key)))),
+            Some(key) => {
+                checked_signing_key(key).map(Some).map_err(|reason| ConfigError::Malformed { name: "SOURCES_SIGNING_KEY", reason })
+            }
             None if open_mode => Ok(None),
             None => Err(ConfigError::MissingWithHint {
                 name: "SOURCES_SIGNING_KEY",
@@ -194,6 +217,44 @@ impl<'a> Env<'a> {
     }
 }
 
+/// Makes the [`SecretSource`] of a secret's name or ARN (Secrets Manager, in the adapters).
+pub type SecretStore<'s> = dyn Fn(&str) -> Arc<dyn SecretSource> + 's;
+
+const WHSEC: &str = "must be a Standard Webhooks secret: whsec_ followed by base64 (at least one byte)";
+
+/// The callers' tokens: each at least [`MIN_SECRET_CHARS`] long, without a space.
+fn checked_tokens(tokens: Vec<String>) -> Result<Access, String> {
+    if let Some(position) = tokens.iter().position(|t| t.chars().count() < MIN_SECRET_CHARS || t.chars().any(char::is_whitespace)) {
+        return Err(format!("token {} of the list is shorter than {MIN_SECRET_CHARS} characters or holds a space", position + 1));
+    }
+    Ok(Access::Tokens(tokens.into_iter().map(Secret::from).collect()))
+}
+
+fn checked_signing_key(key: String) -> Result<LinkSigner, String> {
+    if key.chars().count() < MIN_SIGNING_KEY_CHARS {
+        return Err(format!("must be at least {MIN_SIGNING_KEY_CHARS} characters (e.g. openssl rand -hex 32)"));
+    }
+    Ok(LinkSigner::new(Secret::from(key)))
+}
+
+/// The `tokens` of an `ACCESS_SECRET_ID` secret (comma-separated, several during a rotation).
+fn access_from_secret(text: &str) -> Result<Access, String> {
+    let tokens = json_field(text, "tokens")?.ok_or("has no tokens")?;
+    let tokens: Vec<String> = tokens.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+    checked_tokens(tokens).map_err(|why| format!("tokens: {why}"))
+}
+
+/// The `sources_signing_key` of an `ACCESS_SECRET_ID` secret.
+fn signer_from_secret(text: &str) -> Result<Option<LinkSigner>, String> {
+    let key = json_field(text, "sources_signing_key")?.ok_or("has no sources_signing_key")?;
+    checked_signing_key(key).map(Some).map_err(|why| format!("sources_signing_key {why}"))
+}
+
+/// A `WEBHOOK_SIGNING_SECRET_ID` secret: the `whsec_…` key itself.
+fn webhook_secret_from_secret(text: &str) -> Result<Option<SigningSecret>, String> {
+    SigningSecret::parse(text.trim()).map(Some).ok_or_else(|| WHSEC.to_owned())
+}
+
 /// What a create decides with (the create function).
 #[derive(Clone, Debug)]
 pub struct CreatePolicy {
@@ -215,12 +276,13 @@ pub struct PollPolicy {
     pub extra_build_args: BTreeMap<String, String>,
     pub image_tag_prefix: String,
     pub kafka_topic: String,
-    /// `WEBHOOK_SIGNING_SECRET` (`whsec_…`): status webhooks carry Standard Webhooks signatures.
-    pub webhook_signing_secret: Option<SigningSecret>,
+    /// `WEBHOOK_SIGNING_SECRET` (`whsec_…`, or read at run time from
+    /// `WEBHOOK_SIGNING_SECRET_ID`): status webhooks carry Standard Webhooks signatures.
+    pub webhook_signing_secret: Keyed<Option<SigningSecret>>,
     pub build_timeout: Duration,
     pub queue_timeout: Duration,
     /// Signs the sources links handed to Jenkins; `None` in open mode without a key.
-    pub sources_signer: Option<LinkSigner>,
+    pub sources_signer: Keyed<Option<LinkSigner>>,
     pub allowed_private: AllowedNetworks,
     pub pacing: Pacing,
 }
@@ -240,7 +302,9 @@ pub struct Pacing {
 }
 
 impl PollPolicy {
-    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+    /// The poller's settings; its secrets read at run time through `secrets` when their
+    /// `…_SECRET_ID` is set.
+    pub fn from_env(env: &Env<'_>, secrets: &SecretStore<'_>) -> Result<Self, ConfigError> {
         let extra_build_args = match env.optional("EXTRA_BUILD_ARGS") {
             None => BTreeMap::new(),
             Some(raw) => parse_extra_build_args(&raw).map_err(|reason| ConfigError::Malformed { name: "EXTRA_BUILD_ARGS", reason })?,
@@ -253,13 +317,7 @@ impl PollPolicy {
         if window > MAX_LOG_WINDOW {
             return Err(ConfigError::Malformed { name: "LOG_WINDOW", reason: "must be at most 60 s".into() });
         }
-        let webhook_signing_secret = match env.optional("WEBHOOK_SIGNING_SECRET") {
-            None => None,
-            Some(raw) => Some(SigningSecret::parse(&raw).ok_or_else(|| ConfigError::Malformed {
-                name: "WEBHOOK_SIGNING_SECRET",
-                reason: "must be a Standard Webhooks secret: whsec_ followed by base64 (at least one byte)".to_owned(),
-            })?),
-        };
+        let webhook_signing_secret = env.keyed_webhook_signing(secrets)?;
         Ok(Self {
             shuttle_host: env.shuttle_host()?,
             extra_build_args,
@@ -268,7 +326,7 @@ impl PollPolicy {
             webhook_signing_secret,
             build_timeout: env.duration("BUILD_TIMEOUT", Duration::from_secs(20 * 60))?,
             queue_timeout: env.duration("QUEUE_TIMEOUT", Duration::from_secs(30 * 60))?,
-            sources_signer: env.sources_signer(env.open_mode()?)?,
+            sources_signer: env.keyed_sources_signer(secrets)?,
             allowed_private: env.allowed_private()?,
             pacing: Pacing {
                 interval: env.duration("POLL_INTERVAL", Duration::from_secs(2))?,
@@ -281,8 +339,8 @@ impl PollPolicy {
     /// The link Jenkins downloads a build's sources from (SPEC §4): signed when a signing key
     /// is set, and valid for as long as the build may wait in the queue and then run, and
     /// [`SOURCES_LINK_MARGIN`] more.
-    pub fn sources_link_for_jenkins(&self, source_id: uuid::Uuid, now_ms: u64) -> String {
-        match &self.sources_signer {
+    pub fn sources_link_for_jenkins(&self, signer: Option<&LinkSigner>, source_id: uuid::Uuid, now_ms: u64) -> String {
+        match signer {
             Some(signer) => {
                 signer.link(&self.shuttle_host, source_id, now_ms, self.queue_timeout + self.build_timeout + SOURCES_LINK_MARGIN)
             }
@@ -337,7 +395,53 @@ mod tests {
     }
 
     fn poll_policy(map: &HashMap<&'static str, String>) -> Result<PollPolicy, ConfigError> {
-        PollPolicy::from_env(&env(map))
+        PollPolicy::from_env(&env(map), &|id| panic!("no secret store here, yet {id} was asked for"))
+    }
+
+    /// A secret store of one secret, whose text a test changes (a rotation).
+    #[derive(Default)]
+    struct Store(std::sync::Mutex<String>);
+
+    #[async_trait::async_trait]
+    impl SecretSource for Store {
+        async fn current(&self) -> Result<Secret, crate::error::ServiceError> {
+            Ok(Secret::from(self.0.lock().unwrap().clone()))
+        }
+    }
+
+    #[tokio::test]
+    async fn with_access_secret_id_the_tokens_and_the_signing_key_are_read_at_each_use() {
+        let store = Arc::new(Store::default());
+        let stored = |tokens: &str, key: &str| {
+            *store.0.lock().unwrap() = serde_json::json!({"tokens": tokens, "sources_signing_key": key}).to_string()
+        };
+        stored("first-caller-token-0123", "a-sources-signing-key-of-32-chars!");
+        let mut map = base();
+        map.remove("SHUTTLE_API_TOKENS");
+        map.remove("SOURCES_SIGNING_KEY");
+        map.insert("ACCESS_SECRET_ID", "shuttle/access".into());
+        let secrets = |id: &str| -> Arc<dyn SecretSource> {
+            assert_eq!(id, "shuttle/access");
+            store.clone()
+        };
+        let access = env(&map).keyed_access(&secrets).expect("no token in the environment is needed");
+        let policy = PollPolicy::from_env(&env(&map), &secrets).unwrap();
+        assert!(access.get().await.unwrap().admits(Some("first-caller-token-0123")));
+        let link = policy.sources_link_for_jenkins(policy.sources_signer.get().await.unwrap().as_ref().as_ref(), uuid::Uuid::nil(), 0);
+        assert!(link.contains("signature="), "{link}");
+
+        // Rotated in the store: the next use takes the new tokens, no restart.
+        stored("first-caller-token-0123,second-caller-token-456", "a-sources-signing-key-of-32-chars!");
+        assert!(access.get().await.unwrap().admits(Some("second-caller-token-456")));
+        stored("second-caller-token-456", "a-sources-signing-key-of-32-chars!");
+        assert!(!access.get().await.unwrap().admits(Some("first-caller-token-0123")), "the retired token is refused");
+
+        // A secret that cannot work is named, its text not shown.
+        stored("short", "a-sources-signing-key-of-32-chars!");
+        let error = access.get().await.unwrap_err().to_string();
+        assert!(error.contains("ACCESS_SECRET_ID") && error.contains("shorter than 16") && !error.contains("short,"), "{error}");
+        *store.0.lock().unwrap() = "not json".into();
+        assert!(policy.sources_signer.get().await.unwrap_err().to_string().contains("is not a JSON object"));
     }
 
     #[test]
@@ -407,7 +511,7 @@ mod tests {
         );
         map.insert("SHUTTLE_OPEN_MODE", "true".into());
         assert!(env(&map).access().unwrap().admits(None));
-        assert!(poll_policy(&map).unwrap().sources_signer.is_none(), "open mode without a key signs nothing");
+        assert!(poll_policy(&map).unwrap().sources_signer.given_value().unwrap().is_none(), "open mode without a key signs nothing");
     }
 
     #[test]
@@ -439,7 +543,9 @@ mod tests {
         let mut map = base();
         map.insert("QUEUE_TIMEOUT", "10m".into());
         map.insert("BUILD_TIMEOUT", "20m".into());
-        let link = poll_policy(&map).unwrap().sources_link_for_jenkins(uuid::Uuid::nil(), 1_000_000_000_000);
+        let policy = poll_policy(&map).unwrap();
+        let link =
+            policy.sources_link_for_jenkins(policy.sources_signer.given_value().unwrap().as_ref(), uuid::Uuid::nil(), 1_000_000_000_000);
         let expires: u64 =
             link.split("expires=").nth(1).and_then(|rest| rest.split('&').next()).and_then(|e| e.parse().ok()).expect("expires");
         assert_eq!(expires, 1_000_000_000 + 10 * 60 + 20 * 60 + SOURCES_LINK_MARGIN.as_secs(), "{link}");

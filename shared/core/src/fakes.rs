@@ -23,6 +23,7 @@ use crate::ports::{
 };
 use crate::record::{ApiKind, BuildRecord};
 use crate::relay::Webhooks;
+use crate::secrets::Keyed;
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -264,10 +265,10 @@ pub fn test_poll_policy() -> PollPolicy {
         extra_build_args: Default::default(),
         image_tag_prefix: "1".into(),
         kafka_topic: "alamobuildlogs".into(),
-        webhook_signing_secret: None,
+        webhook_signing_secret: Keyed::given(None),
         build_timeout: Duration::from_secs(1200),
         queue_timeout: Duration::from_secs(1800),
-        sources_signer: Some(LinkSigner::new(Secret::from("a-sources-signing-key-of-32-chars!"))),
+        sources_signer: Keyed::given(Some(LinkSigner::new(Secret::from("a-sources-signing-key-of-32-chars!")))),
         allowed_private: AllowedNetworks::none(),
         pacing: Pacing { interval: Duration::from_secs(2), window: Duration::from_secs(20), stale_after: Duration::from_secs(300) },
     }

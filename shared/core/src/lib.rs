@@ -21,6 +21,7 @@ pub mod record;
 pub mod redact;
 pub mod relay;
 pub mod request;
+pub mod secrets;
 pub mod source;
 pub mod state;
 pub mod webhook;

@@ -9,6 +9,7 @@ use serde_json::json;
 use shuttle_core::access::{Access, LinkError, LinkSigner};
 use shuttle_core::error::ShuttleError;
 use shuttle_core::ids::parse_uuid;
+use shuttle_core::secrets::Keyed;
 
 /// Logs as JSON in Lambda (`AWS_LAMBDA_LOG_FORMAT=JSON`), as text elsewhere.
 pub fn init_tracing() {
@@ -18,13 +19,18 @@ pub fn init_tracing() {
 /// An API function as wired at start: who may call it (`SHUTTLE_API_TOKENS` or open mode),
 /// and the use cases it serves.
 pub struct Function<U> {
-    pub access: Access,
+    /// Given at start, or read at run time (`ACCESS_SECRET_ID`).
+    pub access: Keyed<Access>,
     pub use_case: U,
 }
 
-/// The 401 to answer when the caller shows no valid token (SPEC §7); `None` lets it in.
-/// Every route but `/octhc` asks this first.
-pub fn unauthorized(access: &Access, request: &Request) -> Option<Response<Body>> {
+/// The 401 to answer when the caller shows no valid token (SPEC §7), or the 503 when the tokens
+/// could not be read; `None` lets it in. Every route but `/octhc` asks this first.
+pub async fn unauthorized(access: &Keyed<Access>, request: &Request) -> Option<Response<Body>> {
+    let access = match access.get().await {
+        Ok(access) => access,
+        Err(error) => return Some(error_response(&ShuttleError::Unavailable(error))),
+    };
     let token = presented_token(request);
     if access.admits(token.as_deref()) {
         return None;
@@ -34,14 +40,23 @@ pub fn unauthorized(access: &Access, request: &Request) -> Option<Response<Body>
 
 /// Like [`unauthorized`] for `GET`/`HEAD /{build_uuid}`, which also take a valid signed link
 /// (`?expires=…&signature=…`, handed to Jenkins by the poller).
-pub fn unauthorized_for_sources(
-    access: &Access,
-    signer: Option<&LinkSigner>,
+pub async fn unauthorized_for_sources(
+    access: &Keyed<Access>,
+    signer: &Keyed<Option<LinkSigner>>,
     request: &Request,
     build_uuid: &str,
 ) -> Option<Response<Body>> {
     let query = request.query_string_parameters_ref();
     let param = |name: &str| query.and_then(|q| q.first(name));
+    // The key is read only for a signed link.
+    let signer = match (param("expires"), param("signature")) {
+        (Some(_), Some(_)) => match signer.get().await {
+            Ok(signer) => Some(signer),
+            Err(error) => return Some(error_response(&ShuttleError::Unavailable(error))),
+        },
+        _ => None,
+    };
+    let signer = signer.as_ref().and_then(|signer| signer.as_ref().as_ref());
     // Only a link with both parameters is checked: the id is parsed and the clock read for it alone.
     let link = match (signer, param("expires"), param("signature")) {
         (Some(signer), expires @ Some(_), signature @ Some(_)) => match parse_uuid(build_uuid) {
@@ -53,8 +68,8 @@ pub fn unauthorized_for_sources(
     match link {
         Ok(()) => None,
         // Without a signature, a token decides; a bad or expired one is named, token or not.
-        Err(LinkError::Unsigned) => unauthorized(access, request),
-        Err(problem) => unauthorized(access, request).map(|_| refusal(&problem.to_string())),
+        Err(LinkError::Unsigned) => unauthorized(access, request).await,
+        Err(problem) => unauthorized(access, request).await.map(|_| refusal(&problem.to_string())),
     }
 }
 

@@ -113,8 +113,9 @@ async fn a_signed_sources_link_is_taken_without_a_token_until_it_expires() {
     let app = spawn_api().await;
     let build_uuid = legacy_build_with_sources(&app).await;
     let settings = &app.poller.policy;
+    let signer = settings.sources_signer.get().await.unwrap();
     let link = |now_ms| {
-        let signed = settings.sources_link_for_jenkins(build_uuid, now_ms);
+        let signed = settings.sources_link_for_jenkins(signer.as_ref().as_ref(), build_uuid, now_ms);
         // The link names the shuttle's public host: the test asks the gateway it runs on.
         let signed = Url::parse(&signed).unwrap();
         format!("{}?{}", app.url(signed.path()), signed.query().unwrap())

@@ -7,6 +7,7 @@ use crate::access::LinkSigner;
 use crate::error::ShuttleError;
 use crate::ids::parse_uuid;
 use crate::ports::SourceStore;
+use crate::secrets::Keyed;
 
 /// The sources function's use case.
 #[derive(Clone)]
@@ -15,7 +16,7 @@ pub struct SourceLinks {
     /// `SOURCES_LINK_TTL`: how long a presigned link stays valid.
     pub ttl: Duration,
     /// Checks the signed links the poller hands to Jenkins; `None` in open mode without a key.
-    pub signer: Option<LinkSigner>,
+    pub signer: Keyed<Option<LinkSigner>>,
 }
 
 impl SourceLinks {

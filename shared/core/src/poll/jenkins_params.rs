@@ -1,6 +1,7 @@
 //! The job parameters of `infra/jenkins/README.md`, the legacy image tag among them.
 
 use super::Build;
+use crate::access::LinkSigner;
 use crate::jenkins::parameters;
 use crate::record::now_ms;
 use crate::request::{Api, BuildSpec};
@@ -8,7 +9,8 @@ use crate::source::Source;
 
 impl Build<'_> {
     /// The job parameters of `infra/jenkins/README.md`.
-    pub(super) fn parameters(&self, spec: &BuildSpec) -> Vec<(String, String)> {
+    /// `signer` signs the sources link (`None`: open mode without a key, the link unsigned).
+    pub(super) fn parameters(&self, spec: &BuildSpec, signer: Option<&LinkSigner>) -> Vec<(String, String)> {
         let policy = &self.poller.policy;
         let id = self.record.source_id;
         let mut arguments = policy.extra_build_args.clone();
@@ -29,7 +31,7 @@ impl Build<'_> {
         };
         let (sources_url, source_image, source_credentials) = match &spec.source {
             Source::Docker { image } => (String::new(), image.reference(), image.credentials.clone()),
-            _ => (policy.sources_link_for_jenkins(id, now_ms()), String::new(), None),
+            _ => (policy.sources_link_for_jenkins(signer, id, now_ms()), String::new(), None),
         };
         let (source_user, source_password) = source_credentials.map(|c| (c.username, c.password)).unwrap_or_default();
         let (push_user, push_password) = push_credentials.map(|c| (c.username, c.password)).unwrap_or_default();

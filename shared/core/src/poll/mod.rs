@@ -182,13 +182,14 @@ impl Poller {
             Err(OpenError::Refused(reason)) => return self.fail_unopened(record, &reason).await,
             Err(OpenError::Unavailable(error)) => return Err(error.into()),
         };
+        let signing = self.policy.webhook_signing_secret.get().await?;
         let record = Arc::new(record);
         let policy = &self.policy;
         let grace = policy.pacing.interval.max(MIN_GRACE);
         let relay = Relay::new(
             &self.webhooks,
             self.sources.as_ref(),
-            policy.webhook_signing_secret.as_ref(),
+            signing.as_ref().as_ref(),
             &spec,
             &policy.kafka_topic,
             Arc::clone(&record),

@@ -67,7 +67,8 @@ impl Build<'_> {
         if self.record.stop.is_some() {
             return self.end_by_intent("stopped").await;
         }
-        let parameters = self.parameters(&spec);
+        let signer = self.poller.policy.sources_signer.get().await?;
+        let parameters = self.parameters(&spec, signer.as_ref().as_ref());
         let queue_id = match self.poller.jenkins.trigger(&job, &parameters).await {
             Ok(id) => id,
             Err(error) if self.retries(&error) => {
