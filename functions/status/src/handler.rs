@@ -1,9 +1,12 @@
 //! `GET /octhc`, `GET /{app_id}/{build_id}/status` and `GET /{app_id}/{build_id}/logs`.
 
-use lambda_http::http::StatusCode;
+use lambda_http::http::{header, HeaderValue, StatusCode};
+use lambda_http::RequestExt;
 use lambda_http::{Body, Error, Request, Response};
 use serde::Serialize;
 use serde_json::json;
+use shuttle_core::api::{LogRange, LogRead};
+use shuttle_core::error::{ShuttleError, ValidationError};
 use shuttle_core::ports::LogTail;
 use shuttle_core::record::{ApiKind, BuildRecord, Rfc3339Ms};
 use shuttle_core::relay::StatusBody;
@@ -25,8 +28,13 @@ pub async fn handle(app: &App, request: Request) -> Result<Response<Body>, Error
     let app_id = path_param(&request, "app_id").unwrap_or_default();
     let build_id = path_param(&request, "build_id").unwrap_or_default();
     let response = if path.ends_with("/logs") {
-        match app.use_case.logs.tail(app_id, build_id).await {
-            Ok((record, tail)) => logs_response(&record, &tail),
+        let read = match log_start(&request) {
+            Ok(start) => app.use_case.logs.read(app_id, build_id, start).await,
+            Err(error) => Err(error),
+        };
+        match read {
+            Ok(LogRead::Tail(record, tail)) => logs_response(&record, &tail),
+            Ok(LogRead::Range(_, range)) => range_response(range),
             Err(error) => error_response(&error),
         }
     } else {
@@ -77,6 +85,27 @@ fn shown_log(tail: &LogTail) -> String {
         _ => tail.text.as_str(),
     };
     format!("[earlier output cut: showing the last {} of {} bytes; the whole log is archived]\n{text}", text.len(), tail.total_bytes)
+}
+
+/// `?start=N`: a whole number of bytes; anything else is a 400 naming `start`.
+fn log_start(request: &Request) -> Result<Option<u64>, ShuttleError> {
+    let Some(raw) = request.query_string_parameters_ref().and_then(|query| query.first("start")) else { return Ok(None) };
+    raw.trim().parse::<u64>().map(Some).map_err(|_| {
+        ShuttleError::Invalid(ValidationError::new("start", "must be a whole number of bytes from the log's start, 0 or more"))
+    })
+}
+
+/// The log from `start`, as Jenkins' `progressiveText` answers: the bytes as archived, where
+/// the next read starts (`X-Text-Size`) and, while more may come, `X-More-Data: true`.
+fn range_response(range: LogRange) -> Response<Body> {
+    let mut response = Response::new(Body::Binary(range.bytes.to_vec()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert("X-Text-Size", HeaderValue::from(range.next_start));
+    if range.more_data {
+        headers.insert("X-More-Data", HeaderValue::from_static("true"));
+    }
+    response
 }
 
 fn logs_response(record: &BuildRecord, tail: &LogTail) -> Response<Body> {

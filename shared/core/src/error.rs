@@ -65,6 +65,9 @@ pub enum ShuttleError {
     Conflict(String),
     #[error("the build is not running")]
     NotRunning,
+    /// A log read from past the log's end: `size` is where it ends now.
+    #[error("the log has {size} bytes: start at most there")]
+    LogRangeNotSatisfiable { size: u64 },
     #[error("the build kept changing under us; try again")]
     Contended,
     #[error("a backing service failed")]

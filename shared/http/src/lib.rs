@@ -156,6 +156,14 @@ pub fn error_response(error: &ShuttleError) -> Response<Body> {
         ShuttleError::NotFound => (StatusCode::NOT_FOUND, json!({"status": "Not Found"})),
         ShuttleError::Conflict(_) => (StatusCode::CONFLICT, json!({"status": "Conflict", "error": error.to_string()})),
         ShuttleError::NotRunning => (StatusCode::UNPROCESSABLE_ENTITY, json!({"status": "The build is not running"})),
+        ShuttleError::LogRangeNotSatisfiable { size } => {
+            let mut response = json_response(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                &json!({"status": "Range Not Satisfiable", "field": "start", "error": error.to_string()}),
+            );
+            response.headers_mut().insert("X-Text-Size", header::HeaderValue::from(*size));
+            return response;
+        }
         ShuttleError::Contended | ShuttleError::Unavailable(_) => {
             tracing::error!(error = %shuttle_core::error::with_causes(error), "request failed");
             let mut response =

@@ -240,3 +240,42 @@ async fn jenkins_answering_500_then_stalling_still_ends_the_build_right() {
     assert_eq!(triggers(&app).await, 1);
     assert_eq!(app.logs("/app/1").await, app.console_text("app", 1).await);
 }
+
+/// Issue 21: `GET …/logs?start=N` answers as Jenkins' `progressiveText`: a client that reads from
+/// `X-Text-Size` while `X-More-Data` says so, from the build's start to its end, holds the
+/// whole log, as Jenkins' own `consoleText` has it.
+#[tokio::test]
+async fn a_v2_log_read_from_x_text_size_while_x_more_data_is_the_whole_jenkins_log() {
+    let app = spawn_app().await;
+    let files = serve_sources("FROM busybox:1\nRUN for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done\n").await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
+    let (mut log, mut start, mut reads) = (Vec::new(), 0_u64, 0);
+    let deadline = std::time::Instant::now() + ENOUGH;
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the log did not end within {ENOUGH:?}");
+        let response = app.get(&format!("/app/1/logs?start={start}")).await;
+        assert_eq!(response.status(), 200);
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        let (next, more) = (header("X-Text-Size").expect("X-Text-Size").parse::<u64>().unwrap(), header("X-More-Data"));
+        let body = response.bytes().await.unwrap();
+        assert_eq!(next, start + body.len() as u64, "X-Text-Size is where the next read starts");
+        log.extend_from_slice(&body);
+        (start, reads) = (next, reads + 1);
+        if more.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reads > 1, "read while the build ran");
+    assert_eq!(String::from_utf8(log).unwrap(), app.console_text("app", 1).await, "the whole Jenkins log, byte for byte");
+    assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded");
+
+    // A start past the end: 416 with the size; a start that is no byte count: 400 naming it.
+    let past = app.get(&format!("/app/1/logs?start={}", start + 1)).await;
+    assert_eq!(past.status(), 416);
+    assert_eq!(past.headers()["X-Text-Size"], start.to_string().as_str());
+    for bad in ["-1", "abc", "1.5", ""] {
+        let (code, body) = json_of(app.get(&format!("/app/1/logs?start={bad}")).await).await;
+        assert_eq!((code, body["field"].as_str()), (400, Some("start")), "start={bad}: {body}");
+    }
+}

@@ -20,7 +20,7 @@ pub mod stop;
 
 pub use create::{Create, CreateOutcome, MAX_BODY_BYTES};
 pub use delete::Delete;
-pub use logs::{Logs, MAX_LOG_RESPONSE_BYTES};
+pub use logs::{LogRange, LogRead, Logs, MAX_LOG_RESPONSE_BYTES};
 pub use sources::SourceLinks;
 pub use status::Status;
 pub use stop::{halt_in_jenkins, Stop, StopOutcome};

@@ -257,3 +257,53 @@ async fn a_legacy_create_is_never_refused_for_a_refused_host() {
     let body = legacy_body(json!({"callback": "http://169.254.169.254/cb", "kafka_hosts": "10.0.0.1:9092"}));
     assert_eq!(fake.create().legacy(&body).await.unwrap(), CreateOutcome::Created, "the poller fails the build");
 }
+
+/// Archives `log` for the build `id`, saved with it, in `state`.
+async fn archived(fake: &crate::fakes::Fakes, id: Uuid, log: &'static [u8], state: BuildState) {
+    use crate::ports::{BuildStore, SourceStore};
+    fake.sources.put_log_chunk(id, 0, bytes::Bytes::from_static(log)).await.unwrap();
+    let mut record = fake.store.get(id).await.unwrap().unwrap();
+    record.progress.archive_len = log.len() as u64;
+    record.state = state;
+    fake.store.builds.lock().unwrap().insert(id, record);
+}
+
+#[tokio::test]
+async fn a_v2_log_is_read_from_any_byte_as_jenkins_progressive_text_answers() {
+    let fake = fakes();
+    fake.create().v2("app", "1", &v2_body()).await.unwrap();
+    let id = v2_source_id("app", "1");
+    archived(&fake, id, b"line 1\nline 2\n", BuildState::Building).await;
+    let logs = fake.logs();
+    let range = |start| {
+        let logs = logs.clone();
+        async move {
+            match logs.read("app", "1", Some(start)).await {
+                Ok(LogRead::Range(_, range)) => Ok(range),
+                Ok(other) => panic!("not a range: {other:?}"),
+                Err(error) => Err(error),
+            }
+        }
+    };
+    let read = range(0).await.unwrap();
+    assert_eq!((read.bytes.as_ref(), read.next_start, read.more_data), (&b"line 1\nline 2\n"[..], 14, true), "running: more may come");
+    let read = range(7).await.unwrap();
+    assert_eq!((read.bytes.as_ref(), read.next_start), (&b"line 2\n"[..], 14));
+    let read = range(14).await.unwrap();
+    assert_eq!((read.bytes.len(), read.next_start, read.more_data), (0, 14, true), "at the end of a running build's log");
+    assert!(matches!(range(15).await, Err(ShuttleError::LogRangeNotSatisfiable { size: 14 })));
+
+    archived(&fake, id, b"line 1\nline 2\n", BuildState::Succeeded).await;
+    let read = range(7).await.unwrap();
+    assert_eq!((read.next_start, read.more_data), (14, false), "finished and read to its end: no more");
+}
+
+#[tokio::test]
+async fn a_legacy_log_read_ignores_start_as_the_legacy_api_always_did() {
+    let fake = fakes();
+    fake.create().legacy(&legacy_body(json!({}))).await.unwrap();
+    let id: Uuid = BUILD_UUID.parse().unwrap();
+    archived(&fake, id, b"output\n", BuildState::Succeeded).await;
+    let read = fake.logs().read(&format!("myapp-{APP_UUID}"), "3", Some(99)).await.unwrap();
+    assert!(matches!(read, LogRead::Tail(_, ref tail) if tail.text == "output\n"), "{read:?}");
+}
