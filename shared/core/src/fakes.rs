@@ -276,9 +276,14 @@ pub fn test_poll_policy() -> PollPolicy {
 
 /// Records the calls that act on Jenkins; the queries answer as for a build that never reached it.
 /// (The poller's behaviour against a Jenkins REST API is tested end to end with the stand-in.)
+/// A test may make `ensure_job` slow, or refuse the credentials, and triggered builds wait in
+/// the queue when `queue_waiting` is set.
 #[derive(Default)]
 pub struct FakeJenkins {
     pub calls: Mutex<Vec<String>>,
+    pub ensure_job_takes: Mutex<Option<Duration>>,
+    pub refusing: Mutex<bool>,
+    pub queue_waiting: Mutex<bool>,
 }
 
 impl FakeJenkins {
@@ -290,6 +295,13 @@ impl FakeJenkins {
 #[async_trait]
 impl Jenkins for FakeJenkins {
     async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError> {
+        let takes = *self.ensure_job_takes.lock().unwrap();
+        if let Some(takes) = takes {
+            tokio::time::sleep(takes).await;
+        }
+        if *self.refusing.lock().unwrap() {
+            return Err(JenkinsError::Rejected("401 for the job: check JENKINS_USER and JENKINS_TOKEN".into()));
+        }
         self.record(format!("ensure_job {job}"));
         Ok(())
     }
@@ -300,7 +312,7 @@ impl Jenkins for FakeJenkins {
     }
 
     async fn queue_item(&self, _queue_id: u64) -> Result<QueueItem, JenkinsError> {
-        Ok(QueueItem::Forgotten)
+        Ok(if *self.queue_waiting.lock().unwrap() { QueueItem::Waiting { why: None } } else { QueueItem::Forgotten })
     }
 
     async fn find_build(&self, _job: &str, _build_uuid: &str) -> Result<Option<u64>, JenkinsError> {

@@ -1,4 +1,4 @@
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::json;
@@ -605,68 +605,15 @@ impl SourceFetcher for SlowDownload {
     }
 }
 
-/// The fake Jenkins, answering `ensure_job` after `slow` while it is set, and refusing the
-/// credentials while `refusing`.
-struct ScriptedJenkins {
-    inner: Arc<crate::fakes::FakeJenkins>,
-    slow: Mutex<Option<Duration>>,
-    refusing: Mutex<bool>,
-}
-
-#[async_trait::async_trait]
-impl Jenkins for ScriptedJenkins {
-    async fn ensure_job(&self, job: &str) -> Result<(), JenkinsError> {
-        let slow = *self.slow.lock().unwrap();
-        if let Some(slow) = slow {
-            tokio::time::sleep(slow).await;
-        }
-        if *self.refusing.lock().unwrap() {
-            return Err(JenkinsError::Rejected("401 for the job: check JENKINS_USER and JENKINS_TOKEN".into()));
-        }
-        self.inner.ensure_job(job).await
-    }
-    async fn trigger(&self, job: &str, parameters: &[(String, String)]) -> Result<u64, JenkinsError> {
-        self.inner.trigger(job, parameters).await
-    }
-    async fn queue_item(&self, _queue_id: u64) -> Result<QueueItem, JenkinsError> {
-        Ok(QueueItem::Waiting { why: None })
-    }
-    async fn find_build(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
-        self.inner.find_build(job, build_uuid).await
-    }
-    async fn find_queued(&self, job: &str, build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
-        self.inner.find_queued(job, build_uuid).await
-    }
-    async fn build_status(&self, job: &str, number: u64) -> Result<crate::jenkins::BuildStatus, JenkinsError> {
-        self.inner.build_status(job, number).await
-    }
-    async fn read_log(&self, job: &str, number: u64, start: u64, sink: &mut dyn crate::ports::LogSink) -> Result<LogWindow, JenkinsError> {
-        self.inner.read_log(job, number, start, sink).await
-    }
-    async fn stop_build(&self, job: &str, number: u64) -> Result<(), JenkinsError> {
-        self.inner.stop_build(job, number).await
-    }
-    async fn cancel_queue_item(&self, queue_id: u64) -> Result<(), JenkinsError> {
-        self.inner.cancel_queue_item(queue_id).await
-    }
-    async fn delete_job(&self, job: &str) -> Result<(), JenkinsError> {
-        self.inner.delete_job(job).await
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_poll_with_a_slow_download_and_a_slow_jenkins_returns_before_its_deadline_and_loses_nothing() {
     let fake = fakes();
     let id = v2_source_id("app", "1");
     fake.create().v2("app", "1", &v2_body("https://src.example/a.tgz")).await.unwrap();
     let fetcher = Arc::new(SlowDownload { sources: fake.sources.clone(), took: Duration::from_secs(50), downloads: Default::default() });
-    let jenkins = Arc::new(ScriptedJenkins {
-        inner: fake.jenkins.clone(),
-        slow: Mutex::new(Some(Duration::from_secs(60))),
-        refusing: Mutex::new(false),
-    });
-    let mut poller = fake.poller(fetcher.clone(), Arc::new(RecordingWebhooks::default()).webhooks());
-    poller.jenkins = jenkins.clone();
+    *fake.jenkins.ensure_job_takes.lock().unwrap() = Some(Duration::from_secs(60));
+    *fake.jenkins.queue_waiting.lock().unwrap() = true;
+    let poller = fake.poller(fetcher.clone(), Arc::new(RecordingWebhooks::default()).webhooks());
 
     // 50 s of download and 60 s of Jenkins do not fit in the function's 90 s.
     let deadline = Instant::now() + POLLER_TIMEOUT;
@@ -685,7 +632,7 @@ async fn a_poll_with_a_slow_download_and_a_slow_jenkins_returns_before_its_deadl
     assert!(fake.sources.source_exists(id).await.unwrap(), "the download was kept");
 
     // Jenkins answers in time again: the next poll triggers the build without downloading again.
-    *jenkins.slow.lock().unwrap() = None;
+    *fake.jenkins.ensure_job_takes.lock().unwrap() = None;
     let polled = poller.poll_until(&PollMessage { source_id: id, round: 1 }, Instant::now() + POLLER_TIMEOUT).await.unwrap();
     assert_eq!(polled, Polled::Moved { state: BuildState::Queued, next: Some(interval) });
     assert_eq!(fetcher.downloads.load(std::sync::atomic::Ordering::SeqCst), 1, "downloaded once");
@@ -718,9 +665,8 @@ async fn jenkins_refusing_the_credentials_is_retried_until_the_queue_timeout_the
     let fake = fakes();
     let id = v2_source_id("app", "1");
     fake.create().v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
-    let jenkins = Arc::new(ScriptedJenkins { inner: fake.jenkins.clone(), slow: Mutex::new(None), refusing: Mutex::new(true) });
-    let mut poller = fake.poller(Arc::new(Unreachable), Arc::new(RecordingWebhooks::default()).webhooks());
-    poller.jenkins = jenkins.clone();
+    *fake.jenkins.refusing.lock().unwrap() = true;
+    let poller = fake.poller(Arc::new(Unreachable), Arc::new(RecordingWebhooks::default()).webhooks());
     let interval = poller.policy.pacing.interval;
 
     // A token being rotated: the build waits for it.
