@@ -8,7 +8,7 @@ use serde_json::json;
 use shuttle_core::api::{LogRange, LogRead};
 use shuttle_core::error::{ShuttleError, ValidationError};
 use shuttle_core::ports::LogTail;
-use shuttle_core::record::{ApiKind, BuildRecord, Rfc3339Ms};
+use shuttle_core::record::{ApiKind, BuildRecord, Rfc3339Ms, Timings};
 use shuttle_core::relay::StatusBody;
 use shuttle_http::{error_response, json_response, path_param, text_response};
 use uuid::Uuid;
@@ -55,6 +55,8 @@ struct V2Status<'a> {
     source_id: Uuid,
     created_at: Rfc3339Ms,
     updated_at: Rfc3339Ms,
+    #[serde(flatten)]
+    timings: Timings<'a>,
 }
 
 /// The status endpoint's answer for `record` (public for the handler bench's least status).
@@ -68,6 +70,7 @@ pub fn status_response(record: &BuildRecord) -> Response<Body> {
                 source_id: record.source_id,
                 created_at: Rfc3339Ms(record.created_at_ms),
                 updated_at: Rfc3339Ms(record.updated_at_ms),
+                timings: record.timings(),
             },
         ),
         ApiKind::Legacy => json_response(StatusCode::OK, &record.endpoint_status_body()),

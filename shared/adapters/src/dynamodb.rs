@@ -301,6 +301,10 @@ struct StoredBuild {
     jenkins_number: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     started_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    finished_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queue_why: Option<String>,
 }
 
 /// DynamoDB's item limit, names and values together: "400 KB", read as 400,000 bytes, under
@@ -370,6 +374,8 @@ fn to_item(record: &BuildRecord, version: u64, retention: Duration) -> Item {
         queue_item: progress.queue_item,
         jenkins_number: progress.jenkins_number,
         started_at: progress.started_at_ms,
+        finished_at: progress.finished_at_ms,
+        queue_why: progress.queue_why.clone(),
     };
     serde_dynamo::to_item(stored).expect("a build maps to a DynamoDB item")
 }
@@ -407,6 +413,8 @@ fn from_item(item: &Item) -> Result<BuildRecord, StoreError> {
             queue_item: stored.queue_item,
             jenkins_number: stored.jenkins_number,
             started_at_ms: stored.started_at,
+            finished_at_ms: stored.finished_at,
+            queue_why: stored.queue_why,
             log_cursor: stored.log_cursor,
             archive_len: stored.archive_len,
             deliveries,

@@ -120,6 +120,8 @@ async fn positions_round_trip_and_stale_builds_are_found(store: &dyn BuildStore)
         queue_item: Some(42),
         jenkins_number: Some(3),
         started_at_ms: Some(1_800),
+        finished_at_ms: Some(1_950),
+        queue_why: Some("Waiting for next available executor".into()),
         log_cursor: 1234,
         archive_len: 1300,
         deliveries: Deliveries {

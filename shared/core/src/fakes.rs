@@ -277,13 +277,13 @@ pub fn test_poll_policy() -> PollPolicy {
 /// Records the calls that act on Jenkins; the queries answer as for a build that never reached it.
 /// (The poller's behaviour against a Jenkins REST API is tested end to end with the stand-in.)
 /// A test may make `ensure_job` slow, or refuse the credentials, and triggered builds wait in
-/// the queue when `queue_waiting` is set.
+/// the queue, for the reason given, when `queue_waiting` is set.
 #[derive(Default)]
 pub struct FakeJenkins {
     pub calls: Mutex<Vec<String>>,
     pub ensure_job_takes: Mutex<Option<Duration>>,
     pub refusing: Mutex<bool>,
-    pub queue_waiting: Mutex<bool>,
+    pub queue_waiting: Mutex<Option<String>>,
 }
 
 impl FakeJenkins {
@@ -312,7 +312,10 @@ impl Jenkins for FakeJenkins {
     }
 
     async fn queue_item(&self, _queue_id: u64) -> Result<QueueItem, JenkinsError> {
-        Ok(if *self.queue_waiting.lock().unwrap() { QueueItem::Waiting { why: None } } else { QueueItem::Forgotten })
+        Ok(match self.queue_waiting.lock().unwrap().clone() {
+            Some(why) => QueueItem::Waiting { why: Some(why) },
+            None => QueueItem::Forgotten,
+        })
     }
 
     async fn find_build(&self, _job: &str, _build_uuid: &str) -> Result<Option<u64>, JenkinsError> {
@@ -338,6 +341,8 @@ impl Jenkins for FakeJenkins {
 
     async fn cancel_queue_item(&self, queue_id: u64) -> Result<(), JenkinsError> {
         self.record(format!("cancel_queue_item {queue_id}"));
+        // Jenkins forgets a cancelled item's wait.
+        *self.queue_waiting.lock().unwrap() = None;
         Ok(())
     }
 

@@ -68,6 +68,11 @@ pub struct Progress {
     /// Jenkins' build number, once the build left the queue.
     pub jenkins_number: Option<u64>,
     pub started_at_ms: Option<u64>,
+    /// When the build reached its terminal state.
+    pub finished_at_ms: Option<u64>,
+    /// Why Jenkins keeps the build in its queue (its queue item's `why`, redacted and cut), while
+    /// it waits there.
+    pub queue_why: Option<String>,
     /// Jenkins' `X-Text-Size`: where the next `progressiveText` read starts.
     pub log_cursor: u64,
     /// Bytes in the S3 log archive (the shuttle's own lines included, so not the cursor).
@@ -223,6 +228,12 @@ impl BuildRecord {
         }
         self.state = state;
         self.progress.deliveries.events.push(StatusEvent { state, number: self.number });
+        if state.is_terminal() {
+            self.progress.finished_at_ms = self.progress.finished_at_ms.or(Some(now_ms()));
+        }
+        if state != BuildState::Queued {
+            self.progress.queue_why = None;
+        }
         true
     }
 
@@ -238,6 +249,37 @@ impl BuildRecord {
     pub fn expires_at_s(&self, retention: Duration) -> Option<u64> {
         (!self.needs_polling()).then(|| (self.updated_at_ms / 1000).saturating_add(retention.as_secs()))
     }
+
+    /// When the build waited in Jenkins' queue and ran, and why it waits while it does: what
+    /// the v2 status endpoint shows.
+    pub fn timings(&self) -> Timings<'_> {
+        let progress = &self.progress;
+        let seconds = |from: Option<u64>, to: Option<u64>| match (from, to) {
+            (Some(from), Some(to)) => Some(to.saturating_sub(from) as f64 / 1000.0),
+            _ => None,
+        };
+        Timings {
+            why: progress.queue_why.as_deref().filter(|_| self.state == BuildState::Queued),
+            queued_at: progress.triggered_at_ms.map(Rfc3339Ms),
+            started_at: progress.started_at_ms.map(Rfc3339Ms),
+            finished_at: progress.finished_at_ms.map(Rfc3339Ms),
+            queue_seconds: seconds(progress.triggered_at_ms, progress.started_at_ms),
+            build_seconds: seconds(progress.started_at_ms, progress.finished_at_ms),
+        }
+    }
+}
+
+/// When a build waited and ran, each `null` until it is known (RFC 3339 times, seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Timings<'a> {
+    /// Jenkins' reason, while the build waits in its queue.
+    pub why: Option<&'a str>,
+    /// When it was handed to Jenkins' queue.
+    pub queued_at: Option<Rfc3339Ms>,
+    pub started_at: Option<Rfc3339Ms>,
+    pub finished_at: Option<Rfc3339Ms>,
+    pub queue_seconds: Option<f64>,
+    pub build_seconds: Option<f64>,
 }
 
 pub fn now_ms() -> u64 {

@@ -279,3 +279,29 @@ async fn a_v2_log_read_from_x_text_size_while_x_more_data_is_the_whole_jenkins_l
         assert_eq!((code, body["field"].as_str()), (400, Some("start")), "start={bad}: {body}");
     }
 }
+
+/// Issue 21: a v2 build shows why it waits while Jenkins keeps it queued (the second build of an
+/// app waits for the first: concurrent builds are off), and when it was queued, started and
+/// finished, with the seconds spent in the queue and building.
+#[tokio::test]
+async fn a_waiting_build_shows_jenkins_reason_and_every_build_its_times() {
+    let app = spawn_app().await;
+    let files = serve_sources("FROM busybox:1\nRUN sleep 2\n").await;
+    create(&app, "/app/1", &files.url("/src.tgz")).await;
+    wait_running(&app, "/app/1").await;
+    create(&app, "/app/2", &files.url("/src.tgz")).await;
+    // Jenkins' reasons in turn: its quiet period, then the build before it.
+    let in_progress = |status: &serde_json::Value| status["why"].as_str().is_some_and(|why| why.contains("is already in progress"));
+    let waiting = app.status_until("/app/2", ENOUGH, in_progress).await;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    assert!(waiting["queued_at"].is_string() && waiting["started_at"].is_null() && waiting["queue_seconds"].is_null(), "{waiting}");
+
+    let done = app.finished("/app/2", ENOUGH).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done["why"].is_null(), "no reason once it left the queue: {done}");
+    let time = |field: &str| humantime::parse_rfc3339(done[field].as_str().unwrap_or_else(|| panic!("{field}: {done}"))).unwrap();
+    assert!(time("queued_at") <= time("started_at") && time("started_at") <= time("finished_at"), "{done}");
+    let (queued, built) = (done["queue_seconds"].as_f64().unwrap(), done["build_seconds"].as_f64().unwrap());
+    assert!(queued >= 1.0, "it waited for the first build: {done}");
+    assert!(built >= 2.0 && built < ENOUGH.as_secs_f64(), "{done}");
+}

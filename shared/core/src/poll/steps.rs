@@ -14,6 +14,15 @@ use crate::source::Source;
 use crate::state::{BuildState, StopIntent};
 
 use super::{as_ms, ArchiveSink, Build, Next, StepError};
+use crate::redact::redact;
+
+/// The most of Jenkins' queue reason kept with a build.
+const MAX_QUEUE_WHY_CHARS: usize = 256;
+
+/// `text`'s first `max` characters.
+fn cut(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
 
 impl Build<'_> {
     /// `accepted`/`pending`: cache the sources, ensure the job, trigger the build.
@@ -184,9 +193,17 @@ impl Build<'_> {
             Err(error) => return self.jenkins_trouble(error, "could not read the Jenkins queue item").await,
         };
         match item {
-            QueueItem::Waiting { .. } => {
-                if self.record.state == BuildState::Pending {
-                    self.move_to(BuildState::Queued).await?;
+            QueueItem::Waiting { why } => {
+                // Jenkins' reason, as the status endpoint shows it: redacted, cut, saved when it changes.
+                let why = why.map(|why| cut(&redact(why.trim()), MAX_QUEUE_WHY_CHARS)).filter(|why| !why.is_empty());
+                if self.record.state == BuildState::Pending || self.record.progress.queue_why != why {
+                    self.save(|r| {
+                        r.move_to(BuildState::Queued);
+                        if r.state == BuildState::Queued {
+                            r.progress.queue_why.clone_from(&why);
+                        }
+                    })
+                    .await?;
                 }
                 Ok(Next::Wait(policy.pacing.interval))
             }

@@ -612,7 +612,7 @@ async fn a_poll_with_a_slow_download_and_a_slow_jenkins_returns_before_its_deadl
     fake.create().v2("app", "1", &v2_body("https://src.example/a.tgz")).await.unwrap();
     let fetcher = Arc::new(SlowDownload { sources: fake.sources.clone(), took: Duration::from_secs(50), downloads: Default::default() });
     *fake.jenkins.ensure_job_takes.lock().unwrap() = Some(Duration::from_secs(60));
-    *fake.jenkins.queue_waiting.lock().unwrap() = true;
+    *fake.jenkins.queue_waiting.lock().unwrap() = Some("Waiting for next available executor".into());
     let poller = fake.poller(fetcher.clone(), Arc::new(RecordingWebhooks::default()).webhooks());
 
     // 50 s of download and 60 s of Jenkins do not fit in the function's 90 s.
@@ -680,4 +680,32 @@ async fn jenkins_refusing_the_credentials_is_retried_until_the_queue_timeout_the
     assert_eq!(polled, Polled::Moved { state: BuildState::Failed, next: None });
     let record = fake.store.get(id).await.unwrap().unwrap();
     assert!(record.failure.as_deref().is_some_and(|f| f.contains("401")), "{:?}", record.failure);
+}
+
+#[tokio::test]
+async fn a_queued_build_keeps_jenkins_reason_redacted_and_its_times() {
+    let fake = fakes();
+    let id = v2_source_id("app", "1");
+    fake.create().v2("app", "1", &v2_body("docker://registry.example/org/base:1")).await.unwrap();
+    *fake.jenkins.queue_waiting.lock().unwrap() = Some("Waiting for https://bot:s3cret@agents.example/ to come online".into());
+    let poller = fake.poller(Arc::new(Unreachable), Arc::new(RecordingWebhooks::default()).webhooks());
+    assert!(matches!(
+        poller.poll(&PollMessage { source_id: id, round: 0 }).await.unwrap(),
+        Polled::Moved { state: BuildState::Queued, .. }
+    ));
+    let record = fake.store.get(id).await.unwrap().unwrap();
+    let timings = record.timings();
+    assert_eq!(timings.why, Some("Waiting for https://bot:***@agents.example/ to come online"));
+    assert!(timings.queued_at.is_some() && timings.started_at.is_none() && timings.queue_seconds.is_none());
+
+    // Jenkins' reason changes: saved again; the build ends: the reason goes, the end is timed.
+    *fake.jenkins.queue_waiting.lock().unwrap() = Some("Waiting for next available executor".into());
+    poller.poll(&PollMessage { source_id: id, round: 1 }).await.unwrap();
+    assert_eq!(fake.store.get(id).await.unwrap().unwrap().timings().why, Some("Waiting for next available executor"));
+    fake.stop().build("app", "1").await.unwrap();
+    poller.poll(&PollMessage { source_id: id, round: 2 }).await.unwrap();
+    let record = fake.store.get(id).await.unwrap().unwrap();
+    assert!(record.state.is_terminal(), "{:?}", record.state);
+    let timings = record.timings();
+    assert!(timings.why.is_none() && timings.finished_at.is_some(), "{timings:?}");
 }
