@@ -1497,10 +1497,10 @@ class Rehearsal:
             answer = json.loads(raw)
         except ValueError:
             answer = None
-        ok = isinstance(answer, dict) and set(answer) == {"requeued", "failed"} and all(
+        ok = isinstance(answer, dict) and set(answer) == {"requeued", "failed", "abandoned"} and all(
             isinstance(answer[k], int) and not isinstance(answer[k], bool) and answer[k] >= 0 for k in answer)
         shown = raw[:300].decode(errors="replace")
-        self.record("poller", label, ok, shown if ok else f'expected {{"requeued":N,"failed":M}}; got {shown}')
+        self.record("poller", label, ok, shown if ok else f'expected {{"requeued":N,"failed":M,"abandoned":K}}; got {shown}')
 
 
 def sources_archive() -> bytes:
