@@ -305,6 +305,8 @@ struct StoredBuild {
     finished_at: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     queue_why: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_sha256: Option<String>,
 }
 
 /// DynamoDB's item limit, names and values together: "400 KB", read as 400,000 bytes, under
@@ -376,6 +378,7 @@ fn to_item(record: &BuildRecord, version: u64, retention: Duration) -> Item {
         started_at: progress.started_at_ms,
         finished_at: progress.finished_at_ms,
         queue_why: progress.queue_why.clone(),
+        log_sha256: progress.log_sha256.clone(),
     };
     serde_dynamo::to_item(stored).expect("a build maps to a DynamoDB item")
 }
@@ -415,6 +418,7 @@ fn from_item(item: &Item) -> Result<BuildRecord, StoreError> {
             started_at_ms: stored.started_at,
             finished_at_ms: stored.finished_at,
             queue_why: stored.queue_why,
+            log_sha256: stored.log_sha256,
             log_cursor: stored.log_cursor,
             archive_len: stored.archive_len,
             deliveries,

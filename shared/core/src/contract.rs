@@ -121,6 +121,7 @@ async fn positions_round_trip_and_stale_builds_are_found(store: &dyn BuildStore)
         jenkins_number: Some(3),
         started_at_ms: Some(1_800),
         finished_at_ms: Some(1_950),
+        log_sha256: Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into()),
         queue_why: Some("Waiting for next available executor".into()),
         log_cursor: 1234,
         archive_len: 1300,

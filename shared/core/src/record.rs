@@ -70,6 +70,8 @@ pub struct Progress {
     pub started_at_ms: Option<u64>,
     /// When the build reached its terminal state.
     pub finished_at_ms: Option<u64>,
+    /// A finished v2 build's log digest (SHA-256, lowercase hex) over its `archive_len` bytes.
+    pub log_sha256: Option<String>,
     /// Why Jenkins keeps the build in its queue (its queue item's `why`, redacted and cut), while
     /// it waits there.
     pub queue_why: Option<String>,

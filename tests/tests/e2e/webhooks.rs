@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shuttle_core::delivery::SigningSecret;
+use shuttle_tests::faults::{statuses, without_log_digest};
 use shuttle_tests::kafka::Kafka;
 use shuttle_tests::receiver::{Receiver, Reply};
 use shuttle_tests::{archive, fresh_image, image, registry, spawn_app, spawn_app_with, Answer, AppOptions, TestApp, TestServer};
@@ -41,7 +42,12 @@ fn ran_and(end: &str) -> Vec<Value> {
 
 /// The statuses `receiver` acknowledged at `path`, in order.
 fn acknowledged(receiver: &Receiver, path: &str) -> Vec<Value> {
-    receiver.requests(path).iter().filter(|r| r.answered.is_some_and(|s| (200..300).contains(&s))).map(|r| r.json()).collect()
+    receiver
+        .requests(path)
+        .iter()
+        .filter(|r| r.answered.is_some_and(|s| (200..300).contains(&s)))
+        .map(|r| without_log_digest(r.json()))
+        .collect()
 }
 
 /// Waits until `receiver` acknowledged a terminal status at `path`.
@@ -131,6 +137,37 @@ async fn a_ten_megabyte_log_arrives_byte_exact_at_two_receivers_and_at_kafka() {
     );
 }
 
+/// Issue 21: a v2 build's terminal status (webhook and endpoint) carries its log's length and
+/// SHA-256, and they are those of the log each receiver reassembled: the HTTP one, and the
+/// Kafka consumer.
+#[tokio::test]
+async fn the_terminal_status_carries_the_digest_of_the_log_every_receiver_holds() {
+    let app = spawn_app().await;
+    let receiver = Receiver::ok().await;
+    let kafka = Kafka::start();
+    kafka.create_topic("logs").await;
+    let consumer = kafka.follow("logs");
+    let files = sources("FROM busybox:1\nRUN echo one && echo two\n").await;
+    let logs = vec![receiver.url("/logs"), format!("kafka://{}/logs", kafka.bootstrap())];
+    create(&app, "/app/1", &files.url("/src.tgz"), vec![receiver.url("/status")], logs).await;
+    let ended = app.finished("/app/1", ENOUGH).await;
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    until_ended(&receiver, "/status").await;
+    let sha256 = |bytes: &[u8]| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let (bytes, digest) = shuttle_tests::faults::log_digest(&receiver, "/status");
+    let archived = whole_archive(&app, "app", "1").await;
+    assert_eq!((bytes, digest.as_str()), (archived.len() as u64, sha256(&archived).as_str()), "the digest is the archive's");
+    receiver.until(ENOUGH, "the whole log over HTTP", |r| r.log("/logs").len() >= archived.len()).await;
+    assert_eq!(sha256(&receiver.log("/logs")), digest, "the HTTP receiver's log");
+    let lines = archived.iter().filter(|b| **b == b'\n').count();
+    let messages = consumer.until(ENOUGH, move |m| m.len() >= lines).await;
+    assert_eq!(sha256(&kafka_log(&messages)), digest, "the Kafka consumer's log");
+    assert_eq!(ended["log"], json!({"bytes": bytes, "sha256": digest}), "the status endpoint says the same");
+}
+
 #[tokio::test]
 async fn a_receiver_that_drops_the_connection_mid_stream_still_ends_with_the_exact_log() {
     let app = spawn_app().await;
@@ -168,10 +205,10 @@ async fn status_sequences_are_exact_and_in_order() {
     }
     // Nothing more comes once the end is told.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(receiver.bodies("/ok"), ran_and("succeeded"));
-    assert_eq!(receiver.bodies("/bad"), ran_and("failed"));
-    assert_eq!(receiver.bodies("/stop"), ran_and("failed"), "a stopped build ends as failed");
-    assert_eq!(receiver.bodies("/late"), ran_and("timedout"));
+    assert_eq!(statuses(&receiver, "/ok"), ran_and("succeeded"));
+    assert_eq!(statuses(&receiver, "/bad"), ran_and("failed"));
+    assert_eq!(statuses(&receiver, "/stop"), ran_and("failed"), "a stopped build ends as failed");
+    assert_eq!(statuses(&receiver, "/late"), ran_and("timedout"));
     for request in receiver.requests("/ok") {
         assert_eq!(request.header("content-type"), Some("application/json"));
         assert_eq!(request.header("webhook-signature"), None, "no signing secret, no signature");
@@ -377,8 +414,8 @@ async fn a_receiver_answering_403_or_redirecting_is_not_retried_nor_followed() {
     assert_eq!(app.finished("/app/1", ENOUGH).await["status"], "succeeded", "a failing target never fails the build");
     receiver.until(ENOUGH, "every status tried", |r| r.bodies("/forbidden").len() >= 4 && r.bodies("/moved").len() >= 4).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(receiver.bodies("/forbidden"), ran_and("succeeded"), "each status once: a 403 is final");
-    assert_eq!(receiver.bodies("/moved"), ran_and("succeeded"), "each status once: a 302 is final");
+    assert_eq!(statuses(&receiver, "/forbidden"), ran_and("succeeded"), "each status once: a 403 is final");
+    assert_eq!(statuses(&receiver, "/moved"), ran_and("succeeded"), "each status once: a 302 is final");
     assert!(receiver.requests("/elsewhere").is_empty(), "the redirect is not followed");
 }
 

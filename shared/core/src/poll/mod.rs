@@ -26,7 +26,7 @@ use crate::config::PollPolicy;
 use crate::error::{ServiceError, StoreError};
 use crate::jenkins::JenkinsResult;
 use crate::ports::{BuildStore, Jenkins, OpenError, PollMessage, PollQueue, Sealer, SourceFetcher, SourceStore};
-use crate::record::{now_ms, BuildRecord};
+use crate::record::{now_ms, ApiKind, BuildRecord};
 use crate::redact::redact;
 use crate::relay::{Relay, Webhooks};
 use crate::request::BuildSpec;
@@ -372,7 +372,15 @@ impl Build<'_> {
     /// (`otherwise` being the failure when nothing was recorded). The intent is read from the
     /// record as written, so a stop recorded meanwhile is never lost.
     async fn end(&mut self, result: Option<JenkinsResult>, otherwise: &str) -> Result<Next, StepError> {
+        // A v2 build's terminal status carries its whole log's digest: no byte is added after.
+        let digest = match self.record.kind {
+            ApiKind::V2 => Some(self.archive_digest().await?),
+            ApiKind::Legacy => None,
+        };
         self.save(|r| {
+            if !r.state.is_terminal() {
+                r.progress.log_sha256.clone_from(&digest);
+            }
             let state = match &result {
                 Some(result) => result.terminal_state(r.stop),
                 None => match r.stop {
@@ -390,6 +398,25 @@ impl Build<'_> {
         })
         .await?;
         Ok(Next::Done)
+    }
+
+    /// The SHA-256 of the archived log, its saved `archive_len` bytes, read back chunk by chunk.
+    async fn archive_digest(&self) -> Result<String, StepError> {
+        use sha2::Digest;
+        let (id, len) = (self.record.source_id, self.record.progress.archive_len);
+        let mut hasher = sha2::Sha256::new();
+        let mut at = 0;
+        while at < len {
+            let want = (len - at).min(ARCHIVE_CHUNK_BYTES as u64);
+            let chunk = self.poller.sources.read_log_range(id, at, want).await?;
+            if chunk.is_empty() {
+                return Err(ServiceError::new("log archive", format!("the archive of {id} ends at {at} of its {len} bytes")).into());
+            }
+            let take = chunk.len().min(usize::try_from(want).unwrap_or(usize::MAX));
+            hasher.update(&chunk[..take]);
+            at += take as u64;
+        }
+        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// The terminal state of a build that ended without a Jenkins result, by the recorded intent.

@@ -382,7 +382,14 @@ async fn a_status_answered_500_is_resent_by_a_later_poll_with_the_same_id_then_t
     let posts = webhooks.posts.lock().unwrap().clone();
     let bodies: Vec<serde_json::Value> = posts.iter().map(|p| serde_json::from_slice(&p.body).unwrap()).collect();
     let status = |s: &str| json!({"id": "meta", "type": "build system", "building": false, "status": s});
-    assert_eq!(bodies, vec![status("pending"), status("pending"), status("failed")]);
+    // The end carries the digest of the log the log target received.
+    let sha256: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&log).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let mut failed = status("failed");
+    failed["log"] = json!({"bytes": log.len(), "sha256": sha256});
+    assert_eq!(bodies, vec![status("pending"), status("pending"), failed]);
     assert!(!fake.store.get(id).await.unwrap().unwrap().needs_polling());
     assert_eq!(webhooks.streams.lock().unwrap().len(), 1, "a log delivered to the end is not sent again");
 }

@@ -36,7 +36,7 @@ mod outcome;
 mod status;
 mod status_body;
 
-pub use status_body::{StatusBody, StatusId};
+pub use status_body::{LogDigest, StatusBody, StatusId};
 
 /// Bytes `from..stop` of the feed, which holds them: a part of one chunk as it is, or, across a
 /// chunk's end (where a line may be cut), a copy.

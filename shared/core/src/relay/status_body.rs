@@ -13,6 +13,17 @@ pub struct StatusBody<'a> {
     pub kind: &'static str,
     pub building: bool,
     pub status: &'static str,
+    /// A finished v2 build's whole log: its length and SHA-256, so that a receiver knows it
+    /// holds all of it, byte for byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogDigest<'a>>,
+}
+
+/// The archived log as served: its length in bytes and its SHA-256 (lowercase hex).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LogDigest<'a> {
+    pub bytes: u64,
+    pub sha256: &'a str,
 }
 
 /// A status body's `id`: the build's metadata (v2), or its build number (legacy).
@@ -32,7 +43,12 @@ impl BuildRecord {
             Audience::V2Webhook | Audience::V2Endpoint => (StatusId::Metadata(&self.metadata), "build system"),
             Audience::LegacyCallback | Audience::LegacyEndpoint => (StatusId::Number(event.number.unwrap_or(0)), "jenkins"),
         };
-        StatusBody { id, kind, building: event.state.building(), status: event.state.status_for(audience) }
+        let v2 = matches!(audience, Audience::V2Webhook | Audience::V2Endpoint);
+        let log = match (&self.progress.log_sha256, v2 && event.state.is_terminal()) {
+            (Some(sha256), true) => Some(LogDigest { bytes: self.progress.archive_len, sha256 }),
+            _ => None,
+        };
+        StatusBody { id, kind, building: event.state.building(), status: event.state.status_for(audience), log }
     }
 
     /// The build as it is now, as the status endpoint of its API answers it (the v2 endpoint
