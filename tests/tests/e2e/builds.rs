@@ -305,5 +305,6 @@ async fn a_waiting_build_shows_jenkins_reason_and_every_build_its_times() {
     assert!(time("queued_at") <= time("started_at") && time("started_at") <= time("finished_at"), "{done}");
     let (queued, built) = (done["queue_seconds"].as_f64().unwrap(), done["build_seconds"].as_f64().unwrap());
     assert!(queued >= 1.0, "it waited for the first build: {done}");
-    assert!(built >= 6.0 && built < ENOUGH.as_secs_f64(), "{done}");
+    // Both ends are when a poll saw them (each a poll interval late at most): about the 6 s it slept.
+    assert!(built > 4.0 && built < ENOUGH.as_secs_f64(), "{done}");
 }
