@@ -105,7 +105,8 @@ pub fn unsigned_link(shuttle_host: &Url, source_id: Uuid) -> String {
     format!("{}/{source_id}", shuttle_host.as_str().trim_end_matches('/'))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `bytes` in lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -151,6 +151,11 @@ fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
 }
 
 impl Deliveries {
+    /// Nothing more goes to any target: each is given up.
+    pub fn give_up_all(&mut self) {
+        self.status.iter_mut().chain(self.logs.iter_mut()).for_each(|target| target.closed = true);
+    }
+
     /// The positions of new targets: `callback` tells which status targets are legacy callbacks.
     pub fn for_targets(callbacks: impl IntoIterator<Item = bool>, log_targets: usize) -> Self {
         Self {

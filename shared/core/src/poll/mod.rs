@@ -237,9 +237,8 @@ impl Poller {
         record.progress.lease = None;
         record.progress.round += 1;
         record.progress.polled_at_ms = now_ms();
-        // Nothing can be delivered without the spec (the targets are in it): each is given up.
-        let deliveries = &mut record.progress.deliveries;
-        deliveries.status.iter_mut().chain(deliveries.logs.iter_mut()).for_each(|target| target.closed = true);
+        // Nothing can be delivered without the spec (the targets are in it).
+        record.progress.deliveries.give_up_all();
         record.updated_at_ms = now_ms();
         self.store.update(&record).await?;
         Ok(Polled::Moved { state: record.state, next: None })
@@ -416,7 +415,7 @@ impl Build<'_> {
             hasher.update(&chunk[..take]);
             at += take as u64;
         }
-        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        Ok(crate::access::hex(&hasher.finalize()))
     }
 
     /// The terminal state of a build that ended without a Jenkins result, by the recorded intent.

@@ -59,8 +59,7 @@ impl Poller {
             idle_s = now_ms().saturating_sub(record.updated_at_ms) / 1000,
             "no poll of this finished build succeeded for longer than deliveries are retried: its deliveries are given up"
         );
-        let deliveries = &mut record.progress.deliveries;
-        deliveries.status.iter_mut().chain(deliveries.logs.iter_mut()).for_each(|target| target.closed = true);
+        record.progress.deliveries.give_up_all();
         record.progress.lease = None;
         record.progress.round += 1;
         record.updated_at_ms = now_ms();
