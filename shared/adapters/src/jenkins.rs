@@ -17,6 +17,7 @@ use shuttle_core::config::{ConfigError, Env, ExposeSecret, Secret};
 use shuttle_core::jenkins::{parameters, BuildStatus, JenkinsError, JenkinsResult, LogWindow, QueueItem};
 use shuttle_core::ports::{Jenkins, LogSink};
 use shuttle_core::redact::redact;
+use shuttle_core::secrets::SecretSource;
 use url::Url;
 
 use crate::built::Built;

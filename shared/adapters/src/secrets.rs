@@ -33,9 +33,18 @@ impl ManagedSecret {
         Self { client: client.into(), id: id.to_owned(), ttl, cached: Mutex::new(None) }
     }
 
+    /// Forgets the cached value: the next use fetches the secret again (its value was refused,
+    /// so it may have been rotated).
+    pub async fn expire(&self) {
+        *self.cached.lock().await = None;
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretSource for ManagedSecret {
     /// The secret's `SecretString`: the cached one while it is younger than the TTL, else
     /// fetched (one fetch at a time; the others wait for it).
-    pub async fn current(&self) -> Result<Secret, ServiceError> {
+    async fn current(&self) -> Result<Secret, ServiceError> {
         let mut cached = self.cached.lock().await;
         if let Some((fetched, value)) = cached.as_ref() {
             if fetched.elapsed() < self.ttl {
@@ -52,20 +61,5 @@ impl ManagedSecret {
             .ok_or_else(|| ServiceError::new("secrets manager", format!("the secret {} has no SecretString", self.id)))?;
         *cached = Some((Instant::now(), value.clone()));
         Ok(value)
-    }
-}
-
-#[async_trait::async_trait]
-impl SecretSource for ManagedSecret {
-    async fn current(&self) -> Result<Secret, ServiceError> {
-        ManagedSecret::current(self).await
-    }
-}
-
-impl ManagedSecret {
-    /// Forgets the cached value: the next use fetches the secret again (its value was refused,
-    /// so it may have been rotated).
-    pub async fn expire(&self) {
-        *self.cached.lock().await = None;
     }
 }

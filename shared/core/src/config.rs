@@ -125,10 +125,7 @@ impl<'a> Env<'a> {
     /// or `SHUTTLE_OPEN_MODE=true`.
     pub fn access(&self) -> Result<Access, ConfigError> {
         let open = self.open_mode()?;
-        let tokens: Vec<String> = self
-            .optional("SHUTTLE_API_TOKENS")
-            .map(|raw| raw.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect())
-            .unwrap_or_default();
+        let tokens = self.optional("SHUTTLE_API_TOKENS").map(|raw| token_list(&raw)).unwrap_or_default();
         match (open, tokens.is_empty()) {
             (true, true) => Ok(Access::Open),
             (true, false) => Err(ConfigError::Malformed {
@@ -222,6 +219,11 @@ pub type SecretStore<'s> = dyn Fn(&str) -> Arc<dyn SecretSource> + 's;
 
 const WHSEC: &str = "must be a Standard Webhooks secret: whsec_ followed by base64 (at least one byte)";
 
+/// A comma-separated list of tokens, blanks left out.
+fn token_list(raw: &str) -> Vec<String> {
+    raw.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+}
+
 /// The callers' tokens: each at least [`MIN_SECRET_CHARS`] long, without a space.
 fn checked_tokens(tokens: Vec<String>) -> Result<Access, String> {
     if let Some(position) = tokens.iter().position(|t| t.chars().count() < MIN_SECRET_CHARS || t.chars().any(char::is_whitespace)) {
@@ -240,8 +242,7 @@ fn checked_signing_key(key: String) -> Result<LinkSigner, String> {
 /// The `tokens` of an `ACCESS_SECRET_ID` secret (comma-separated, several during a rotation).
 fn access_from_secret(text: &str) -> Result<Access, String> {
     let tokens = json_field(text, "tokens")?.ok_or("has no tokens")?;
-    let tokens: Vec<String> = tokens.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
-    checked_tokens(tokens).map_err(|why| format!("tokens: {why}"))
+    checked_tokens(token_list(&tokens)).map_err(|why| format!("tokens: {why}"))
 }
 
 /// The `sources_signing_key` of an `ACCESS_SECRET_ID` secret.
