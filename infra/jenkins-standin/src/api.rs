@@ -429,16 +429,19 @@ fn resolve_build(job: &Job, reference: &str) -> Option<u64> {
     found.map(|b| b.number)
 }
 
+/// An item's HTML page: its full display name as title and body.
+fn item_page(path: &ItemPath) -> Reply {
+    let name = respond::escape_html(&path.full_display_name());
+    respond::html(format!("<html><head><title>{name} [Jenkins]</title></head><body>{name}</body></html>\n"))
+}
+
 /// `/job/F/…` of a folder: its page, `api/json`, `createItem`, `config.xml`, `doDelete`.
 async fn folder_route(shared: &Arc<Shared>, request: &ApiRequest, target: &Target, rest: &[&str], user: &str) -> Reply {
     let uri = request.uri.as_str();
     let path = &target.path;
     let post = request.method == Method::POST;
     match rest {
-        [] => {
-            let name = respond::escape_html(&path.full_display_name());
-            respond::html(format!("<html><head><title>{name} [Jenkins]</title></head><body>{name}</body></html>\n"))
-        }
+        [] => item_page(path),
         ["api", "json"] => {
             let inner = shared.lock();
             match inner.item(path) {
@@ -461,10 +464,7 @@ async fn job_route(shared: &Arc<Shared>, request: &ApiRequest, target: &Target, 
     let path = &target.path;
     let post = request.method == Method::POST;
     match rest {
-        [] => {
-            let name = respond::escape_html(&path.full_display_name());
-            respond::html(format!("<html><head><title>{name} [Jenkins]</title></head><body>{name}</body></html>\n"))
-        }
+        [] => item_page(path),
         ["api", "json"] => {
             let inner = shared.lock();
             match inner.job(path) {
